@@ -1,0 +1,3 @@
+module github.com/pubsublock/pubsublock
+
+go 1.26
