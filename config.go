@@ -1,0 +1,288 @@
+package pubsublock
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// Config configures a [Lock]. The zero value locks on a Redis at
+// 127.0.0.1:6379 with portalocker's defaults.
+//
+// How the parameters of portalocker's RedisLock map here:
+//
+//   - channel: the channel argument of [New].
+//   - connection: Client, a [Client] shared by many locks; the lock never
+//     closes it.
+//   - timeout: Timeout; check_interval: CheckInterval; fail_when_locked:
+//     FailWhenLocked; unavailable_timeout: UnavailableTimeout.
+//   - redis_kwargs: URL, Addr, Username, Password, DB, TLSConfig,
+//     DialTimeout; its health_check_interval: HealthCheckInterval.
+//   - thread_sleep_time has no equivalent: the goroutine that owns the
+//     subscribed connection blocks in a read and wakes when a message
+//     arrives, so there is no polling to tune.
+type Config struct {
+	// URL locates the server: redis://[user:password@]host[:port][/db],
+	// rediss:// for TLS, or unix://[user:password@]/path/to/socket[?db=N].
+	// The query parameter protocol=2 makes the client speak RESP2 only.
+	// It may not be combined with Addr.
+	URL string
+	// Addr is host:port, or the path of a unix socket. Default
+	// 127.0.0.1:6379 when URL is empty too.
+	Addr string
+	// Username and Password authenticate (ACL user, or the default user
+	// when Username is empty). They override those of URL.
+	Username, Password string
+	// DB is the database to SELECT. Pub/sub ignores databases, so locks on
+	// the same channel in different DBs exclude each other; only the fence
+	// counter lives in DB.
+	DB int
+	// TLSConfig turns on TLS with this configuration (rediss:// turns it on
+	// with defaults).
+	TLSConfig *tls.Config
+	// DialTimeout bounds dialing and the handshake. Default 5s.
+	DialTimeout time.Duration
+
+	// Client is a shared source of connections to use instead of dialing
+	// by URL or Addr, which must then be empty. The lock never closes it.
+	Client *Client
+
+	// HealthCheckInterval is how often the holder PINGs its subscribed
+	// connection; an unanswered PING (within UnavailableTimeout) ends the
+	// hold. Default 10s, portalocker's health_check_interval; negative
+	// disables the check.
+	HealthCheckInterval time.Duration
+	// Timeout is how long Acquire waits for the lock before it returns
+	// ErrAlreadyLocked. Default 5s; negative waits until the context ends.
+	Timeout time.Duration
+	// CheckInterval is the pause between tries while waiting, jittered by
+	// ±25% so contenders that start together do not stay in step. Default
+	// 250ms.
+	CheckInterval time.Duration
+	// FailWhenLocked makes Acquire return ErrAlreadyLocked after the first
+	// failed try instead of waiting.
+	FailWhenLocked bool
+	// UnavailableTimeout is how long a contender waits for the holder to
+	// answer a ping before it kills the holder's connection, and how long
+	// the holder waits for its own health-check PING. Default 1s, as in
+	// portalocker.
+	UnavailableTimeout time.Duration
+	// Fencing hands out a fencing token with each acquisition (see
+	// Lock.Token), from INCR on the key "<channel>-fence".
+	Fencing bool
+	// Logger receives debug and warning records about the lock's life.
+	// Nil: silent.
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultHealthCheckInterval = 10 * time.Second
+	DefaultTimeout             = 5 * time.Second
+	DefaultCheckInterval       = 250 * time.Millisecond
+	DefaultUnavailableTimeout  = time.Second
+	DefaultDialTimeout         = 5 * time.Second
+	DefaultAddr                = "127.0.0.1:6379"
+)
+
+// ErrConfig is matched (errors.Is) by every error about an invalid
+// channel name or Config.
+var ErrConfig = errors.New("pubsublock: invalid config")
+
+func configErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.HealthCheckInterval == 0 {
+		c.HealthCheckInterval = DefaultHealthCheckInterval
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = DefaultCheckInterval
+	}
+	if c.UnavailableTimeout == 0 {
+		c.UnavailableTimeout = DefaultUnavailableTimeout
+	}
+	switch {
+	case c.CheckInterval < 0:
+		return c, configErr("negative CheckInterval %v", c.CheckInterval)
+	case c.UnavailableTimeout < 0:
+		return c, configErr("negative UnavailableTimeout %v", c.UnavailableTimeout)
+	case c.DialTimeout < 0:
+		return c, configErr("negative DialTimeout %v", c.DialTimeout)
+	case c.DB < 0:
+		return c, configErr("negative DB %d", c.DB)
+	case c.Client != nil && (c.URL != "" || c.Addr != "" || c.Username != "" || c.Password != "" || c.DB != 0 || c.TLSConfig != nil):
+		return c, configErr("Client given together with connection settings")
+	}
+	return c, nil
+}
+
+// ClientConfig says how a [Client] reaches the server. Its fields mean what
+// the fields of the same names in [Config] mean.
+type ClientConfig struct {
+	URL, Addr          string
+	Username, Password string
+	DB                 int
+	TLSConfig          *tls.Config
+	DialTimeout        time.Duration
+	// MaxIdle is how many idle connections the Client keeps warm for the
+	// next acquisition. Default 16; negative keeps none.
+	MaxIdle int
+	// Limits bound what is read from the server (see resp.Limits).
+	Limits resp.Limits
+}
+
+func (c Config) clientConfig() ClientConfig {
+	return ClientConfig{URL: c.URL, Addr: c.Addr, Username: c.Username, Password: c.Password,
+		DB: c.DB, TLSConfig: c.TLSConfig, DialTimeout: c.DialTimeout, MaxIdle: -1}
+}
+
+// dialConfig resolves the URL and fields into where and how to dial.
+func (cc ClientConfig) dialConfig() (dialConfig, error) {
+	dc := dialConfig{network: "tcp", addr: DefaultAddr, dialTimeout: cc.DialTimeout, limits: cc.Limits}
+	if dc.dialTimeout == 0 {
+		dc.dialTimeout = DefaultDialTimeout
+	}
+	if cc.DialTimeout < 0 {
+		return dc, configErr("negative DialTimeout %v", cc.DialTimeout)
+	}
+	if cc.URL != "" && cc.Addr != "" {
+		return dc, configErr("both URL and Addr given")
+	}
+	if cc.URL != "" {
+		var err error
+		if dc, err = parseURL(cc.URL, dc); err != nil {
+			return dc, err
+		}
+	}
+	if cc.Addr != "" {
+		dc.addr = cc.Addr
+		if strings.HasPrefix(cc.Addr, "/") || strings.HasPrefix(cc.Addr, "./") {
+			dc.network = "unix"
+		} else if _, _, err := net.SplitHostPort(cc.Addr); err != nil {
+			return dc, configErr("Addr %q: want host:port or a unix socket path", cc.Addr)
+		}
+	}
+	if cc.Username != "" {
+		dc.username = cc.Username
+	}
+	if cc.Password != "" {
+		dc.password = cc.Password
+	}
+	if cc.DB != 0 {
+		dc.db = cc.DB
+	}
+	if cc.TLSConfig != nil {
+		dc.tls = cc.TLSConfig
+	}
+	if dc.db < 0 {
+		return dc, configErr("negative DB %d", dc.db)
+	}
+	return dc, nil
+}
+
+// parseURL reads a redis://, rediss:// or unix:// URL. Its errors never
+// repeat the URL, which may hold a password.
+func parseURL(raw string, dc dialConfig) (dialConfig, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return dc, configErr("URL is not a valid URL")
+	}
+	if u.User != nil {
+		dc.username = u.User.Username()
+		dc.password, _ = u.User.Password()
+		if _, set := u.User.Password(); !set {
+			// redis://secret@host: a lone user info is the password, as
+			// redis-py reads it.
+			dc.username, dc.password = "", u.User.Username()
+		}
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return dc, configErr("URL query: %v", err)
+	}
+	for k := range q {
+		if k != "db" && k != "protocol" {
+			return dc, configErr("URL query parameter %q not supported (db, protocol)", k)
+		}
+	}
+	switch q.Get("protocol") {
+	case "", "3":
+	case "2":
+		dc.resp2 = true
+	default:
+		return dc, configErr("URL protocol=%q: want 2 or 3", q.Get("protocol"))
+	}
+	db := q.Get("db")
+	switch u.Scheme {
+	case "redis", "rediss":
+		if u.Opaque != "" || u.Host == "" {
+			return dc, configErr("URL needs a host: redis://host:port/db")
+		}
+		host, port := u.Hostname(), u.Port()
+		if port == "" {
+			port = "6379"
+		}
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return dc, configErr("URL port %q is not a port number", port)
+		}
+		dc.network, dc.addr = "tcp", net.JoinHostPort(host, port)
+		if p := strings.Trim(u.Path, "/"); p != "" {
+			if db != "" {
+				return dc, configErr("URL gives the db twice")
+			}
+			db = p
+		}
+		if u.Scheme == "rediss" {
+			dc.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+	case "unix":
+		if u.Path == "" {
+			return dc, configErr("URL needs a socket path: unix:///path/to/redis.sock")
+		}
+		dc.network, dc.addr = "unix", u.Path
+	default:
+		return dc, configErr("URL scheme %q not supported (redis, rediss, unix)", u.Scheme)
+	}
+	if db != "" {
+		n, err := strconv.Atoi(db)
+		if err != nil || n < 0 {
+			return dc, configErr("URL db %q is not a database number", db)
+		}
+		dc.db = n
+	}
+	return dc, nil
+}
+
+// checkChannel refuses channel names that cannot make a valid client name
+// "<channel>-lock": CLIENT SETNAME rejects spaces, newlines and every
+// character outside '!'..'~'.
+func checkChannel(ch string) error {
+	if ch == "" {
+		return configErr("empty channel name")
+	}
+	if len(ch) > 1024 {
+		return configErr("channel name longer than 1024 bytes")
+	}
+	for i := 0; i < len(ch); i++ {
+		if c := ch[i]; c < '!' || c > '~' {
+			return configErr("channel name %q: byte %d (%q) is not a printable ASCII character other than space", ch, i, c)
+		}
+	}
+	return nil
+}

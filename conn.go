@@ -1,0 +1,431 @@
+package pubsublock
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// dialConfig says where and how to connect. It is resolved from Config or
+// a URL by the connection source.
+type dialConfig struct {
+	network     string // "tcp" or "unix"
+	addr        string
+	username    string
+	password    string
+	db          int
+	tls         *tls.Config // nil: plain
+	dialTimeout time.Duration
+	resp2       bool // skip HELLO 3 and speak RESP2
+	limits      resp.Limits
+}
+
+// errConnClosed is the sticky error of a connection closed on purpose.
+var errConnClosed = errors.New("pubsublock: connection closed")
+
+// conn is one connection to a Redis server.
+//
+// It is used in two ways. Synchronously, by one goroutine at a time, with
+// do and pipeline: commands are written and their replies read inline,
+// push frames going to onPush. Asynchronously, once a lock is held: the
+// worker goroutine is the only reader (readFrame, then deliver for each
+// reply), and any goroutine may call send to queue a command whose reply
+// the worker delivers.
+//
+// Any error in the middle of a frame, a protocol violation, or a context
+// that ends during a round trip is fatal: the connection is closed and
+// every later call returns that error (redigo's conn.fatal).
+type conn struct {
+	nc    net.Conn
+	rd    *resp.Reader
+	resp3 bool // HELLO 3 accepted
+	id    int64
+
+	wmu     sync.Mutex // guards wbuf, pending, subMode and writes to nc
+	wbuf    []byte
+	pending []chan<- reply // async replies awaited, in write order
+	subMode bool           // a SUBSCRIBE was sent: RESP2 arrays may be pushes
+
+	emu sync.Mutex // guards err
+	err error      // sticky fatal error
+
+	onPush func(resp.Value) // pushes seen by do and pipeline; nil drops them
+}
+
+// reply is the outcome of an asynchronous command.
+type reply struct {
+	err error // transport error or the server's error reply
+	val resp.Value
+}
+
+func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
+	if dc.dialTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, dc.dialTimeout)
+		defer cancel()
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, dc.network, dc.addr)
+	if err != nil {
+		return nil, fmt.Errorf("pubsublock: dial %s: %w", dc.addr, err)
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+		_ = tc.SetKeepAlive(true)
+	}
+	if dc.tls != nil {
+		cfg := dc.tls.Clone()
+		if cfg.ServerName == "" {
+			if host, _, err := net.SplitHostPort(dc.addr); err == nil {
+				cfg.ServerName = host
+			}
+		}
+		t := tls.Client(nc, cfg)
+		if err := t.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("pubsublock: TLS handshake with %s: %w", dc.addr, err)
+		}
+		nc = t
+	}
+	c := newConn(nc, dc.limits)
+	if err := c.handshake(ctx, dc); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func newConn(nc net.Conn, lim resp.Limits) *conn {
+	return &conn{nc: nc, rd: resp.NewReader(bufio.NewReaderSize(nc, 4096), lim), wbuf: make([]byte, 0, 256)}
+}
+
+// handshake runs HELLO 3 (with AUTH folded in), or, where the server refuses
+// it (Redis 5, -NOPROTO), falls back to RESP2 with AUTH; then SELECT.
+func (c *conn) handshake(ctx context.Context, dc dialConfig) error {
+	if !dc.resp2 {
+		hello := []string{"HELLO", "3"}
+		if dc.password != "" {
+			user := dc.username
+			if user == "" {
+				user = "default"
+			}
+			hello = append(hello, "AUTH", user, dc.password)
+		}
+		_, err := c.do(ctx, hello...)
+		var re resp.Error
+		switch {
+		case err == nil:
+			c.resp3 = true
+		case errors.As(err, &re) && (re.Code() == "NOPROTO" || re.Code() == "ERR"):
+			// Not a RESP3 server: fall back to RESP2 below. An auth failure
+			// comes as WRONGPASS or NOAUTH and is returned.
+		default:
+			return handshakeErr(err)
+		}
+	}
+	var cmds [][]string
+	if !c.resp3 && dc.password != "" {
+		if dc.username != "" {
+			cmds = append(cmds, []string{"AUTH", dc.username, dc.password})
+		} else {
+			cmds = append(cmds, []string{"AUTH", dc.password})
+		}
+	}
+	if dc.db != 0 {
+		cmds = append(cmds, []string{"SELECT", strconv.Itoa(dc.db)})
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	return handshakeErr(c.pipeline(ctx, cmds, nil))
+}
+
+func handshakeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("pubsublock: handshake: %w", err)
+}
+
+// fatal records err as the connection's sticky error and closes it. The
+// first error wins.
+func (c *conn) fatal(err error) error {
+	c.emu.Lock()
+	if c.err == nil {
+		c.err = err
+		c.nc.Close()
+	}
+	err = c.err
+	c.emu.Unlock()
+	return err
+}
+
+// failed returns the sticky error, or nil while the connection is usable.
+func (c *conn) failed() error {
+	c.emu.Lock()
+	defer c.emu.Unlock()
+	return c.err
+}
+
+// close closes the connection; later calls fail with errConnClosed.
+func (c *conn) close() {
+	c.fatal(errConnClosed)
+	c.wmu.Lock()
+	pend := c.pending
+	c.pending = nil
+	c.wmu.Unlock()
+	for _, ch := range pend {
+		if ch != nil {
+			ch <- reply{err: c.failed()}
+		}
+	}
+}
+
+// watch applies ctx to the connection for the duration of one round trip:
+// its deadline becomes the connection's, and cancellation makes blocked I/O
+// return at once. The returned stop must be called when the round trip
+// ends; it reports whether ctx ended during it.
+func (c *conn) watch(ctx context.Context) (stop func() bool) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.nc.SetDeadline(dl)
+	}
+	if ctx.Done() == nil {
+		return func() bool { _ = c.nc.SetDeadline(time.Time{}); return false }
+	}
+	unblock := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
+	return func() bool {
+		if !unblock() {
+			return true
+		}
+		_ = c.nc.SetDeadline(time.Time{})
+		return false
+	}
+}
+
+func deadlinePassed(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
+// ctxErr is the error of a round trip cut short by its context.
+func ctxErr(ctx context.Context, err error) error {
+	cause := context.Cause(ctx)
+	if cause == nil {
+		cause = context.DeadlineExceeded
+	}
+	return fmt.Errorf("pubsublock: %w (connection closed: %v)", cause, err)
+}
+
+// do runs one command synchronously and returns its reply. An error reply
+// is returned as a resp.Error with the zero Value. The Value is valid until
+// the next use of the connection.
+//
+// If ctx ends during the round trip the connection is closed: the reply
+// could still arrive and would be taken for the next command's.
+func (c *conn) do(ctx context.Context, args ...string) (resp.Value, error) {
+	var out resp.Value
+	err := c.pipeline(ctx, [][]string{args}, func(_ int, v resp.Value) error {
+		out = v
+		return nil
+	})
+	return out, err
+}
+
+// pipeline writes cmds in one write and reads their replies in order,
+// calling fn (if not nil) for each. Commands of the SUBSCRIBE family get no
+// reply of their own: their confirmations are pushes and go to onPush. It
+// returns the first error reply (after reading every reply), or a fatal
+// error.
+func (c *conn) pipeline(ctx context.Context, cmds [][]string, fn func(i int, v resp.Value) error) error {
+	if err := c.failed(); err != nil {
+		return err
+	}
+	stop := c.watch(ctx)
+	err := c.roundTrip(cmds, fn)
+	ended := stop()
+	var re resp.Error
+	if err == nil || errors.As(err, &re) || errors.Is(err, errCallback) {
+		if ended {
+			// The replies are in, but the context's deadline may still be
+			// set on the socket: retire the connection.
+			c.fatal(ctxErr(ctx, errConnClosed))
+		}
+		return err
+	}
+	if ended || ctx.Err() != nil || deadlinePassed(ctx) {
+		err = ctxErr(ctx, err)
+	}
+	return c.fatal(err)
+}
+
+// errCallback wraps errors returned by a pipeline callback.
+var errCallback = errors.New("pubsublock: reply rejected")
+
+func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) error {
+	c.wmu.Lock()
+	if len(c.pending) > 0 {
+		c.wmu.Unlock()
+		return errors.New("pubsublock: synchronous command on a connection with a reader")
+	}
+	c.wbuf = c.wbuf[:0]
+	want := 0
+	for _, args := range cmds {
+		c.wbuf = resp.AppendCommand(c.wbuf, args...)
+		if isSubscribeCmd(args[0]) {
+			c.subMode = true
+		} else {
+			want++
+		}
+	}
+	_, err := c.nc.Write(c.wbuf)
+	c.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+	var first error
+	for i := 0; i < want; {
+		v, push, err := c.readFrame()
+		if err != nil {
+			return err
+		}
+		if push {
+			if c.onPush != nil {
+				c.onPush(v)
+			}
+			continue
+		}
+		if e := v.Err(); e != nil {
+			if first == nil {
+				first = e
+			}
+		} else if fn != nil {
+			if err := fn(i, v); err != nil && first == nil {
+				first = fmt.Errorf("%w: %w", errCallback, err)
+			}
+		}
+		i++
+	}
+	return first
+}
+
+// readFrame reads the next frame and says whether it is a push (pub/sub
+// confirmation or message) rather than the reply to a command. In RESP3
+// pushes carry their own type byte; in RESP2, and for servers that send
+// subscribed-mode replies as arrays, the frame's first element tells.
+func (c *conn) readFrame() (v resp.Value, push bool, err error) {
+	v, err = c.rd.Read()
+	if err != nil {
+		return v, false, err
+	}
+	switch v.Type {
+	case resp.TypePush:
+		// miniredis answers PING on a subscribed RESP3 connection with a
+		// "pong" array, real Redis with +PONG; a "pong" push is a reply too.
+		c.trackUnsubscribe(v)
+		return v, !isKind(v, "pong"), nil
+	case resp.TypeArray:
+		c.wmu.Lock()
+		sub := c.subMode
+		c.wmu.Unlock()
+		if sub && len(v.Elems) >= 3 && pushKind(v) != "" {
+			c.trackUnsubscribe(v)
+			return v, true, nil
+		}
+	}
+	return v, false, nil
+}
+
+// trackUnsubscribe leaves subscribed mode when an unsubscribe confirmation
+// says no subscription is left.
+func (c *conn) trackUnsubscribe(v resp.Value) {
+	switch pushKind(v) {
+	case "unsubscribe", "sunsubscribe", "punsubscribe":
+		if n := v.Elems[len(v.Elems)-1]; n.Type == resp.TypeInteger && n.Int == 0 {
+			c.wmu.Lock()
+			c.subMode = false
+			c.wmu.Unlock()
+		}
+	}
+}
+
+// pushKind returns the kind of a pub/sub push frame ("message",
+// "subscribe", ...) or "" if v is not one.
+func pushKind(v resp.Value) string {
+	if len(v.Elems) == 0 {
+		return ""
+	}
+	k := v.Elems[0]
+	if k.Type != resp.TypeBulkString && k.Type != resp.TypeSimpleString {
+		return ""
+	}
+	switch string(k.Str) {
+	case "message", "subscribe", "unsubscribe", "smessage", "ssubscribe", "sunsubscribe",
+		"pmessage", "psubscribe", "punsubscribe", "pong":
+		return string(k.Str) // constant strings: no allocation
+	}
+	return ""
+}
+
+func isKind(v resp.Value, kind string) bool {
+	return len(v.Elems) > 0 && string(v.Elems[0].Str) == kind
+}
+
+func isSubscribeCmd(name string) bool {
+	switch name {
+	case "SUBSCRIBE", "UNSUBSCRIBE", "SSUBSCRIBE", "SUNSUBSCRIBE", "PSUBSCRIBE", "PUNSUBSCRIBE":
+		return true
+	}
+	return false
+}
+
+// send queues a command for a connection whose frames are read by another
+// goroutine (see deliver). If ch is not nil it receives the reply; it must
+// have room for one value. Commands of the SUBSCRIBE family take no ch.
+func (c *conn) send(ch chan<- reply, args ...string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.failed(); err != nil {
+		return err
+	}
+	c.wbuf = resp.AppendCommand(c.wbuf[:0], args...)
+	if isSubscribeCmd(args[0]) {
+		c.subMode = true
+	} else {
+		c.pending = append(c.pending, ch)
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := c.nc.Write(c.wbuf)
+	if err != nil {
+		return c.fatal(fmt.Errorf("pubsublock: write: %w", err))
+	}
+	return nil
+}
+
+// writeTimeout bounds a write to a connection read by another goroutine, so
+// a server that stops reading cannot block the sender forever.
+const writeTimeout = 5 * time.Second
+
+// deliver hands a reply read by the reader goroutine to the oldest waiting
+// sender. A reply nobody asked for means the stream is out of sync.
+func (c *conn) deliver(v resp.Value) error {
+	c.wmu.Lock()
+	if len(c.pending) == 0 {
+		c.wmu.Unlock()
+		return c.fatal(fmt.Errorf("%w: unexpected reply %.64s", resp.ErrProtocol, v.String()))
+	}
+	ch := c.pending[0]
+	c.pending = c.pending[1:]
+	c.wmu.Unlock()
+	if ch != nil {
+		ch <- reply{err: v.Err(), val: v.Clone()}
+	}
+	return nil
+}

@@ -1,0 +1,662 @@
+package pubsublock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// Errors returned by Lock methods; test for them with errors.Is.
+var (
+	// ErrAlreadyLocked: the lock is held elsewhere and was not obtained in
+	// time (or at the first try, with TryAcquire or FailWhenLocked).
+	ErrAlreadyLocked = errors.New("pubsublock: already locked")
+	// ErrNotHeld: Release on a Lock that does not hold the lock.
+	ErrNotHeld = errors.New("pubsublock: not held")
+	// ErrLost: the hold ended without Release: the connection died, was
+	// killed by a contender, the server restarted, or the health check went
+	// unanswered. The wrapped error says which.
+	ErrLost = errors.New("pubsublock: lock lost")
+	// ErrHeld: Acquire on a Lock that already holds the lock, or while
+	// another Acquire on it runs.
+	ErrHeld = errors.New("pubsublock: already held by this Lock")
+)
+
+// Lock is a lock on one pub/sub channel. Create it with [New]; it may be
+// acquired and released any number of times. All methods are safe for
+// concurrent use; see the package documentation.
+type Lock struct {
+	channel string
+	name    string // client name of the holder connection: channel + "-lock"
+	fence   string // key of the fencing counter: channel + "-fence"
+	cfg     Config
+	cl      *Client
+	log     *slog.Logger
+
+	mu    sync.Mutex // guards h and busy
+	h     *hold      // current hold, nil when not held
+	busy  bool       // an Acquire is running
+	ended chan struct{}
+}
+
+// New returns a Lock on channel. The channel must be usable in a client
+// name: printable ASCII without spaces, at most 1024 bytes. New checks cfg
+// but does not connect.
+func New(channel string, cfg Config) (*Lock, error) {
+	if err := checkChannel(channel); err != nil {
+		return nil, err
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cl := cfg.Client
+	if cl == nil {
+		if cl, err = NewClient(cfg.clientConfig()); err != nil {
+			return nil, err
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ended := make(chan struct{})
+	close(ended)
+	return &Lock{
+		channel: channel,
+		name:    channel + "-lock",
+		fence:   channel + "-fence",
+		cfg:     cfg,
+		cl:      cl,
+		log:     log.With("channel", channel),
+		ended:   ended,
+	}, nil
+}
+
+// Channel returns the lock's channel.
+func (l *Lock) Channel() string { return l.channel }
+
+// ClientName returns the name of the holder's connection, channel + "-lock",
+// as portalocker names it.
+func (l *Lock) ClientName() string { return l.name }
+
+// Token returns the fencing token of the current hold when Config.Fencing
+// is on, and 0 otherwise or when not held.
+func (l *Lock) Token() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.h == nil {
+		return 0
+	}
+	return l.h.token
+}
+
+// Lost returns a channel that is closed when the current hold ends: lost
+// (see ErrLost) or released. When the Lock does not hold the lock it
+// returns a closed channel. Err says why the hold ended.
+func (l *Lock) Lost() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.h == nil {
+		return l.ended
+	}
+	return l.h.lost
+}
+
+// Err returns nil while the lock is held, an error matching ErrLost (and
+// wrapping the cause) once the hold was lost and not yet released, and
+// ErrNotHeld otherwise.
+func (l *Lock) Err() error {
+	l.mu.Lock()
+	h := l.h
+	l.mu.Unlock()
+	if h == nil {
+		return ErrNotHeld
+	}
+	if err := h.lostErr(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Acquire takes the lock, waiting up to Config.Timeout (or, with
+// FailWhenLocked, trying once) and returning ErrAlreadyLocked when it is
+// held elsewhere all that time. The first try is immediate; later tries
+// come every CheckInterval (jittered). While a holder is seen, it is pinged
+// and, if silent for UnavailableTimeout, its connection is killed and the
+// lock taken over. When ctx ends Acquire returns at once with ctx's error.
+func (l *Lock) Acquire(ctx context.Context) error {
+	return l.acquire(ctx, l.cfg.Timeout, l.cfg.FailWhenLocked)
+}
+
+// TryAcquire makes one try: nil when the lock was taken, ErrAlreadyLocked
+// when it is held elsewhere (after pinging the holder, and killing it if it
+// is silent for UnavailableTimeout).
+func (l *Lock) TryAcquire(ctx context.Context) error {
+	return l.acquire(ctx, 0, true)
+}
+
+func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) error {
+	l.mu.Lock()
+	if l.busy || l.h != nil && l.h.lostErr() == nil {
+		l.mu.Unlock()
+		return ErrHeld
+	}
+	old := l.h
+	l.h, l.busy = nil, true
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.busy = false
+		l.mu.Unlock()
+	}()
+	if old != nil { // lost and never released: finish it
+		_ = old.release(ctx)
+	}
+
+	var expired <-chan time.Time
+	if timeout >= 0 && !once {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	a := &attempt{l: l}
+	defer a.close()
+	for try := 0; ; try++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("pubsublock: acquire %s: %w", l.channel, context.Cause(ctx))
+		}
+		h, err := a.try(ctx, try == 0)
+		if h != nil {
+			l.mu.Lock()
+			l.h = h
+			l.mu.Unlock()
+			l.log.Debug("acquired", "tries", try+1, "token", h.token)
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("pubsublock: acquire %s: %w", l.channel, context.Cause(ctx))
+			}
+			return fmt.Errorf("pubsublock: acquire %s: %w", l.channel, err)
+		}
+		if once {
+			return ErrAlreadyLocked
+		}
+		if a.killed { // the holder was dead: take over at once
+			continue
+		}
+		t := time.NewTimer(jitter(l.cfg.CheckInterval))
+		select {
+		case <-t.C:
+		case <-expired:
+			t.Stop()
+			return ErrAlreadyLocked
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("pubsublock: acquire %s: %w", l.channel, context.Cause(ctx))
+		}
+	}
+}
+
+// jitter spreads d by ±25%.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+}
+
+// attempt is the state of one Acquire: the connection it subscribes on and
+// the auxiliary one it counts, pings and kills with.
+type attempt struct {
+	l      *Lock
+	sub    *conn // the would-be holder connection
+	aux    *conn // commands while sub is subscribed (RESP2, miniredis)
+	killed bool  // the last try killed a silent holder
+}
+
+func (a *attempt) close() {
+	a.l.cl.put(a.sub)
+	a.l.cl.put(a.aux)
+}
+
+func (a *attempt) getAux(ctx context.Context) (*conn, error) {
+	if a.aux != nil && a.aux.failed() != nil {
+		a.aux.close()
+		a.aux = nil
+	}
+	if a.aux == nil {
+		c, err := a.l.cl.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		a.aux = c
+	}
+	return a.aux, nil
+}
+
+// try makes one attempt at the lock. It returns the new hold, or nil and
+// nil when the lock is held elsewhere, or an error that ends Acquire
+// (dialing, authentication, ctx). The first try subscribes at once, which
+// takes an unheld lock in one round trip; later tries first count the
+// subscribers, so a waiting contender does not disturb the holder.
+func (a *attempt) try(ctx context.Context, first bool) (*hold, error) {
+	l := a.l
+	a.killed = false
+	if !first {
+		aux, err := a.getAux(ctx)
+		if err != nil {
+			return nil, err
+		}
+		n, err := numsub(ctx, aux, l.channel)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			alive, err := l.checkOrKill(ctx, aux)
+			if err != nil || alive {
+				l.logCheck(alive, err)
+				return nil, ctx.Err()
+			}
+			a.killed = true
+		}
+	}
+	if a.sub != nil && a.sub.failed() != nil {
+		a.sub.close()
+		a.sub = nil
+	}
+	if a.sub == nil {
+		c, err := l.cl.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		a.sub = c
+	}
+	n, token, err := a.subscribe(ctx)
+	if err != nil {
+		var re resp.Error
+		if errors.As(err, &re) && re.Code() != "" && !strings.Contains(err.Error(), "only (P") {
+			return nil, err // e.g. NOPERM: no use retrying
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// Our connection died (killed by a contender, say): next try.
+		l.log.Debug("try failed", "err", err)
+		a.sub.close()
+		a.sub = nil
+		return nil, nil
+	}
+	if n == 1 {
+		h := newHold(l, a.sub, token)
+		a.sub = nil
+		return h, nil
+	}
+	l.log.Debug("contended", "subscribers", n)
+	if err := unsubscribe(ctx, a.sub, "UNSUBSCRIBE", l.channel); err != nil {
+		a.sub.close()
+		a.sub = nil
+	}
+	if first && n > 1 {
+		aux, err := a.getAux(ctx)
+		if err != nil {
+			return nil, err
+		}
+		alive, err := l.checkOrKill(ctx, aux)
+		l.logCheck(alive, err)
+		a.killed = err == nil && !alive
+	}
+	return nil, ctx.Err()
+}
+
+func (l *Lock) logCheck(alive bool, err error) {
+	switch {
+	case err != nil:
+		l.log.Warn("cannot check holder", "err", err)
+	case alive:
+		l.log.Debug("holder alive")
+	default:
+		l.log.Info("killed silent holder")
+	}
+}
+
+// subscribe names a.sub as the holder, subscribes it to the channel, takes
+// a fencing token if asked, and counts the subscribers once the
+// subscription is in place. Where a subscribed connection may run commands
+// (RESP3 on real Redis) this is one round trip; otherwise the count and
+// the token come from the auxiliary connection after the subscription is
+// confirmed.
+func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err error) {
+	l := a.l
+	c := a.sub
+	// The token is taken after our SUBSCRIBE and before the count, so a
+	// later holder, who must subscribe after our count, gets a larger one.
+	confirmed := false
+	c.onPush = func(v resp.Value) {
+		if isKind(v, "subscribe") && len(v.Elems) == 3 && string(v.Elems[1].Str) == l.channel {
+			confirmed = true
+		}
+	}
+	defer func() { c.onPush = nil }()
+	cmds := [][]string{{"CLIENT", "SETNAME", l.name}, {"SUBSCRIBE", l.channel}}
+	inline := c.resp3 && l.cl.subCmds.Load() >= 0
+	if inline {
+		if l.cfg.Fencing {
+			cmds = append(cmds, []string{"INCR", l.fence})
+		}
+		cmds = append(cmds, []string{"PUBSUB", "NUMSUB", l.channel})
+	}
+	err = c.pipeline(ctx, cmds, func(i int, v resp.Value) error {
+		switch {
+		case i == 1 && l.cfg.Fencing:
+			token = v.Int
+		case i >= 1:
+			n, err = numsubCount(v, l.channel)
+			return err
+		}
+		return nil
+	})
+	if inline && err != nil && strings.Contains(err.Error(), "only (P") {
+		// miniredis: a subscribed connection refuses other commands even
+		// in RESP3. Remember, and count from the auxiliary connection.
+		l.cl.subCmds.Store(-1)
+		inline, err = false, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	if inline {
+		l.cl.subCmds.Store(1)
+		return n, token, nil
+	}
+	if err := awaitPush(ctx, c, func() bool { return confirmed }); err != nil {
+		return 0, 0, err
+	}
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	cmds = cmds[:0]
+	if l.cfg.Fencing {
+		cmds = append(cmds, []string{"INCR", l.fence})
+	}
+	cmds = append(cmds, []string{"PUBSUB", "NUMSUB", l.channel})
+	err = aux.pipeline(ctx, cmds, func(i int, v resp.Value) error {
+		if i == 0 && l.cfg.Fencing {
+			token = v.Int
+			return nil
+		}
+		n, err = numsubCount(v, l.channel)
+		return err
+	})
+	return n, token, err
+}
+
+// awaitPush reads frames from c until done reports true. Replies are not
+// expected and are an error.
+func awaitPush(ctx context.Context, c *conn, done func() bool) error {
+	if done() {
+		return nil
+	}
+	stop := c.watch(ctx)
+	defer stop()
+	for !done() {
+		v, push, err := c.readFrame()
+		if err != nil {
+			if ctx.Err() != nil || deadlinePassed(ctx) {
+				err = ctxErr(ctx, err)
+			}
+			return c.fatal(err)
+		}
+		if !push {
+			return c.fatal(fmt.Errorf("%w: unexpected reply %.64s", resp.ErrProtocol, v.String()))
+		}
+		if c.onPush != nil {
+			c.onPush(v)
+		}
+	}
+	return nil
+}
+
+// unsubscribe sends cmd (UNSUBSCRIBE or SUNSUBSCRIBE) for channel on a
+// connection read synchronously and drains it up to the confirmation, so
+// messages already queued for the channel are consumed.
+func unsubscribe(ctx context.Context, c *conn, cmd, channel string) error {
+	done := false
+	prev := c.onPush
+	c.onPush = func(v resp.Value) {
+		if (isKind(v, "unsubscribe") || isKind(v, "sunsubscribe")) && len(v.Elems) == 3 && string(v.Elems[1].Str) == channel {
+			done = true
+		}
+	}
+	defer func() { c.onPush = prev }()
+	if err := c.pipeline(ctx, [][]string{{cmd, channel}}, nil); err != nil {
+		return err
+	}
+	return awaitPush(ctx, c, func() bool { return done })
+}
+
+// numsub runs PUBSUB NUMSUB channel.
+func numsub(ctx context.Context, c *conn, channel string) (int64, error) {
+	v, err := c.do(ctx, "PUBSUB", "NUMSUB", channel)
+	if err != nil {
+		return 0, err
+	}
+	return numsubCount(v, channel)
+}
+
+// numsubCount reads the count of a PUBSUB NUMSUB (or SHARDNUMSUB) reply
+// for one channel: a flat array [channel, count] in RESP2 and RESP3.
+func numsubCount(v resp.Value, channel string) (int64, error) {
+	if (v.Type != resp.TypeArray && v.Type != resp.TypeMap) || len(v.Elems) != 2 ||
+		string(v.Elems[0].Str) != channel || v.Elems[1].Type != resp.TypeInteger {
+		return 0, fmt.Errorf("%w: unexpected NUMSUB reply %.100s", resp.ErrProtocol, v.String())
+	}
+	return v.Elems[1].Int, nil
+}
+
+// Release gives the lock up: it unsubscribes, stops the goroutines of the
+// hold, and returns the connection to the Client (or closes it). It
+// returns once those goroutines have exited. If the hold was lost before,
+// the error matches ErrLost and wraps the cause; if the Lock does not hold
+// the lock, ErrNotHeld. Release is safe to call twice and after errors. If
+// ctx ends first, the connection is closed, which frees the lock as well.
+func (l *Lock) Release(ctx context.Context) error {
+	l.mu.Lock()
+	h := l.h
+	l.h = nil
+	l.mu.Unlock()
+	if h == nil {
+		return ErrNotHeld
+	}
+	err := h.release(ctx)
+	if err != nil {
+		l.log.Debug("released after loss", "err", err)
+	} else {
+		l.log.Debug("released")
+	}
+	return err
+}
+
+// CheckOrKill pings whoever holds the lock's channel and reports whether it
+// answered within UnavailableTimeout. A silent holder's connection is
+// killed (CLIENT KILL ID), freeing the lock, and alive is false. With no
+// holder at all, alive is false and nothing is killed. Servers without
+// CLIENT LIST or CLIENT KILL (miniredis) give an error when a holder is
+// silent.
+func (l *Lock) CheckOrKill(ctx context.Context) (alive bool, err error) {
+	c, err := l.cl.get(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer l.cl.put(c)
+	return l.checkOrKill(ctx, c)
+}
+
+// ErrKillUnsupported is returned when a silent holder must be killed but
+// the server has no CLIENT LIST or CLIENT KILL (miniredis, or an ACL user
+// without them).
+var ErrKillUnsupported = errors.New("pubsublock: server cannot list or kill clients")
+
+// checkOrKill is the contender's liveness check, using aux for commands
+// and a second connection for the reply channel.
+func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (alive bool, err error) {
+	replyCh := l.channel + "-" + strconv.FormatFloat(rand.Float64(), 'f', -1, 64)
+	r, err := l.cl.get(ctx)
+	if err != nil {
+		return false, err
+	}
+	answered, subscribed := false, false
+	r.onPush = func(v resp.Value) {
+		switch {
+		case isKind(v, "subscribe") && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh:
+			subscribed = true // a confirmation, not an answer
+		case isKind(v, "message") && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh:
+			answered = true
+		}
+	}
+	defer func() {
+		// Drain every answer up to the unsubscribe confirmation.
+		if r.failed() == nil && unsubscribe(context.WithoutCancel(ctx), r, "UNSUBSCRIBE", replyCh) != nil {
+			r.close()
+		}
+		l.cl.put(r)
+	}()
+	if err := r.pipeline(ctx, [][]string{{"SUBSCRIBE", replyCh}}, nil); err != nil {
+		return false, err
+	}
+	if err := awaitPush(ctx, r, func() bool { return subscribed }); err != nil {
+		return false, err
+	}
+
+	// Who holds it now, and the ping, in one round trip: only clients
+	// listed before the ping went out may be killed, so a holder that
+	// takes the lock during the check is never killed.
+	var before []clientInfo
+	var listErr error
+	var receivers int64
+	ping := `{"response_channel": "` + replyCh + `", "message": "ping"}`
+	err = aux.pipeline(ctx, [][]string{{"CLIENT", "LIST", "TYPE", "pubsub"}, {"PUBLISH", l.channel, ping}},
+		func(i int, v resp.Value) error {
+			if i == 0 {
+				before, listErr = parseClientList(v.Str)
+				return nil
+			}
+			receivers = v.Int
+			return nil
+		})
+	var re resp.Error
+	if err != nil && errors.As(err, &re) && before == nil && listErr == nil {
+		listErr, err = err, nil // CLIENT LIST refused; PUBLISH still ran
+		_, err = aux.do(ctx, "PUBLISH", l.channel, ping)
+		if err == nil {
+			receivers = 1 // unknown; assume someone may answer
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	if receivers == 0 {
+		return false, nil // the holder is gone already
+	}
+
+	wait, cancel := context.WithTimeout(ctx, l.cfg.UnavailableTimeout)
+	err = awaitPush(wait, r, func() bool { return answered })
+	cancel()
+	if answered {
+		return true, nil
+	}
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if r.failed() != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return false, err
+	}
+	if listErr != nil {
+		return false, fmt.Errorf("%w: %w", ErrKillUnsupported, listErr)
+	}
+	return false, l.killSilent(ctx, aux, before)
+}
+
+// killSilent kills the holder connections in before that still hold the
+// channel's client name.
+func (l *Lock) killSilent(ctx context.Context, aux *conn, before []clientInfo) error {
+	v, err := aux.do(ctx, "CLIENT", "LIST", "TYPE", "pubsub")
+	if err != nil {
+		return err
+	}
+	now, err := parseClientList(v.Str)
+	if err != nil {
+		return err
+	}
+	var kill [][]string
+	for _, b := range before {
+		if b.name != l.name || !b.subscribed() {
+			continue
+		}
+		for _, n := range now {
+			if n.id == b.id && n.name == l.name {
+				kill = append(kill, []string{"CLIENT", "KILL", "ID", strconv.FormatInt(n.id, 10)})
+				l.log.Info("killing silent holder", "id", n.id, "addr", n.addr)
+			}
+		}
+	}
+	if len(kill) == 0 {
+		return nil
+	}
+	return aux.pipeline(ctx, kill, nil)
+}
+
+// clientInfo is one line of CLIENT LIST.
+type clientInfo struct {
+	id        int64
+	addr      string
+	name      string
+	age       time.Duration
+	sub, ssub int
+}
+
+func (ci clientInfo) subscribed() bool { return ci.sub > 0 || ci.ssub > 0 }
+
+// parseClientList reads CLIENT LIST text: one client per line, fields
+// "key=value" separated by spaces.
+func parseClientList(text []byte) ([]clientInfo, error) {
+	var out []clientInfo
+	for line := range strings.SplitSeq(string(text), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			continue
+		}
+		var ci clientInfo
+		for f := range strings.SplitSeq(line, " ") {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "id":
+				id, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("%w: CLIENT LIST id %q", resp.ErrProtocol, v)
+				}
+				ci.id = id
+			case "addr":
+				ci.addr = v
+			case "name":
+				ci.name = v
+			case "age":
+				s, _ := strconv.ParseInt(v, 10, 64)
+				ci.age = time.Duration(s) * time.Second
+			case "sub":
+				ci.sub, _ = strconv.Atoi(v)
+			case "ssub":
+				ci.ssub, _ = strconv.Atoi(v)
+			}
+		}
+		out = append(out, ci)
+	}
+	return out, nil
+}

@@ -1,0 +1,76 @@
+package pubsublock
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pubsublock/pubsublock/internal/redistest"
+)
+
+// servers runs f against miniredis and a real redis-server.
+func servers(t *testing.T, f func(t *testing.T, url string)) {
+	t.Run("miniredis", func(t *testing.T) {
+		m := redistest.Miniredis(t)
+		f(t, "redis://"+m.Addr())
+	})
+	t.Run("redis", func(t *testing.T) {
+		s := redistest.Redis(t)
+		f(t, s.URL())
+	})
+	t.Run("redis-resp2", func(t *testing.T) {
+		s := redistest.Redis(t)
+		f(t, s.URL()+"?protocol=2")
+	})
+}
+
+func newLock(t testing.TB, channel string, cfg Config) *Lock {
+	t.Helper()
+	l, err := New(channel, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Release(context.Background()) })
+	return l
+}
+
+func TestAcquireRelease(t *testing.T) {
+	servers(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		a := newLock(t, "jobs", Config{URL: url, Fencing: true})
+		b := newLock(t, "jobs", Config{URL: url, Timeout: 300 * time.Millisecond, Fencing: true})
+		if err := a.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t1 := a.Token()
+		if err := b.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+			t.Fatalf("TryAcquire while held: %v", err)
+		}
+		start := time.Now()
+		if err := b.Acquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+			t.Fatalf("Acquire while held: %v", err)
+		}
+		if d := time.Since(start); d < 300*time.Millisecond {
+			t.Fatalf("Acquire gave up after %v", d)
+		}
+		if err := a.Acquire(ctx); !errors.Is(err, ErrHeld) {
+			t.Fatalf("second Acquire: %v", err)
+		}
+		if err := a.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Release(ctx); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("second Release: %v", err)
+		}
+		if err := b.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if t2 := b.Token(); t2 <= t1 {
+			t.Fatalf("token %d after %d", t2, t1)
+		}
+		if err := b.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -1,0 +1,218 @@
+package pubsublock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// hold is one acquisition of a Lock: the subscribed connection and the
+// goroutines that keep it. The worker goroutine is the only reader of c; it
+// answers pings and notices the end of the subscription. The health
+// goroutine PINGs c.
+type hold struct {
+	l     *Lock
+	c     *conn
+	token int64
+
+	lost       chan struct{} // closed when the hold ends, lost or released
+	endOnce    sync.Once
+	errMu      sync.Mutex // guards err
+	err        error      // why the hold was lost; nil if released
+	releasing  atomic.Bool
+	workerDone chan struct{}
+	healthDone chan struct{}
+	resetName  chan reply // reply to CLIENT SETNAME "" sent by release
+
+	answer *conn // where pings are answered from when c cannot publish; worker-owned
+}
+
+func newHold(l *Lock, c *conn, token int64) *hold {
+	h := &hold{
+		l:          l,
+		c:          c,
+		token:      token,
+		lost:       make(chan struct{}),
+		workerDone: make(chan struct{}),
+		healthDone: make(chan struct{}),
+		resetName:  make(chan reply, 1),
+	}
+	go h.work()
+	if l.cfg.HealthCheckInterval > 0 {
+		go h.health(l.cfg.HealthCheckInterval, l.cfg.UnavailableTimeout)
+	} else {
+		close(h.healthDone)
+	}
+	return h
+}
+
+// end closes lost, recording cause (nil for a release).
+func (h *hold) end(cause error) {
+	h.endOnce.Do(func() {
+		if cause != nil {
+			h.errMu.Lock()
+			h.err = fmt.Errorf("%w: %w", ErrLost, cause)
+			h.errMu.Unlock()
+			h.l.log.Warn("lock lost", "err", cause)
+		}
+		close(h.lost)
+	})
+}
+
+// lostErr returns the ErrLost error once the hold was lost, else nil.
+func (h *hold) lostErr() error {
+	h.errMu.Lock()
+	defer h.errMu.Unlock()
+	return h.err
+}
+
+// errUnsubscribed is the cause of a loss by an unsubscribe the holder did
+// not ask for (a slot migration in cluster mode, a server-side kill of the
+// subscription).
+var errUnsubscribed = errors.New("subscription ended by the server")
+
+// work is the worker goroutine: it reads every frame of the subscribed
+// connection until the hold ends.
+func (h *hold) work() {
+	defer close(h.workerDone)
+	defer func() {
+		if h.answer != nil {
+			h.l.cl.put(h.answer)
+		}
+	}()
+	unsubscribed := false
+	for {
+		v, push, err := h.c.readFrame()
+		if err != nil {
+			cause := h.c.failed()
+			if cause == nil {
+				cause = h.c.fatal(err)
+			}
+			h.end(cause)
+			return
+		}
+		if !push {
+			if err := h.c.deliver(v); err != nil {
+				h.end(err)
+				return
+			}
+		} else {
+			switch pushKind(v) {
+			case "message", "smessage":
+				if len(v.Elems) == 3 && string(v.Elems[1].Str) == h.l.channel {
+					h.onMessage(v.Elems[2].Str)
+				}
+			case "unsubscribe", "sunsubscribe":
+				if len(v.Elems) == 3 && string(v.Elems[1].Str) == h.l.channel {
+					if !h.releasing.Load() {
+						h.end(errUnsubscribed)
+						h.c.fatal(errUnsubscribed) // never re-subscribed
+						return
+					}
+					unsubscribed = true
+				}
+			}
+		}
+		if unsubscribed && h.c.idleReplies() {
+			h.end(nil)
+			return
+		}
+	}
+}
+
+// maxPing is the largest message parsed as a ping; anything longer is
+// ignored. A real ping is about 80 bytes.
+const maxPing = 4096
+
+// ping is the JSON a contender publishes on the lock channel.
+type ping struct {
+	ResponseChannel string `json:"response_channel"`
+}
+
+// onMessage answers a ping by publishing the Unix time to its
+// response_channel, as portalocker's holder does. Anything else is logged
+// and ignored: nothing published on the channel stops the worker.
+func (h *hold) onMessage(payload []byte) {
+	var p ping
+	if len(payload) > maxPing {
+		h.l.log.Debug("ignoring oversized message", "bytes", len(payload))
+		return
+	}
+	if err := json.Unmarshal(payload, &p); err != nil || p.ResponseChannel == "" {
+		h.l.log.Debug("ignoring message that is not a ping", "bytes", len(payload))
+		return
+	}
+	now := time.Now()
+	ts := strconv.FormatFloat(float64(now.UnixNano())/1e9, 'f', 7, 64)
+	if h.c.resp3 && h.l.cl.subCmds.Load() > 0 {
+		if err := h.c.send(nil, "PUBLISH", p.ResponseChannel, ts); err != nil {
+			h.l.log.Debug("cannot answer ping", "err", err)
+		}
+		return
+	}
+	// The subscribed connection cannot publish: answer from a second one.
+	ctx, cancel := context.WithTimeout(context.Background(), h.l.cfg.UnavailableTimeout)
+	defer cancel()
+	if h.answer == nil || h.answer.failed() != nil {
+		c, err := h.l.cl.get(ctx)
+		if err != nil {
+			h.l.log.Debug("cannot answer ping", "err", err)
+			return
+		}
+		h.answer = c
+	}
+	if _, err := h.answer.do(ctx, "PUBLISH", p.ResponseChannel, ts); err != nil {
+		h.l.log.Debug("cannot answer ping", "err", err)
+	}
+}
+
+// release unsubscribes and waits for the goroutines. See Lock.Release.
+func (h *hold) release(ctx context.Context) error {
+	if err := h.lostErr(); err == nil {
+		h.releasing.Store(true)
+		err := h.c.send(nil, "UNSUBSCRIBE", h.l.channel)
+		if err == nil && h.l.cl.maxIdle > 0 {
+			err = h.c.send(h.resetName, "CLIENT", "SETNAME", "")
+		}
+		if err != nil {
+			h.c.fatal(err)
+		}
+		select {
+		case <-h.workerDone:
+		case <-ctx.Done():
+			h.c.fatal(ctxErr(ctx, errConnClosed))
+			<-h.workerDone
+		}
+	} else {
+		h.c.fatal(err)
+		<-h.workerDone
+	}
+	<-h.healthDone
+	if err := h.lostErr(); err != nil && !h.releasing.Load() {
+		h.c.close()
+		return err
+	}
+	if err := h.c.failed(); err != nil {
+		return nil // closed: the server dropped the subscription
+	}
+	if h.l.cl.maxIdle > 0 {
+		if r := <-h.resetName; r.err != nil {
+			h.c.close()
+			return nil
+		}
+	}
+	h.l.cl.put(h.c)
+	return nil
+}
+
+// idleReplies reports whether no reply is awaited.
+func (c *conn) idleReplies() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return len(c.pending) == 0
+}
