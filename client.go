@@ -2,7 +2,11 @@ package pubsublock
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -60,8 +64,9 @@ func (cl *Client) Close() error {
 	return nil
 }
 
-// get returns an idle connection or dials a new one.
-func (cl *Client) get(ctx context.Context) (*conn, error) {
+// get returns an idle connection or dials a new one, to the server that
+// serves channel.
+func (cl *Client) get(ctx context.Context, channel string) (*conn, error) {
 	cl.mu.Lock()
 	if cl.closed {
 		cl.mu.Unlock()
@@ -95,4 +100,36 @@ func (cl *Client) put(c *conn) {
 	if c != nil {
 		c.close()
 	}
+}
+
+// pubsub returns the commands locks use on this Client's server.
+func (cl *Client) pubsub() pubsub { return classic }
+
+// replyChannel returns a fresh channel for the answer to a ping about
+// channel, in portalocker's form "<channel>-<random float>".
+func (cl *Client) replyChannel(channel string) string {
+	return channel + "-" + strconv.FormatFloat(rand.Float64(), 'f', -1, 64)
+}
+
+// pubsub names the commands and push kinds of classic or sharded pub/sub.
+type pubsub struct {
+	subscribe, unsubscribe, publish string // SUBSCRIBE, UNSUBSCRIBE, PUBLISH or their S forms
+	numsub                          string // PUBSUB subcommand: NUMSUB or SHARDNUMSUB
+	subscribed, unsubscribed        string // confirmation push kinds
+	message                         string // message push kind
+}
+
+var (
+	classic = pubsub{"SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", "NUMSUB", "subscribe", "unsubscribe", "message"}
+	sharded = pubsub{"SSUBSCRIBE", "SUNSUBSCRIBE", "SPUBLISH", "SHARDNUMSUB", "ssubscribe", "sunsubscribe", "smessage"}
+)
+
+// pingMessage is the JSON a contender publishes, byte for byte as Python's
+// json.dumps writes it for an ASCII channel.
+func pingMessage(replyCh string) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(replyCh) // a string always encodes
+	return `{"response_channel": ` + strings.TrimSuffix(b.String(), "\n") + `, "message": "ping"}`
 }

@@ -39,6 +39,7 @@ type Lock struct {
 	fence   string // key of the fencing counter: channel + "-fence"
 	cfg     Config
 	cl      *Client
+	ps      pubsub // classic, or sharded on a cluster
 	log     *slog.Logger
 
 	mu    sync.Mutex // guards h and busy
@@ -76,6 +77,7 @@ func New(channel string, cfg Config) (*Lock, error) {
 		fence:   channel + "-fence",
 		cfg:     cfg,
 		cl:      cl,
+		ps:      cl.pubsub(),
 		log:     log.With("channel", channel),
 		ended:   ended,
 	}, nil
@@ -232,7 +234,7 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 		a.aux = nil
 	}
 	if a.aux == nil {
-		c, err := a.l.cl.get(ctx)
+		c, err := a.l.cl.get(ctx, a.l.channel)
 		if err != nil {
 			return nil, err
 		}
@@ -254,7 +256,7 @@ func (a *attempt) try(ctx context.Context, first bool) (*hold, error) {
 		if err != nil {
 			return nil, err
 		}
-		n, err := numsub(ctx, aux, l.channel)
+		n, err := l.numsub(ctx, aux)
 		if err != nil {
 			return nil, err
 		}
@@ -272,7 +274,7 @@ func (a *attempt) try(ctx context.Context, first bool) (*hold, error) {
 		a.sub = nil
 	}
 	if a.sub == nil {
-		c, err := l.cl.get(ctx)
+		c, err := l.cl.get(ctx, l.channel)
 		if err != nil {
 			return nil, err
 		}
@@ -299,7 +301,7 @@ func (a *attempt) try(ctx context.Context, first bool) (*hold, error) {
 		return h, nil
 	}
 	l.log.Debug("contended", "subscribers", n)
-	if err := unsubscribe(ctx, a.sub, "UNSUBSCRIBE", l.channel); err != nil {
+	if err := unsubscribe(ctx, a.sub, l.ps.unsubscribe, l.channel); err != nil {
 		a.sub.close()
 		a.sub = nil
 	}
@@ -339,18 +341,18 @@ func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err erro
 	// later holder, who must subscribe after our count, gets a larger one.
 	confirmed := false
 	c.onPush = func(v resp.Value) {
-		if isKind(v, "subscribe") && len(v.Elems) == 3 && string(v.Elems[1].Str) == l.channel {
+		if isKind(v, l.ps.subscribed) && len(v.Elems) == 3 && string(v.Elems[1].Str) == l.channel {
 			confirmed = true
 		}
 	}
 	defer func() { c.onPush = nil }()
-	cmds := [][]string{{"CLIENT", "SETNAME", l.name}, {"SUBSCRIBE", l.channel}}
+	cmds := [][]string{{"CLIENT", "SETNAME", l.name}, {l.ps.subscribe, l.channel}}
 	inline := c.resp3 && l.cl.subCmds.Load() >= 0
 	if inline {
 		if l.cfg.Fencing {
 			cmds = append(cmds, []string{"INCR", l.fence})
 		}
-		cmds = append(cmds, []string{"PUBSUB", "NUMSUB", l.channel})
+		cmds = append(cmds, []string{"PUBSUB", l.ps.numsub, l.channel})
 	}
 	err = c.pipeline(ctx, cmds, func(i int, v resp.Value) error {
 		switch {
@@ -386,7 +388,7 @@ func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err erro
 	if l.cfg.Fencing {
 		cmds = append(cmds, []string{"INCR", l.fence})
 	}
-	cmds = append(cmds, []string{"PUBSUB", "NUMSUB", l.channel})
+	cmds = append(cmds, []string{"PUBSUB", l.ps.numsub, l.channel})
 	err = aux.pipeline(ctx, cmds, func(i int, v resp.Value) error {
 		if i == 0 && l.cfg.Fencing {
 			token = v.Int
@@ -442,13 +444,13 @@ func unsubscribe(ctx context.Context, c *conn, cmd, channel string) error {
 	return awaitPush(ctx, c, func() bool { return done })
 }
 
-// numsub runs PUBSUB NUMSUB channel.
-func numsub(ctx context.Context, c *conn, channel string) (int64, error) {
-	v, err := c.do(ctx, "PUBSUB", "NUMSUB", channel)
+// numsub counts the subscribers of the lock's channel.
+func (l *Lock) numsub(ctx context.Context, c *conn) (int64, error) {
+	v, err := c.do(ctx, "PUBSUB", l.ps.numsub, l.channel)
 	if err != nil {
 		return 0, err
 	}
-	return numsubCount(v, channel)
+	return numsubCount(v, l.channel)
 }
 
 // numsubCount reads the count of a PUBSUB NUMSUB (or SHARDNUMSUB) reply
@@ -491,7 +493,7 @@ func (l *Lock) Release(ctx context.Context) error {
 // CLIENT LIST or CLIENT KILL (miniredis) give an error when a holder is
 // silent.
 func (l *Lock) CheckOrKill(ctx context.Context) (alive bool, err error) {
-	c, err := l.cl.get(ctx)
+	c, err := l.cl.get(ctx, l.channel)
 	if err != nil {
 		return false, err
 	}
@@ -507,28 +509,28 @@ var ErrKillUnsupported = errors.New("pubsublock: server cannot list or kill clie
 // checkOrKill is the contender's liveness check, using aux for commands
 // and a second connection for the reply channel.
 func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (alive bool, err error) {
-	replyCh := l.channel + "-" + strconv.FormatFloat(rand.Float64(), 'f', -1, 64)
-	r, err := l.cl.get(ctx)
+	replyCh := l.cl.replyChannel(l.channel)
+	r, err := l.cl.get(ctx, l.channel)
 	if err != nil {
 		return false, err
 	}
 	answered, subscribed := false, false
 	r.onPush = func(v resp.Value) {
 		switch {
-		case isKind(v, "subscribe") && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh:
+		case isKind(v, l.ps.subscribed) && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh:
 			subscribed = true // a confirmation, not an answer
-		case isKind(v, "message") && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh:
+		case isKind(v, l.ps.message) && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh:
 			answered = true
 		}
 	}
 	defer func() {
 		// Drain every answer up to the unsubscribe confirmation.
-		if r.failed() == nil && unsubscribe(context.WithoutCancel(ctx), r, "UNSUBSCRIBE", replyCh) != nil {
+		if r.failed() == nil && unsubscribe(context.WithoutCancel(ctx), r, l.ps.unsubscribe, replyCh) != nil {
 			r.close()
 		}
 		l.cl.put(r)
 	}()
-	if err := r.pipeline(ctx, [][]string{{"SUBSCRIBE", replyCh}}, nil); err != nil {
+	if err := r.pipeline(ctx, [][]string{{l.ps.subscribe, replyCh}}, nil); err != nil {
 		return false, err
 	}
 	if err := awaitPush(ctx, r, func() bool { return subscribed }); err != nil {
@@ -541,8 +543,8 @@ func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (alive bool, err erro
 	var before []clientInfo
 	var listErr error
 	var receivers int64
-	ping := `{"response_channel": "` + replyCh + `", "message": "ping"}`
-	err = aux.pipeline(ctx, [][]string{{"CLIENT", "LIST", "TYPE", "pubsub"}, {"PUBLISH", l.channel, ping}},
+	ping := pingMessage(replyCh)
+	err = aux.pipeline(ctx, [][]string{{"CLIENT", "LIST", "TYPE", "pubsub"}, {l.ps.publish, l.channel, ping}},
 		func(i int, v resp.Value) error {
 			if i == 0 {
 				before, listErr = parseClientList(v.Str)
@@ -554,7 +556,7 @@ func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (alive bool, err erro
 	var re resp.Error
 	if err != nil && errors.As(err, &re) && before == nil && listErr == nil {
 		listErr, err = err, nil // CLIENT LIST refused; PUBLISH still ran
-		_, err = aux.do(ctx, "PUBLISH", l.channel, ping)
+		_, err = aux.do(ctx, l.ps.publish, l.channel, ping)
 		if err == nil {
 			receivers = 1 // unknown; assume someone may answer
 		}

@@ -103,11 +103,11 @@ func (h *hold) work() {
 			}
 		} else {
 			switch pushKind(v) {
-			case "message", "smessage":
+			case h.l.ps.message:
 				if len(v.Elems) == 3 && string(v.Elems[1].Str) == h.l.channel {
 					h.onMessage(v.Elems[2].Str)
 				}
-			case "unsubscribe", "sunsubscribe":
+			case h.l.ps.unsubscribed:
 				if len(v.Elems) == 3 && string(v.Elems[1].Str) == h.l.channel {
 					if !h.releasing.Load() {
 						h.end(errUnsubscribed)
@@ -150,7 +150,7 @@ func (h *hold) onMessage(payload []byte) {
 	now := time.Now()
 	ts := strconv.FormatFloat(float64(now.UnixNano())/1e9, 'f', 7, 64)
 	if h.c.resp3 && h.l.cl.subCmds.Load() > 0 {
-		if err := h.c.send(nil, "PUBLISH", p.ResponseChannel, ts); err != nil {
+		if err := h.c.send(nil, h.l.ps.publish, p.ResponseChannel, ts); err != nil {
 			h.l.log.Debug("cannot answer ping", "err", err)
 		}
 		return
@@ -159,14 +159,14 @@ func (h *hold) onMessage(payload []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), h.l.cfg.UnavailableTimeout)
 	defer cancel()
 	if h.answer == nil || h.answer.failed() != nil {
-		c, err := h.l.cl.get(ctx)
+		c, err := h.l.cl.get(ctx, h.l.channel)
 		if err != nil {
 			h.l.log.Debug("cannot answer ping", "err", err)
 			return
 		}
 		h.answer = c
 	}
-	if _, err := h.answer.do(ctx, "PUBLISH", p.ResponseChannel, ts); err != nil {
+	if _, err := h.answer.do(ctx, h.l.ps.publish, p.ResponseChannel, ts); err != nil {
 		h.l.log.Debug("cannot answer ping", "err", err)
 	}
 }
@@ -175,7 +175,7 @@ func (h *hold) onMessage(payload []byte) {
 func (h *hold) release(ctx context.Context) error {
 	if err := h.lostErr(); err == nil {
 		h.releasing.Store(true)
-		err := h.c.send(nil, "UNSUBSCRIBE", h.l.channel)
+		err := h.c.send(nil, h.l.ps.unsubscribe, h.l.channel)
 		if err == nil && h.l.cl.maxIdle > 0 {
 			err = h.c.send(h.resetName, "CLIENT", "SETNAME", "")
 		}
