@@ -20,7 +20,7 @@ func (e Error) Code() string {
 	if i := strings.IndexByte(s, ' '); i >= 0 {
 		s = s[:i]
 	}
-	if s == "" {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
 		return ""
 	}
 	for i := 0; i < len(s); i++ {

@@ -16,10 +16,13 @@ type Limits struct {
 	// the hard output-buffer limit Redis applies to pub/sub clients.
 	MaxBulkLen int
 	// MaxElements is the largest number of elements in one array, set or
-	// push, and of key/value pairs in one map or attribute. Default 1<<20.
+	// push, of key/value pairs in one map or attribute, and of chunks in
+	// one streamed string. Default 1<<20.
 	MaxElements int
-	// MaxDepth is how deeply aggregates may nest; a reply at the top level
-	// is depth 1. Default 64 (a lock client needs about 3).
+	// MaxDepth is how deeply aggregates may nest: an aggregate at the top
+	// level is depth 1, an aggregate inside it depth 2; scalars do not
+	// count. An attribute adds a level to the value it precedes, so a chain
+	// of attributes is bounded too. Default 64 (a lock client needs about 3).
 	MaxDepth int
 	// MaxLineLen is the longest line: simple strings, simple errors and
 	// headers, without CRLF. Default 64 KiB.
@@ -41,6 +44,8 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxElements <= 0 {
 		l.MaxElements = DefaultMaxElements
 	}
+	// Map lengths are doubled to count keys and values: keep that in range.
+	l.MaxElements = min(l.MaxElements, math.MaxInt/2)
 	if l.MaxDepth <= 0 {
 		l.MaxDepth = DefaultMaxDepth
 	}
@@ -69,6 +74,7 @@ type Reader struct {
 	KeepAttributes bool
 
 	arena []byte  // string contents of the current reply
+	line  []byte  // a line longer than br's buffer, gathered
 	stack []Value // elements of aggregates being read
 	slab  []Value // finished element lists of the current reply
 	err   error   // sticky protocol or I/O error
@@ -112,24 +118,29 @@ func (r *Reader) Read() (Value, error) {
 	return v, nil
 }
 
-// readLine returns the next line without its CRLF. The slice is valid until
-// the next read from br unless it was copied to the arena (long lines).
+// readLine returns the next line without its CRLF. The slice is valid only
+// until the next read. When the stream ends before the line does, the error
+// is io.EOF if no byte of the line arrived and io.ErrUnexpectedEOF if some
+// did.
 func (r *Reader) readLine() ([]byte, error) {
 	line, err := r.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
-		// Longer than the buffer: gather it in the arena, within the limit.
-		start := len(r.arena)
-		r.arena = append(r.arena, line...)
+		// Longer than the buffer: gather it in r.line, within the limit.
+		// Not in the arena, where it would split a streamed string.
+		r.line = append(r.line[:0], line...)
 		for err == bufio.ErrBufferFull {
-			if len(r.arena)-start > r.lim.MaxLineLen+2 {
+			if len(r.line) > r.lim.MaxLineLen+2 {
 				return nil, protoErr("line exceeds limit " + strconv.Itoa(r.lim.MaxLineLen))
 			}
 			line, err = r.br.ReadSlice('\n')
-			r.arena = append(r.arena, line...)
+			r.line = append(r.line, line...)
 		}
-		line = r.arena[start:]
+		line = r.line
 	}
 	if err != nil {
+		if len(line) > 0 {
+			err = unexpected(err)
+		}
 		return nil, err
 	}
 	n := len(line)
@@ -183,21 +194,19 @@ func parseInt(b []byte) (int64, bool) {
 	return int64(u), true
 }
 
-// length parses a length header. It returns -1 for the RESP2 null length
-// and -2 for the RESP3 streamed length "?".
+// length parses a length header: digits without sign or leading zeros, the
+// RESP2 null length "-1" (returned as -1) or the RESP3 streamed length "?"
+// (returned as -2).
 func (r *Reader) length(b []byte, what string, max int) (int, error) {
-	if len(b) == 1 && b[0] == '?' {
+	switch string(b) {
+	case "?":
 		return -2, nil
-	}
-	n, ok := parseInt(b)
-	if !ok {
-		return 0, protoErr("invalid " + what + " length " + strconv.Quote(string(b)))
-	}
-	if n == -1 {
+	case "-1":
 		return -1, nil
 	}
-	if n < 0 {
-		return 0, protoErr("negative " + what + " length " + strconv.FormatInt(n, 10))
+	n, ok := parseInt(b)
+	if !ok || b[0] == '-' || b[0] == '+' {
+		return 0, protoErr("invalid " + what + " length " + strconv.Quote(string(b)))
 	}
 	if n > int64(max) {
 		return 0, protoErr(what + " length " + strconv.FormatInt(n, 10) + " exceeds limit " + strconv.Itoa(max))
@@ -218,7 +227,12 @@ func (r *Reader) readBulk(n int) ([]byte, error) {
 	start := len(r.arena)
 	for got := 0; got < n; {
 		step := min(n-got, bulkChunk)
-		r.arena = slices.Grow(r.arena, step)
+		if cap(r.arena)-len(r.arena) < step {
+			// Double rather than let append grow large slices by 1.25x:
+			// a bulk then costs about 4x its size in all instead of 6x,
+			// and never more than twice what has arrived.
+			r.arena = slices.Grow(r.arena, min(n-got, max(step, cap(r.arena))))
+		}
 		m, err := io.ReadFull(r.br, r.arena[len(r.arena):len(r.arena)+step])
 		r.arena = r.arena[:len(r.arena)+m]
 		got += m
@@ -226,13 +240,16 @@ func (r *Reader) readBulk(n int) ([]byte, error) {
 			return nil, unexpected(err)
 		}
 	}
-	var crlf [2]byte
-	if _, err := io.ReadFull(r.br, crlf[:]); err != nil {
+	// Peek rather than read into a local array, which would escape to the
+	// heap through the io.Reader interface: one allocation per bulk.
+	crlf, err := r.br.Peek(2)
+	if err != nil {
 		return nil, unexpected(err)
 	}
-	if crlf != [2]byte{'\r', '\n'} {
+	if crlf[0] != '\r' || crlf[1] != '\n' {
 		return nil, protoErr("bulk data not terminated by CRLF")
 	}
+	r.br.Discard(2) // cannot fail after a successful Peek(2)
 	return r.arena[start:len(r.arena):len(r.arena)], nil
 }
 
@@ -246,12 +263,9 @@ func unexpected(err error) error {
 // readValue reads one value at the given depth. top is true for the first
 // byte of a reply, where a clean EOF is io.EOF rather than unexpected.
 func (r *Reader) readValue(depth int, top bool) (Value, error) {
-	if depth > r.lim.MaxDepth {
-		return Value{}, protoErr("nesting exceeds limit " + strconv.Itoa(r.lim.MaxDepth))
-	}
 	line, err := r.readLine()
 	if err != nil {
-		if !top || len(line) > 0 {
+		if !top {
 			err = unexpected(err)
 		}
 		return Value{}, err
@@ -335,6 +349,10 @@ func (r *Reader) readValue(depth int, top bool) (Value, error) {
 		case n == -1, n == -2 && (t == TypeAttribute || t == TypePush):
 			return Value{}, protoErr("invalid " + t.String() + " length " + strconv.Quote(string(body)))
 		}
+		if depth > r.lim.MaxDepth {
+			return Value{}, protoErr("nesting exceeds limit " + strconv.Itoa(r.lim.MaxDepth))
+		}
+		arena, slab := len(r.arena), len(r.slab)
 		elems, err := r.readElems(n, per, depth)
 		if err != nil {
 			return Value{}, err
@@ -343,12 +361,20 @@ func (r *Reader) readValue(depth int, top bool) (Value, error) {
 			v.Elems = elems
 			return v, nil
 		}
+		if !r.KeepAttributes {
+			// Nothing refers to the dropped pairs: reuse their memory, so
+			// attributes cost nothing to skip.
+			r.arena = r.arena[:arena]
+			clear(r.slab[slab:])
+			r.slab = r.slab[:slab]
+			elems = nil
+		}
 		// An attribute describes the value that follows it.
 		next, err := r.readValue(depth+1, false)
 		if err != nil {
 			return Value{}, err
 		}
-		if r.KeepAttributes {
+		if elems != nil {
 			next.Attrs = append(elems, next.Attrs...)
 		}
 		return next, nil
@@ -363,13 +389,10 @@ func (r *Reader) readValue(depth int, top bool) (Value, error) {
 func (r *Reader) readElems(n, per, depth int) ([]Value, error) {
 	base := len(r.stack)
 	if n >= 0 {
-		r.stack = slices.Grow(r.stack, min(n*per, preallocHint))
+		r.stack = slices.Grow(r.stack, min(n, preallocHint)*per)
 	}
 	for i := 0; n < 0 || i < n*per; i++ {
 		if n < 0 {
-			if i >= r.lim.MaxElements*per {
-				return nil, protoErr("streamed aggregate exceeds limit " + strconv.Itoa(r.lim.MaxElements))
-			}
 			if b, err := r.br.Peek(1); err == nil && b[0] == '.' {
 				line, err := r.readLine()
 				if err != nil {
@@ -382,6 +405,11 @@ func (r *Reader) readElems(n, per, depth int) ([]Value, error) {
 					return nil, protoErr("streamed map ended after a key")
 				}
 				break
+			}
+			// Checked after the end marker, so that exactly MaxElements
+			// elements are accepted.
+			if i >= r.lim.MaxElements*per {
+				return nil, protoErr("streamed aggregate exceeds limit " + strconv.Itoa(r.lim.MaxElements))
 			}
 		}
 		e, err := r.readValue(depth+1, false)
@@ -400,10 +428,11 @@ func (r *Reader) readElems(n, per, depth int) ([]Value, error) {
 }
 
 // readStreamedString reads the chunks of a streamed string ("$?") up to the
-// zero-length terminator.
+// zero-length terminator. The total is bounded by MaxBulkLen and the number
+// of chunks by MaxElements, so that endless one-byte chunks end quickly.
 func (r *Reader) readStreamedString() ([]byte, error) {
 	start := len(r.arena)
-	for {
+	for chunks := 0; ; chunks++ {
 		line, err := r.readLine()
 		if err != nil {
 			return nil, unexpected(err)
@@ -421,7 +450,10 @@ func (r *Reader) readStreamedString() ([]byte, error) {
 		if n == 0 {
 			return r.arena[start:len(r.arena):len(r.arena)], nil
 		}
-		if len(r.arena)-start+n > r.lim.MaxBulkLen {
+		if chunks >= r.lim.MaxElements {
+			return nil, protoErr("streamed string exceeds limit of " + strconv.Itoa(r.lim.MaxElements) + " chunks")
+		}
+		if n > r.lim.MaxBulkLen-(len(r.arena)-start) {
 			return nil, protoErr("streamed string exceeds limit " + strconv.Itoa(r.lim.MaxBulkLen))
 		}
 		if _, err := r.readBulk(n); err != nil {
