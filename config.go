@@ -137,6 +137,10 @@ type ClientConfig struct {
 	DB                 int
 	TLSConfig          *tls.Config
 	DialTimeout        time.Duration
+	// ClientName names the Client's connections while they do not hold a
+	// lock (a holder's connection is named "<channel>-lock"). Default: no
+	// name.
+	ClientName string
 	// MaxIdle is how many idle connections the Client keeps warm for the
 	// next acquisition. Default 16; negative keeps none.
 	MaxIdle int
@@ -183,6 +187,12 @@ func (cc ClientConfig) dialConfig() (dialConfig, error) {
 	}
 	if cc.DB != 0 {
 		dc.db = cc.DB
+	}
+	if cc.ClientName != "" {
+		if err := checkName(cc.ClientName); err != nil {
+			return dc, configErr("ClientName %w", err)
+		}
+		dc.name = cc.ClientName
 	}
 	if cc.TLSConfig != nil {
 		dc.tls = cc.TLSConfig
@@ -270,18 +280,26 @@ func parseURL(raw string, dc dialConfig) (dialConfig, error) {
 }
 
 // checkChannel refuses channel names that cannot make a valid client name
-// "<channel>-lock": CLIENT SETNAME rejects spaces, newlines and every
-// character outside '!'..'~'.
+// "<channel>-lock".
 func checkChannel(ch string) error {
 	if ch == "" {
 		return configErr("empty channel name")
 	}
-	if len(ch) > 1024 {
-		return configErr("channel name longer than 1024 bytes")
+	if err := checkName(ch); err != nil {
+		return configErr("channel name %w", err)
 	}
-	for i := 0; i < len(ch); i++ {
-		if c := ch[i]; c < '!' || c > '~' {
-			return configErr("channel name %q: byte %d (%q) is not a printable ASCII character other than space", ch, i, c)
+	return nil
+}
+
+// checkName refuses what CLIENT SETNAME refuses: spaces, newlines and every
+// byte outside '!'..'~'; and names over 1024 bytes.
+func checkName(s string) error {
+	if len(s) > 1024 {
+		return errors.New("longer than 1024 bytes")
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < '!' || c > '~' {
+			return fmt.Errorf("%q: byte %d (%q) is not printable ASCII other than space, as CLIENT SETNAME requires", s, i, c)
 		}
 	}
 	return nil

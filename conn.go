@@ -24,7 +24,8 @@ type dialConfig struct {
 	db          int
 	tls         *tls.Config // nil: plain
 	dialTimeout time.Duration
-	resp2       bool // skip HELLO 3 and speak RESP2
+	name        string // client name set at the handshake; "" for none
+	resp2       bool   // skip HELLO 3 and speak RESP2
 	limits      resp.Limits
 }
 
@@ -107,8 +108,9 @@ func newConn(nc net.Conn, lim resp.Limits) *conn {
 	return &conn{nc: nc, rd: resp.NewReader(bufio.NewReaderSize(nc, 4096), lim), wbuf: make([]byte, 0, 256)}
 }
 
-// handshake runs HELLO 3 (with AUTH folded in), or, where the server refuses
-// it (Redis 5, -NOPROTO), falls back to RESP2 with AUTH; then SELECT.
+// handshake runs HELLO 3 (with AUTH and SETNAME folded in), or, where the
+// server refuses it (Redis 5, -NOPROTO), falls back to RESP2 with AUTH and
+// CLIENT SETNAME; then SELECT. The fallback commands go in one round trip.
 func (c *conn) handshake(ctx context.Context, dc dialConfig) error {
 	if !dc.resp2 {
 		hello := []string{"HELLO", "3"}
@@ -118,6 +120,9 @@ func (c *conn) handshake(ctx context.Context, dc dialConfig) error {
 				user = "default"
 			}
 			hello = append(hello, "AUTH", user, dc.password)
+		}
+		if dc.name != "" {
+			hello = append(hello, "SETNAME", dc.name)
 		}
 		_, err := c.do(ctx, hello...)
 		var re resp.Error
@@ -138,6 +143,9 @@ func (c *conn) handshake(ctx context.Context, dc dialConfig) error {
 		} else {
 			cmds = append(cmds, []string{"AUTH", dc.password})
 		}
+	}
+	if !c.resp3 && dc.name != "" {
+		cmds = append(cmds, []string{"CLIENT", "SETNAME", dc.name})
 	}
 	if dc.db != 0 {
 		cmds = append(cmds, []string{"SELECT", strconv.Itoa(dc.db)})

@@ -177,7 +177,7 @@ func (h *hold) release(ctx context.Context) error {
 		h.releasing.Store(true)
 		err := h.c.send(nil, h.l.ps.unsubscribe, h.l.channel)
 		if err == nil && h.l.cl.maxIdle > 0 {
-			err = h.c.send(h.resetName, "CLIENT", "SETNAME", "")
+			err = h.c.send(h.resetName, "CLIENT", "SETNAME", h.l.cl.dc.name)
 		}
 		if err != nil {
 			h.c.fatal(err)

@@ -1,0 +1,346 @@
+package pubsublock
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pubsublock/pubsublock/internal/redistest"
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// scripted is a fake server: for each expected command (exact bytes) it
+// writes the given reply bytes. It records everything the client sent.
+type scripted struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	got  strings.Builder
+	done chan struct{}
+}
+
+type step struct{ want, reply string }
+
+func newScripted(t *testing.T, steps ...step) *scripted {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scripted{ln: ln, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for _, st := range steps {
+			buf := make([]byte, len(st.want))
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.got.Write(buf)
+			s.mu.Unlock()
+			if string(buf) != st.want {
+				return
+			}
+			if _, err := c.Write([]byte(st.reply)); err != nil {
+				return
+			}
+		}
+		rest, _ := io.ReadAll(c) // until the client closes
+		s.mu.Lock()
+		s.got.Write(rest)
+		s.mu.Unlock()
+	}()
+	t.Cleanup(func() { ln.Close(); <-s.done })
+	return s
+}
+
+func (s *scripted) addr() string { return s.ln.Addr().String() }
+
+func (s *scripted) sent() string {
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got.String()
+}
+
+func cmd(args ...string) string { return string(resp.AppendCommand(nil, args...)) }
+
+const helloReply = "%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n"
+
+func TestHandshakeTranscript(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cfg   ClientConfig
+		steps []step
+	}{
+		{"plain", ClientConfig{}, []step{{cmd("HELLO", "3"), helloReply}}},
+		{"auth name db", ClientConfig{Username: "u", Password: "p", ClientName: "app", DB: 2}, []step{
+			{cmd("HELLO", "3", "AUTH", "u", "p", "SETNAME", "app"), helloReply},
+			{cmd("SELECT", "2"), "+OK\r\n"},
+		}},
+		{"password only", ClientConfig{Password: "p"}, []step{{cmd("HELLO", "3", "AUTH", "default", "p"), helloReply}}},
+		{"fallback NOPROTO", ClientConfig{Password: "p", ClientName: "app", DB: 1}, []step{
+			{cmd("HELLO", "3", "AUTH", "default", "p", "SETNAME", "app"), "-NOPROTO sorry, this protocol version is not supported\r\n"},
+			{cmd("AUTH", "p") + cmd("CLIENT", "SETNAME", "app") + cmd("SELECT", "1"), "+OK\r\n+OK\r\n+OK\r\n"},
+		}},
+		{"fallback Redis 5", ClientConfig{Username: "u", Password: "p"}, []step{
+			{cmd("HELLO", "3", "AUTH", "u", "p"), "-ERR unknown command `HELLO`, with args beginning with: `3`, \r\n"},
+			{cmd("AUTH", "u", "p"), "+OK\r\n"},
+		}},
+		{"protocol=2", ClientConfig{URL: "redis://h?protocol=2", ClientName: "x"}, []step{
+			{cmd("CLIENT", "SETNAME", "x"), "+OK\r\n"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScripted(t, tc.steps...)
+			dc, err := tc.cfg.dialConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dc.network, dc.addr = "tcp", s.addr()
+			c, err := dialConn(context.Background(), dc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.close()
+			var want strings.Builder
+			for _, st := range tc.steps {
+				want.WriteString(st.want)
+			}
+			if got := s.sent(); got != want.String() {
+				t.Errorf("sent %q\nwant %q", got, want.String())
+			}
+		})
+	}
+}
+
+func TestHandshakeAuthFailureHidesPassword(t *testing.T) {
+	s := newScripted(t, step{cmd("HELLO", "3", "AUTH", "u", "hunter2"), "-WRONGPASS invalid username-password pair or user is disabled.\r\n"})
+	_, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), username: "u", password: "hunter2"})
+	var re resp.Error
+	if !errors.As(err, &re) || re.Code() != "WRONGPASS" {
+		t.Fatalf("err = %v, want WRONGPASS", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error reveals the password: %v", err)
+	}
+}
+
+// recorder is a TCP proxy that records the bytes the client sends.
+type recorder struct {
+	ln  net.Listener
+	mu  sync.Mutex
+	buf strings.Builder
+	wg  sync.WaitGroup
+}
+
+func newRecorder(t *testing.T, target string) *recorder {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{ln: ln}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			r.wg.Add(2)
+			go func() { defer r.wg.Done(); io.Copy(c, s); c.Close() }()
+			go func() {
+				defer r.wg.Done()
+				b := make([]byte, 4096)
+				for {
+					n, err := c.Read(b)
+					r.mu.Lock()
+					r.buf.Write(b[:n])
+					r.mu.Unlock()
+					s.Write(b[:n])
+					if err != nil {
+						s.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); r.wg.Wait() })
+	return r
+}
+
+func (r *recorder) sent() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.buf.String()
+}
+
+// TestHandshakeRealServers checks the bytes sent and the protocol agreed
+// with miniredis and redis-server, with a password, a name and a DB, and
+// the RESP2 fallback against a server whose HELLO is disabled.
+func TestHandshakeRealServers(t *testing.T) {
+	type target struct {
+		name, addr string
+		resp3      bool
+		hello      bool
+	}
+	m := redistest.Miniredis(t)
+	m.RequireUserAuth("u", "pw")
+	acl := []string{"--user", "u", "on", ">pw", "~*", "&*", "+@all"}
+	real := redistest.Redis(t, acl...)
+	old := redistest.Redis(t, append([]string{"--rename-command", "HELLO", `""`}, acl...)...)
+	for _, tg := range []target{{"miniredis", m.Addr(), true, true}, {"redis", real.Addr(), true, true}, {"redis-without-hello", old.Addr(), false, false}} {
+		t.Run(tg.name, func(t *testing.T) {
+			rec := newRecorder(t, tg.addr)
+			c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: rec.ln.Addr().String(),
+				username: "u", password: "pw", name: "app", db: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.close()
+			if c.resp3 != tg.resp3 {
+				t.Errorf("resp3 = %v", c.resp3)
+			}
+			v, err := c.do(context.Background(), "PING")
+			if err != nil || string(v.Str) != "PONG" {
+				t.Fatalf("PING: %v %v", v, err)
+			}
+			want := cmd("HELLO", "3", "AUTH", "u", "pw", "SETNAME", "app")
+			if !tg.hello {
+				want += cmd("AUTH", "u", "pw") + cmd("CLIENT", "SETNAME", "app")
+			}
+			want += cmd("SELECT", "3") + cmd("PING")
+			if got := rec.sent(); got != want {
+				t.Errorf("sent %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+func TestContextDeadlineClosesConn(t *testing.T) {
+	// A server that reads and never answers.
+	s := newScripted(t, step{cmd("PING"), ""})
+	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = c.do(ctx, "PING")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("returned after %v", d)
+	}
+	if c.failed() == nil {
+		t.Fatal("connection still usable after a timed-out round trip")
+	}
+	if _, err := c.do(context.Background(), "PING"); err == nil {
+		t.Fatal("reused a timed-out connection")
+	}
+}
+
+func TestContextCancelClosesConn(t *testing.T) {
+	s := newScripted(t, step{cmd("PING"), ""})
+	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if _, err := c.do(ctx, "PING"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	if c.failed() == nil {
+		t.Fatal("connection still usable after a canceled round trip")
+	}
+}
+
+func TestPushBeforeReply(t *testing.T) {
+	push := ">3\r\n$7\r\nmessage\r\n$4\r\njobs\r\n$2\r\nhi\r\n"
+	s := newScripted(t,
+		step{cmd("HELLO", "3"), helloReply},
+		step{cmd("SUBSCRIBE", "jobs") + cmd("PUBSUB", "NUMSUB", "jobs"),
+			">3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n" + push + "*2\r\n$4\r\njobs\r\n:1\r\n"})
+	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	var pushes []string
+	c.onPush = func(v resp.Value) { pushes = append(pushes, v.String()) }
+	var n int64
+	err = c.pipeline(context.Background(), [][]string{{"SUBSCRIBE", "jobs"}, {"PUBSUB", "NUMSUB", "jobs"}},
+		func(_ int, v resp.Value) (err error) { n, err = numsubCount(v, "jobs"); return err })
+	if err != nil || n != 1 {
+		t.Fatalf("n = %d, err = %v", n, err)
+	}
+	if len(pushes) != 2 || pushes[1] != `>["message" "jobs" "hi"]` {
+		t.Fatalf("pushes = %q", pushes)
+	}
+}
+
+func TestProtocolErrorIsFatal(t *testing.T) {
+	s := newScripted(t, step{cmd("PING"), "$1\r\naXY\r\n"})
+	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.do(context.Background(), "PING")
+	if !errors.Is(err, resp.ErrProtocol) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err2 := c.do(context.Background(), "PING"); !errors.Is(err2, resp.ErrProtocol) {
+		t.Fatalf("second call: %v, want the sticky protocol error", err2)
+	}
+}
+
+func TestServerErrorIsNotFatal(t *testing.T) {
+	s := newScripted(t,
+		step{cmd("GET", "k"), "-MOVED 5258 127.0.0.1:17001\r\n"},
+		step{cmd("PING"), "+PONG\r\n"})
+	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	_, err = c.do(context.Background(), "GET", "k")
+	var re resp.Error
+	if !errors.As(err, &re) || re.Code() != "MOVED" {
+		t.Fatalf("err = %v", err)
+	}
+	if v, err := c.do(context.Background(), "PING"); err != nil || string(v.Str) != "PONG" {
+		t.Fatalf("after an error reply: %v %v", v, err)
+	}
+}
+
+func TestUnixSocket(t *testing.T) {
+	dir := t.TempDir()
+	sock := dir + "/redis.sock"
+	redistest.Redis(t, "--unixsocket", sock, "--unixsocketperm", "700")
+	l := newLock(t, "unix-lock", Config{URL: "unix://" + sock + "?db=1"})
+	if err := l.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
