@@ -1,0 +1,163 @@
+package redistest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// noLeak runs f as a subtest and checks that every goroutine it started,
+// its cleanups' included, has exited.
+func noLeak(t *testing.T, name string, f func(t *testing.T)) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Run(name, f)
+	waitFor(t, 5*time.Second, name+" leaves no goroutine", func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines, %d before", n, before)
+		}
+		return nil
+	})
+}
+
+// client is a raw RESP connection for the proxy tests.
+type client struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &client{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (c *client) send(args ...string) {
+	c.t.Helper()
+	if _, err := c.c.Write(appendCommand(nil, args...)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// read reads one reply, waiting at most d.
+func (c *client) read(d time.Duration) (any, error) {
+	c.c.SetReadDeadline(time.Now().Add(d))
+	return readReply(c.r, 0)
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+func TestProxy(t *testing.T) {
+	noLeak(t, "forward", func(t *testing.T) {
+		s := Redis(t)
+		p := NewProxy(t, s.Addr())
+		c := dial(t, p.Addr())
+		c.send("SET", "k", "v")
+		c.send("GET", "k")
+		for _, want := range []string{"OK", "v"} {
+			if v, err := c.read(5 * time.Second); err != nil || v != want {
+				t.Fatalf("reply %#v, %v; want %q", v, err, want)
+			}
+		}
+	})
+	noLeak(t, "blackhole", func(t *testing.T) {
+		s := Redis(t)
+		p := NewProxy(t, s.Addr())
+		c := dial(t, p.Addr())
+		c.send("PING")
+		if v, err := c.read(5 * time.Second); err != nil || v != "PONG" {
+			t.Fatalf("PING = %#v, %v", v, err)
+		}
+		p.Blackhole()
+		p.Blackhole() // twice is once
+		c.send("PING")
+		if v, err := c.read(200 * time.Millisecond); !isTimeout(err) {
+			t.Fatalf("PING through a blackhole = %#v, %v; want a timeout", v, err)
+		}
+		// A connection made meanwhile carries nothing either.
+		c2 := dial(t, p.Addr())
+		c2.send("PING")
+		if v, err := c2.read(100 * time.Millisecond); !isTimeout(err) {
+			t.Fatalf("PING on a new connection through a blackhole = %#v, %v; want a timeout", v, err)
+		}
+		p.Resume()
+		p.Resume()
+		for _, c := range []*client{c, c2} {
+			if v, err := c.read(5 * time.Second); err != nil || v != "PONG" {
+				t.Fatalf("PING after Resume = %#v, %v; want the held PONG", v, err)
+			}
+		}
+	})
+	noLeak(t, "blackhole holds a close", func(t *testing.T) {
+		s := Redis(t)
+		p := NewProxy(t, s.Addr())
+		c := dial(t, p.Addr())
+		c.send("SUBSCRIBE", "ch")
+		if _, err := c.read(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		p.Blackhole()
+		c.c.Close()
+		time.Sleep(100 * time.Millisecond)
+		if err := numsub(s, "ch", "1"); err != nil {
+			t.Fatalf("server saw the close through a blackhole: %v", err)
+		}
+		p.Resume()
+		waitFor(t, 5*time.Second, "server sees the close", func() error { return numsub(s, "ch", "0") })
+	})
+	noLeak(t, "close all", func(t *testing.T) {
+		s := Redis(t)
+		p := NewProxy(t, s.Addr())
+		var cs []*client
+		for range 3 {
+			c := dial(t, p.Addr())
+			c.send("SUBSCRIBE", "ch")
+			if _, err := c.read(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			cs = append(cs, c)
+		}
+		p.Blackhole() // CloseAll works through a blackhole too
+		p.CloseAll()
+		for _, c := range cs {
+			if v, err := c.read(5 * time.Second); err != io.EOF {
+				t.Fatalf("read after CloseAll = %#v, %v; want EOF", v, err)
+			}
+		}
+		waitFor(t, 5*time.Second, "server sees the closes", func() error { return numsub(s, "ch", "0") })
+		p.Resume()
+		c := dial(t, p.Addr())
+		c.send("PING")
+		if v, err := c.read(5 * time.Second); err != nil || v != "PONG" {
+			t.Fatalf("PING on a new connection after CloseAll = %#v, %v", v, err)
+		}
+	})
+	noLeak(t, "target down", func(t *testing.T) {
+		s := Redis(t)
+		p := NewProxy(t, s.Addr())
+		s.Stop()
+		c := dial(t, p.Addr())
+		if v, err := c.read(5 * time.Second); err != io.EOF {
+			t.Fatalf("read with the target down = %#v, %v; want EOF", v, err)
+		}
+	})
+	noLeak(t, "cleanup with open connections", func(t *testing.T) {
+		s := Redis(t)
+		p := NewProxy(t, s.Addr())
+		c := dial(t, p.Addr())
+		c.send("SUBSCRIBE", "ch")
+		p.Blackhole()
+	})
+}
