@@ -1,6 +1,7 @@
 package pubsublock
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -146,6 +147,10 @@ type ClientConfig struct {
 	MaxIdle int
 	// Limits bound what is read from the server (see resp.Limits).
 	Limits resp.Limits
+	// Dial, when set, opens connections instead of a net.Dialer: for
+	// proxies, custom resolvers or tests. TLS, if configured, is layered on
+	// top of the connection it returns.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func (c Config) clientConfig() ClientConfig {
@@ -155,7 +160,7 @@ func (c Config) clientConfig() ClientConfig {
 
 // dialConfig resolves the URL and fields into where and how to dial.
 func (cc ClientConfig) dialConfig() (dialConfig, error) {
-	dc := dialConfig{network: "tcp", addr: DefaultAddr, dialTimeout: cc.DialTimeout, limits: cc.Limits}
+	dc := dialConfig{network: "tcp", addr: DefaultAddr, dialTimeout: cc.DialTimeout, limits: cc.Limits, dial: cc.Dial}
 	if dc.dialTimeout == 0 {
 		dc.dialTimeout = DefaultDialTimeout
 	}

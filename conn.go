@@ -26,6 +26,7 @@ type dialConfig struct {
 	dialTimeout time.Duration
 	name        string // client name set at the handshake; "" for none
 	resp2       bool   // skip HELLO 3 and speak RESP2
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	limits      resp.Limits
 }
 
@@ -73,8 +74,12 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 		ctx, cancel = context.WithTimeout(ctx, dc.dialTimeout)
 		defer cancel()
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, dc.network, dc.addr)
+	dial := dc.dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	nc, err := dial(ctx, dc.network, dc.addr)
 	if err != nil {
 		return nil, fmt.Errorf("pubsublock: dial %s: %w", dc.addr, err)
 	}

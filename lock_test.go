@@ -3,6 +3,7 @@ package pubsublock
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,4 +74,37 @@ func TestAcquireRelease(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestMinimalACL runs the lock as a user with exactly the permissions the
+// package documentation lists, including killing a silent holder.
+func TestMinimalACL(t *testing.T) {
+	s := redistest.Redis(t, "--user", "locker", "on", ">secret", "resetchannels", "&jobs", "&jobs-*", "~jobs-fence",
+		"+subscribe", "+unsubscribe", "+publish", "+pubsub|numsub", "+client|setname", "+client|list",
+		"+client|kill", "+ping", "+hello", "+incr", "+select")
+	url := "redis://locker:secret@" + s.Addr()
+	ctx := context.Background()
+	a := newLock(t, "jobs", Config{URL: url, Fencing: true})
+	if err := a.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := newLock(t, "jobs", Config{URL: url, Fencing: true, UnavailableTimeout: 200 * time.Millisecond})
+	if alive, err := b.CheckOrKill(ctx); err != nil || !alive {
+		t.Fatalf("CheckOrKill of a live holder: %v %v", alive, err)
+	}
+	if err := b.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+		t.Fatalf("TryAcquire: %v", err)
+	}
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A user without the lock's channel gets a clear permission error.
+	other := newLock(t, "other", Config{URL: url})
+	err := other.TryAcquire(ctx)
+	if err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("lock on a forbidden channel: %v", err)
+	}
 }

@@ -138,19 +138,15 @@ type ping struct {
 // response_channel, as portalocker's holder does. Anything else is logged
 // and ignored: nothing published on the channel stops the worker.
 func (h *hold) onMessage(payload []byte) {
-	var p ping
-	if len(payload) > maxPing {
-		h.l.log.Debug("ignoring oversized message", "bytes", len(payload))
-		return
-	}
-	if err := json.Unmarshal(payload, &p); err != nil || p.ResponseChannel == "" {
+	replyCh, ok := parsePing(payload)
+	if !ok {
 		h.l.log.Debug("ignoring message that is not a ping", "bytes", len(payload))
 		return
 	}
 	now := time.Now()
 	ts := strconv.FormatFloat(float64(now.UnixNano())/1e9, 'f', 7, 64)
 	if h.c.resp3 && h.l.cl.subCmds.Load() > 0 {
-		if err := h.c.send(nil, h.l.ps.publish, p.ResponseChannel, ts); err != nil {
+		if err := h.c.send(nil, h.l.ps.publish, replyCh, ts); err != nil {
 			h.l.log.Debug("cannot answer ping", "err", err)
 		}
 		return
@@ -166,9 +162,23 @@ func (h *hold) onMessage(payload []byte) {
 		}
 		h.answer = c
 	}
-	if _, err := h.answer.do(ctx, h.l.ps.publish, p.ResponseChannel, ts); err != nil {
+	if _, err := h.answer.do(ctx, h.l.ps.publish, replyCh, ts); err != nil {
 		h.l.log.Debug("cannot answer ping", "err", err)
 	}
+}
+
+// parsePing returns the response_channel of a ping: a JSON object of at
+// most maxPing bytes with a non-empty string response_channel. Other keys
+// (portalocker sends "message": "ping") are ignored.
+func parsePing(payload []byte) (replyCh string, ok bool) {
+	if len(payload) > maxPing {
+		return "", false
+	}
+	var p ping
+	if err := json.Unmarshal(payload, &p); err != nil || p.ResponseChannel == "" {
+		return "", false
+	}
+	return p.ResponseChannel, true
 }
 
 // release unsubscribes and waits for the goroutines. See Lock.Release.

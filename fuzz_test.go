@@ -1,0 +1,112 @@
+package pubsublock
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// FuzzPing feeds arbitrary messages to the holder's ping parser: it must
+// never panic, accept only real pings, and read back every ping a
+// contender writes.
+func FuzzPing(f *testing.F) {
+	for _, s := range []string{
+		`{"response_channel": "jobs-0.9461501796110964", "message": "ping"}`,
+		`{"response_channel":"jobs-1"}`,
+		`{"response_channel": 5}`,
+		`{"response_channel": ""}`,
+		`{"message": "ping"}`,
+		`not json`, ``, `null`, `[]`, `{"response_channel": "a\u0000b"}`,
+		"\xff\xfe", `{"response_channel": "x", "response_channel": "y"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		ch, ok := parsePing(payload)
+		if ok && (ch == "" || len(payload) > maxPing) {
+			t.Fatalf("accepted %q as a ping for %q", payload, ch)
+		}
+		// Whatever a reply channel is, the ping we write for it parses back.
+		if got, ok := parsePing([]byte(pingMessage(string(payload)))); len(payload) > 0 && len(payload) < 1000 && (!ok || got != toValidUTF8(string(payload))) {
+			t.Fatalf("pingMessage(%q) parses as %q, %v", payload, got, ok)
+		}
+	})
+}
+
+// toValidUTF8 is what a JSON round trip does to a Go string.
+func toValidUTF8(s string) string {
+	var b []rune
+	for _, r := range s {
+		b = append(b, r)
+	}
+	return string(b)
+}
+
+// FuzzClient runs a lock against a fake server that answers everything
+// with the fuzzer's bytes: no panic, no hang, and an error that says what
+// went wrong.
+func FuzzClient(f *testing.F) {
+	hello := "%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n"
+	for _, s := range []string{
+		"",
+		"-ERR nope\r\n",
+		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n",
+		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:2\r\n",
+		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$4\r\njobs\r\n$3\r\nxyz\r\n",
+		hello + "+OK\r\n>3\r\n$11\r\nunsubscribe\r\n$4\r\njobs\r\n:0\r\n",
+		"$9223372036854775807\r\n", "*1000000000\r\n", "$1\r\naXY",
+		hello + "+OK\r\n*2\r\n$4\r\njobs\r\n:1\r\n", hello + ":1\r\n:2\r\n:3\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, script []byte) {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+			client, server := net.Pipe()
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(io.Discard, server) }()
+			go func() {
+				defer wg.Done()
+				server.Write(script)
+				server.Close()
+			}()
+			return client, nil
+		}
+		cl, err := NewClient(ClientConfig{Dial: dial, MaxIdle: -1, Limits: resp.Limits{MaxBulkLen: 1 << 16, MaxElements: 64, MaxDepth: 8}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		l, err := New("jobs", Config{Client: cl, HealthCheckInterval: 20 * time.Millisecond, UnavailableTimeout: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		err = l.TryAcquire(ctx)
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("TryAcquire took %v", time.Since(start))
+		}
+		if err == nil {
+			// The fake server's script ran out: the hold must end.
+			select {
+			case <-l.Lost():
+			case <-time.After(3 * time.Second):
+				t.Fatal("a hold on a closed connection was not lost")
+			}
+			l.Release(ctx)
+			return
+		}
+		if err.Error() == "" || errors.Is(err, ErrHeld) {
+			t.Fatalf("unclear error %q", err)
+		}
+	})
+}
