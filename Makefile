@@ -1,0 +1,75 @@
+# pubsublock: run `make help` for the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Debian packages the tests need: redis-server and redis-cli, and the Python
+# reference client for the interoperability tests.
+TEST_PACKAGES := redis-server redis-tools python3-portalocker python3-redis
+# The python3 that Debian's python3-portalocker and python3-redis install for.
+PYTHON := /usr/bin/python3
+
+FUZZTIME ?= 30s
+BENCHCOUNT ?= 1
+STATICCHECK_VERSION ?= v0.8.2
+# Where go install puts staticcheck: GOBIN, or the first GOPATH entry's bin.
+GOBIN := $(or $(shell go env GOBIN),$(firstword $(subst :, ,$(shell go env GOPATH)))/bin)
+STATICCHECK := $(GOBIN)/staticcheck
+
+.PHONY: help deps test fuzz bench lint demo
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## Install redis-server, redis-cli and the Python reference client if missing (needs root)
+	@if command -v redis-server >/dev/null && command -v redis-cli >/dev/null && \
+	    $(PYTHON) -c 'import portalocker, redis' >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(TEST_PACKAGES); \
+	else \
+	  echo "The tests need $(TEST_PACKAGES). Install them with:" >&2; \
+	  echo "  sudo apt-get install -y $(TEST_PACKAGES)" >&2; \
+	  exit 1; \
+	fi
+
+test: deps ## Run every test with the race detector (starts its own servers on free ports)
+	go test -race -count=1 -timeout 15m ./...
+	@if [ -f bench/go.mod ]; then \
+	  echo "cd bench && go test -race -count=1 ./..."; \
+	  cd bench && go test -race -count=1 ./...; \
+	fi
+
+fuzz: ## Run each fuzz target of each package for FUZZTIME (default 30s)
+	@targets=$$(go test -list '^Fuzz' ./... | \
+	  awk '/^Fuzz/ {names = names " " $$1; next} /^ok / {n = split(names, f, " "); for (i = 1; i <= n; i++) print $$2, f[i]; names = ""}'); \
+	if [ -z "$$targets" ]; then echo "no fuzz targets"; exit 0; fi; \
+	while read -r pkg name; do \
+	  echo "go test -run '^$$' -fuzz '^$$name\$$' -fuzztime $(FUZZTIME) $$pkg"; \
+	  go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+	done <<< "$$targets"
+
+bench: ## Run the benchmarks BENCHCOUNT times (default 1), then the bench/ comparison if present
+	go test -run '^$$' -bench . -benchmem -count=$(BENCHCOUNT) ./...
+	@if [ -f bench/go.mod ]; then \
+	  echo "cd bench && go run ."; \
+	  cd bench && go run .; \
+	fi
+
+lint: ## Check formatting (gofmt), go vet and staticcheck
+	@unformatted=$$(gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l: these files need gofmt -w:" >&2; echo "$$unformatted" >&2; exit 1; fi
+	go vet ./...
+	@if [ ! -x "$(STATICCHECK)" ]; then \
+	  echo "go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)"; \
+	  go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+	fi
+	$(STATICCHECK) ./...
+	@if [ -f bench/go.mod ]; then \
+	  echo "cd bench && go vet ./... && staticcheck ./..."; \
+	  cd bench && go vet ./... && $(STATICCHECK) ./...; \
+	fi
+
+demo: ## Run the demo (examples/demo)
+	go run ./examples/demo
