@@ -108,7 +108,20 @@ func (cl *Client) pubsub() pubsub { return classic }
 // replyChannel returns a fresh channel for the answer to a ping about
 // channel, in portalocker's form "<channel>-<random float>".
 func (cl *Client) replyChannel(channel string) string {
-	return channel + "-" + strconv.FormatFloat(rand.Float64(), 'f', -1, 64)
+	return cl.sideChannel(channel, strconv.FormatFloat(rand.Float64(), 'f', -1, 64))
+}
+
+// noticeChannel is where a Go holder announces its release, so waiters
+// try at once instead of at their next poll.
+func (cl *Client) noticeChannel(channel string) string {
+	return cl.sideChannel(channel, "released")
+}
+
+// sideChannel names a channel that goes with the lock channel (ping
+// replies, release notices): "<channel>-<suffix>", kept in the lock
+// channel's hash slot on a cluster.
+func (cl *Client) sideChannel(channel, suffix string) string {
+	return channel + "-" + suffix
 }
 
 // pubsub names the commands and push kinds of classic or sharded pub/sub.

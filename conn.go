@@ -403,16 +403,25 @@ func isSubscribeCmd(name string) bool {
 // goroutine (see deliver). If ch is not nil it receives the reply; it must
 // have room for one value. Commands of the SUBSCRIBE family take no ch.
 func (c *conn) send(ch chan<- reply, args ...string) error {
+	return c.sendBatch([][]string{args}, []chan<- reply{ch})
+}
+
+// sendBatch is send for several commands in one write; chans[i] receives
+// the reply to cmds[i].
+func (c *conn) sendBatch(cmds [][]string, chans []chan<- reply) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.failed(); err != nil {
 		return err
 	}
-	c.wbuf = resp.AppendCommand(c.wbuf[:0], args...)
-	if isSubscribeCmd(args[0]) {
-		c.subMode = true
-	} else {
-		c.pending = append(c.pending, ch)
+	c.wbuf = c.wbuf[:0]
+	for i, args := range cmds {
+		c.wbuf = resp.AppendCommand(c.wbuf, args...)
+		if isSubscribeCmd(args[0]) {
+			c.subMode = true
+		} else {
+			c.pending = append(c.pending, chans[i])
+		}
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	_, err := c.nc.Write(c.wbuf)

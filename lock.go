@@ -172,11 +172,12 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	}
 	a := &attempt{l: l}
 	defer a.close()
+	optimistic := true // subscribe without counting first
 	for try := 0; ; try++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("pubsublock: acquire %s: %w", l.channel, context.Cause(ctx))
 		}
-		h, err := a.try(ctx, try == 0)
+		h, err := a.try(ctx, optimistic)
 		if h != nil {
 			l.mu.Lock()
 			l.h = h
@@ -193,12 +194,19 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		if once {
 			return ErrAlreadyLocked
 		}
+		optimistic = a.killed
 		if a.killed { // the holder was dead: take over at once
 			continue
+		}
+		if a.notices == nil {
+			a.listen(ctx)
 		}
 		t := time.NewTimer(jitter(l.cfg.CheckInterval))
 		select {
 		case <-t.C:
+		case <-a.notices: // a Go holder released: try at once
+			t.Stop()
+			optimistic = true
 		case <-expired:
 			t.Stop()
 			return ErrAlreadyLocked
@@ -214,18 +222,106 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
 }
 
-// attempt is the state of one Acquire: the connection it subscribes on and
-// the auxiliary one it counts, pings and kills with.
+// attempt is the state of one Acquire: the connection it subscribes on,
+// the auxiliary one it counts, pings and kills with, and the listener for
+// release notices.
 type attempt struct {
 	l      *Lock
 	sub    *conn // the would-be holder connection
 	aux    *conn // commands while sub is subscribed (RESP2, miniredis)
 	killed bool  // the last try killed a silent holder
+
+	notices  chan struct{} // a release notice arrived; nil until listening
+	listener *conn         // subscribed to the notice channel, read by listenLoop
 }
 
 func (a *attempt) close() {
 	a.l.cl.put(a.sub)
 	a.l.cl.put(a.aux)
+	if a.listener == nil {
+		return
+	}
+	// Unsubscribe without waiting: listenLoop sees the confirmation, returns
+	// the connection to the Client and exits, within UnavailableTimeout.
+	c := a.listener
+	_ = c.nc.SetReadDeadline(time.Now().Add(a.l.cfg.UnavailableTimeout))
+	if err := c.send(nil, a.l.ps.unsubscribe, a.l.cl.noticeChannel(a.l.channel)); err != nil {
+		c.fatal(err)
+	}
+}
+
+// listen subscribes a connection to the release notices of the lock's
+// channel and starts listenLoop on it. When that fails the waiter still
+// polls; notices only make it faster.
+func (a *attempt) listen(ctx context.Context) {
+	a.notices = make(chan struct{}, 1)
+	ch := a.l.cl.noticeChannel(a.l.channel)
+	c, err := a.l.cl.get(ctx, a.l.channel)
+	if err == nil {
+		err = subscribeSync(ctx, c, a.l.ps, ch)
+	}
+	if err != nil {
+		a.l.log.Debug("cannot listen for release notices", "err", err)
+		if c != nil {
+			c.close()
+		}
+		return
+	}
+	a.listener = c
+	go a.listenLoop(c, ch)
+}
+
+// listenLoop reads the notice connection until it is unsubscribed or
+// fails, then gives it back to the Client.
+func (a *attempt) listenLoop(c *conn, ch string) {
+	defer a.l.cl.put(c)
+	for {
+		v, push, err := c.readFrame()
+		if err != nil {
+			c.fatal(err)
+			return
+		}
+		if !push {
+			if c.deliver(v) != nil {
+				return
+			}
+			continue
+		}
+		if len(v.Elems) != 3 || string(v.Elems[1].Str) != ch {
+			continue
+		}
+		switch pushKind(v) {
+		case a.l.ps.message:
+			select {
+			case a.notices <- struct{}{}:
+			default:
+			}
+		case a.l.ps.unsubscribed:
+			if c.idleReplies() {
+				_ = c.nc.SetReadDeadline(time.Time{})
+				return
+			}
+		}
+	}
+}
+
+// subscribeSync subscribes c to channel and waits for the confirmation.
+func subscribeSync(ctx context.Context, c *conn, ps pubsub, channel string) error {
+	confirmed := false
+	prev := c.onPush
+	c.onPush = func(v resp.Value) {
+		if isKind(v, ps.subscribed) && len(v.Elems) == 3 && string(v.Elems[1].Str) == channel {
+			confirmed = true
+		}
+		if prev != nil {
+			prev(v)
+		}
+	}
+	defer func() { c.onPush = prev }()
+	if err := c.pipeline(ctx, [][]string{{ps.subscribe, channel}}, nil); err != nil {
+		return err
+	}
+	return awaitPush(ctx, c, func() bool { return confirmed })
 }
 
 func (a *attempt) getAux(ctx context.Context) (*conn, error) {
@@ -514,12 +610,10 @@ func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (alive bool, err erro
 	if err != nil {
 		return false, err
 	}
-	answered, subscribed := false, false
+	answered := false
 	r.onPush = func(v resp.Value) {
-		switch {
-		case isKind(v, l.ps.subscribed) && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh:
-			subscribed = true // a confirmation, not an answer
-		case isKind(v, l.ps.message) && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh:
+		// A subscribe confirmation is not an answer.
+		if isKind(v, l.ps.message) && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh {
 			answered = true
 		}
 	}
@@ -530,10 +624,7 @@ func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (alive bool, err erro
 		}
 		l.cl.put(r)
 	}()
-	if err := r.pipeline(ctx, [][]string{{l.ps.subscribe, replyCh}}, nil); err != nil {
-		return false, err
-	}
-	if err := awaitPush(ctx, r, func() bool { return subscribed }); err != nil {
+	if err := subscribeSync(ctx, r, l.ps, replyCh); err != nil {
 		return false, err
 	}
 

@@ -185,11 +185,18 @@ func parsePing(payload []byte) (replyCh string, ok bool) {
 func (h *hold) release(ctx context.Context) error {
 	if err := h.lostErr(); err == nil {
 		h.releasing.Store(true)
-		err := h.c.send(nil, h.l.ps.unsubscribe, h.l.channel)
-		if err == nil && h.l.cl.maxIdle > 0 {
-			err = h.c.send(h.resetName, "CLIENT", "SETNAME", h.l.cl.dc.name)
+		// Unsubscribe, then tell the waiters, so that a waiter woken by the
+		// notice finds the channel free; all in one write.
+		cmds := [][]string{
+			{h.l.ps.unsubscribe, h.l.channel},
+			{h.l.ps.publish, h.l.cl.noticeChannel(h.l.channel), ""},
 		}
-		if err != nil {
+		chans := []chan<- reply{nil, nil}
+		if h.l.cl.maxIdle > 0 {
+			cmds = append(cmds, []string{"CLIENT", "SETNAME", h.l.cl.dc.name})
+			chans = append(chans, h.resetName)
+		}
+		if err := h.c.sendBatch(cmds, chans); err != nil {
 			h.c.fatal(err)
 		}
 		select {
