@@ -9,22 +9,31 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/pubsublock/pubsublock/resp"
 )
 
-// Client is a source of connections to one Redis server, shared by any
-// number of Locks: the Go counterpart of the connection argument of
-// portalocker's RedisLock. It dials lazily, and keeps up to
-// ClientConfig.MaxIdle connections warm between acquisitions, so a lock
-// taken through a Client skips the dial and the handshake.
+// Client is a source of connections to one Redis server, to the masters of
+// a Redis Cluster (ClientConfig.ClusterAddrs), or to the primary that Redis
+// Sentinels name (ClientConfig.SentinelAddrs), shared by any number of
+// Locks: the Go counterpart of the connection argument of portalocker's
+// RedisLock. It dials lazily, and keeps up to ClientConfig.MaxIdle
+// connections per server warm between acquisitions, so a lock taken
+// through a Client skips the dial and the handshake.
+//
+// In sentinel mode a Client runs a goroutine, while it has connections,
+// that follows the sentinels' failover events; Close stops it.
 //
 // A Client is safe for concurrent use. Locks never close it; Close it when
 // every Lock using it is released.
 type Client struct {
-	dc      dialConfig
-	maxIdle int
+	dc       dialConfig
+	maxIdle  int         // per server address
+	cluster  *clusterMap // cluster mode: the slot map; nil otherwise
+	sentinel *sentinels  // sentinel mode: the primary's finder and watcher; nil otherwise
 
-	mu     sync.Mutex // guards idle and closed
-	idle   []*conn
+	mu     sync.Mutex         // guards idle and closed
+	idle   map[string][]*conn // idle connections by server address
 	closed bool
 
 	// subCmds is 1 when a subscribed RESP3 connection may run commands
@@ -44,44 +53,114 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	topo, err := cfg.topology()
+	if err != nil {
+		return nil, err
+	}
 	maxIdle := cfg.MaxIdle
 	if maxIdle == 0 {
 		maxIdle = 16
 	}
-	return &Client{dc: dc, maxIdle: max(maxIdle, 0)}, nil
+	cl := &Client{dc: dc, maxIdle: max(maxIdle, 0), idle: make(map[string][]*conn)}
+	switch {
+	case topo.cluster != nil:
+		cl.cluster = newClusterMap(topo.cluster, dc.tls != nil)
+	case topo.sentinels != nil:
+		cl.sentinel = newSentinels(topo, dc)
+	}
+	return cl, nil
 }
 
-// Close closes the idle connections. Connections in use by held locks stay
-// open until those locks are released, and are then closed.
+// Close closes the idle connections, and in sentinel mode stops watching
+// the sentinels. Connections in use by held locks stay open until those
+// locks are released, and are then closed; from Close on, a failover no
+// longer ends their holds at once, only when the old primary drops them.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
 	idle := cl.idle
 	cl.idle, cl.closed = nil, true
 	cl.mu.Unlock()
-	for _, c := range idle {
-		c.close()
+	for _, conns := range idle {
+		for _, c := range conns {
+			c.close()
+		}
+	}
+	if cl.sentinel != nil {
+		cl.sentinel.close()
 	}
 	return nil
 }
 
 // get returns an idle connection or dials a new one, to the server that
-// serves channel.
+// serves channel: the server, the master of the channel's hash slot, or
+// the primary.
 func (cl *Client) get(ctx context.Context, channel string) (*conn, error) {
-	cl.mu.Lock()
-	if cl.closed {
-		cl.mu.Unlock()
-		return nil, ErrClientClosed
+	switch {
+	case cl.cluster != nil:
+		addr, err := cl.cluster.addr(ctx, cl, Slot(channel))
+		if err != nil {
+			return nil, err
+		}
+		return cl.nodeConn(ctx, addr)
+	case cl.sentinel != nil:
+		return cl.sentinel.get(ctx, cl)
 	}
-	for n := len(cl.idle); n > 0; n = len(cl.idle) {
-		c := cl.idle[n-1]
-		cl.idle = cl.idle[:n-1]
+	return cl.nodeConn(ctx, cl.dc.addr)
+}
+
+// nodeConn returns an idle connection to addr or dials one.
+func (cl *Client) nodeConn(ctx context.Context, addr string) (*conn, error) {
+	if c := cl.idleConn(addr); c != nil {
+		return c, nil
+	}
+	return cl.dialNode(ctx, addr)
+}
+
+// idleConn returns an idle connection to addr, or nil.
+func (cl *Client) idleConn(addr string) *conn {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	idle := cl.idle[addr]
+	for n := len(idle); n > 0; n = len(idle) {
+		c := idle[n-1]
+		idle[n-1] = nil
+		idle = idle[:n-1]
 		if c.failed() == nil {
-			cl.mu.Unlock()
-			return c, nil
+			cl.idle[addr] = idle
+			return c
 		}
 	}
+	delete(cl.idle, addr)
+	return nil
+}
+
+// dialNode dials the server at addr.
+func (cl *Client) dialNode(ctx context.Context, addr string) (*conn, error) {
+	cl.mu.Lock()
+	closed := cl.closed
 	cl.mu.Unlock()
-	return dialConn(ctx, cl.dc)
+	if closed {
+		return nil, ErrClientClosed
+	}
+	dc := cl.dc
+	dc.addr = addr
+	c, err := dialConn(ctx, dc)
+	if err != nil {
+		return nil, err
+	}
+	c.addr = addr
+	return c, nil
+}
+
+// dropIdle closes the idle connections to addr.
+func (cl *Client) dropIdle(addr string) {
+	cl.mu.Lock()
+	idle := cl.idle[addr]
+	delete(cl.idle, addr)
+	cl.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
 }
 
 // put returns a connection after use; it must be unsubscribed, its name
@@ -91,9 +170,9 @@ func (cl *Client) put(c *conn) {
 		return
 	}
 	cl.mu.Lock()
-	if c.failed() == nil && !cl.closed && len(cl.idle) < cl.maxIdle {
+	if c.failed() == nil && !cl.closed && len(cl.idle[c.addr]) < cl.maxIdle {
 		c.onPush = nil
-		cl.idle = append(cl.idle, c)
+		cl.idle[c.addr] = append(cl.idle[c.addr], c)
 		c = nil
 	}
 	cl.mu.Unlock()
@@ -102,8 +181,55 @@ func (cl *Client) put(c *conn) {
 	}
 }
 
-// pubsub returns the commands locks use on this Client's server.
-func (cl *Client) pubsub() pubsub { return classic }
+// pubsub returns the commands locks use on this Client's servers: sharded
+// pub/sub on a cluster, where classic pub/sub counts the subscribers of
+// one node only.
+func (cl *Client) pubsub() pubsub {
+	if cl.cluster != nil {
+		return sharded
+	}
+	return classic
+}
+
+// fenceKey returns the key of the fencing counter of channel:
+// "<channel>-fence", or on a cluster a key in the channel's hash slot, so
+// that it is served by the node that serves the channel.
+func (cl *Client) fenceKey(channel string) string {
+	if cl.cluster != nil {
+		return sameSlot(channel, "fence")
+	}
+	return channel + "-fence"
+}
+
+// serves reports whether c is connected to the server that serves
+// channel as far as the Client knows now, without asking anyone: false
+// once a cluster slot moved or the sentinels named another primary, so that
+// a connection kept across tries is replaced.
+func (cl *Client) serves(c *conn, channel string) bool {
+	switch {
+	case cl.cluster != nil:
+		a := cl.cluster.current(Slot(channel))
+		return a == "" || a == c.addr
+	case cl.sentinel != nil:
+		return cl.sentinel.current() == c.addr
+	}
+	return true
+}
+
+// redirected reports whether err is a MOVED or ASK redirect of a cluster
+// node, and learns the slot's new master from a MOVED.
+func (cl *Client) redirected(err error, c *conn) bool {
+	code, ok := isRedirect(err)
+	if !ok || cl.cluster == nil {
+		return false
+	}
+	if code == "MOVED" {
+		var re resp.Error
+		errors.As(err, &re)
+		cl.cluster.moved(re, c.addr)
+	}
+	return true
+}
 
 // replyChannel returns a fresh channel for the answer to a ping about
 // channel, in portalocker's form "<channel>-<random float>".
@@ -118,9 +244,13 @@ func (cl *Client) noticeChannel(channel string) string {
 }
 
 // sideChannel names a channel that goes with the lock channel (ping
-// replies, release notices): "<channel>-<suffix>", kept in the lock
-// channel's hash slot on a cluster.
+// replies, release notices): "<channel>-<suffix>", or on a cluster a name
+// in the lock channel's hash slot (see sameSlot), so that the lock's node
+// serves it.
 func (cl *Client) sideChannel(channel, suffix string) string {
+	if cl.cluster != nil {
+		return sameSlot(channel, suffix)
+	}
 	return channel + "-" + suffix
 }
 

@@ -52,6 +52,38 @@ type Config struct {
 	// DialTimeout bounds dialing and the handshake. Default 5s.
 	DialTimeout time.Duration
 
+	// ClusterAddrs turns on cluster mode. They are host:port addresses of
+	// some nodes of a Redis Cluster (7.0 or later), the seeds from which
+	// the lock learns which master serves each hash slot (CLUSTER SHARDS,
+	// or CLUSTER SLOTS). The lock then runs on the master of its channel's
+	// slot with sharded pub/sub (SSUBSCRIBE, SPUBLISH, PUBSUB SHARDNUMSUB),
+	// following MOVED and ASK redirects, at most 5 per command. A slot
+	// migration or a failover of that master ends the hold (see Lost). The
+	// URL form is redis+cluster://[user:password@]host1:port1,host2:port2
+	// (rediss+cluster:// for TLS). Not with Addr, a plain URL, DB or the
+	// sentinel fields.
+	//
+	// Cluster mode is not wire-compatible with Python portalocker 2.x,
+	// which uses classic pub/sub and is unsafe on a cluster (PUBSUB NUMSUB
+	// counts the subscribers of one node only): never let both lock the
+	// same channel on a cluster.
+	ClusterAddrs []string
+	// SentinelAddrs turns on sentinel mode: host:port addresses of the
+	// Redis Sentinels that monitor the primary named MasterName. The lock
+	// runs on the primary they name, after ROLE has confirmed it. Pub/sub
+	// state is not replicated, so a failover ends every hold: the lock's
+	// Client watches the sentinels and closes its connections to the old
+	// primary as soon as a failover of it begins, and waits for the new
+	// primary before it locks again. The URL form is
+	// redis+sentinel://[user:password@]host1:port1,host2:port2/mastername[?db=N]
+	// (rediss+sentinel:// for TLS; port 26379 when omitted). User and
+	// password are those of the Redis servers; the sentinels are asked
+	// without authentication. Not with Addr or a plain URL.
+	SentinelAddrs []string
+	// MasterName is the name under which the sentinels monitor the
+	// primary; it is needed with SentinelAddrs.
+	MasterName string
+
 	// Client is a shared source of connections to use instead of dialing
 	// by URL or Addr, which must then be empty. The lock never closes it.
 	Client *Client
@@ -124,7 +156,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, configErr("negative DialTimeout %v", c.DialTimeout)
 	case c.DB < 0:
 		return c, configErr("negative DB %d", c.DB)
-	case c.Client != nil && (c.URL != "" || c.Addr != "" || c.Username != "" || c.Password != "" || c.DB != 0 || c.TLSConfig != nil):
+	case c.Client != nil && (c.URL != "" || c.Addr != "" || c.Username != "" || c.Password != "" || c.DB != 0 || c.TLSConfig != nil ||
+		c.ClusterAddrs != nil || c.SentinelAddrs != nil || c.MasterName != ""):
 		return c, configErr("Client given together with connection settings")
 	}
 	return c, nil
@@ -138,12 +171,15 @@ type ClientConfig struct {
 	DB                 int
 	TLSConfig          *tls.Config
 	DialTimeout        time.Duration
+	ClusterAddrs       []string
+	SentinelAddrs      []string
+	MasterName         string
 	// ClientName names the Client's connections while they do not hold a
 	// lock (a holder's connection is named "<channel>-lock"). Default: no
 	// name.
 	ClientName string
 	// MaxIdle is how many idle connections the Client keeps warm for the
-	// next acquisition. Default 16; negative keeps none.
+	// next acquisition, per server. Default 16; negative keeps none.
 	MaxIdle int
 	// Limits bound what is read from the server (see resp.Limits).
 	Limits resp.Limits
@@ -155,7 +191,8 @@ type ClientConfig struct {
 
 func (c Config) clientConfig() ClientConfig {
 	return ClientConfig{URL: c.URL, Addr: c.Addr, Username: c.Username, Password: c.Password,
-		DB: c.DB, TLSConfig: c.TLSConfig, DialTimeout: c.DialTimeout, MaxIdle: -1}
+		DB: c.DB, TLSConfig: c.TLSConfig, DialTimeout: c.DialTimeout, MaxIdle: -1,
+		ClusterAddrs: c.ClusterAddrs, SentinelAddrs: c.SentinelAddrs, MasterName: c.MasterName}
 }
 
 // dialConfig resolves the URL and fields into where and how to dial.
@@ -211,6 +248,10 @@ func (cc ClientConfig) dialConfig() (dialConfig, error) {
 // parseURL reads a redis://, rediss:// or unix:// URL. Its errors never
 // repeat the URL, which may hold a password.
 func parseURL(raw string, dc dialConfig) (dialConfig, error) {
+	if isMultiHostURL(raw) {
+		dc, _, err := parseMultiHostURL(raw, dc)
+		return dc, err
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return dc, configErr("URL is not a valid URL")
@@ -308,4 +349,191 @@ func checkName(s string) error {
 		}
 	}
 	return nil
+}
+
+// topology says which servers a Client talks to beyond one address: the
+// seeds of a cluster, or the sentinels of a primary.
+type topology struct {
+	cluster   []string // seed nodes; nil outside cluster mode
+	sentinels []string // nil outside sentinel mode
+	master    string   // name of the primary the sentinels monitor
+}
+
+// topology resolves the cluster and sentinel settings of the URL and
+// fields, and checks that they fit together.
+func (cc ClientConfig) topology() (topology, error) {
+	var t topology
+	if isMultiHostURL(cc.URL) {
+		var err error
+		if _, t, err = parseMultiHostURL(cc.URL, dialConfig{}); err != nil {
+			return t, err
+		}
+	}
+	var err error
+	if cc.ClusterAddrs != nil {
+		if cc.URL != "" {
+			return t, configErr("both URL and ClusterAddrs given")
+		}
+		if t.cluster, err = checkAddrs("ClusterAddrs", cc.ClusterAddrs); err != nil {
+			return t, err
+		}
+	}
+	if cc.SentinelAddrs != nil {
+		if cc.URL != "" {
+			return t, configErr("both URL and SentinelAddrs given")
+		}
+		if t.sentinels, err = checkAddrs("SentinelAddrs", cc.SentinelAddrs); err != nil {
+			return t, err
+		}
+	}
+	if cc.MasterName != "" {
+		if t.master != "" && t.master != cc.MasterName {
+			return t, configErr("URL and MasterName name different masters")
+		}
+		t.master = cc.MasterName
+	}
+	switch {
+	case t.cluster != nil && t.sentinels != nil:
+		return t, configErr("both cluster and sentinel settings given")
+	case (t.cluster != nil || t.sentinels != nil) && cc.Addr != "":
+		return t, configErr("Addr given together with cluster or sentinel settings")
+	case t.sentinels != nil && t.master == "":
+		return t, configErr("SentinelAddrs given without MasterName")
+	case t.sentinels == nil && t.master != "":
+		return t, configErr("MasterName given without SentinelAddrs")
+	case t.cluster != nil && cc.DB != 0:
+		return t, configErr("DB %d: a Redis Cluster has only database 0", cc.DB)
+	}
+	return t, nil
+}
+
+// checkAddrs checks a list of host:port addresses and copies it.
+func checkAddrs(field string, addrs []string) ([]string, error) {
+	if len(addrs) == 0 {
+		return nil, configErr("%s is empty", field)
+	}
+	for _, a := range addrs {
+		if _, port, err := net.SplitHostPort(a); err != nil || !isPort(port) {
+			return nil, configErr("%s: %q is not host:port", field, a)
+		}
+	}
+	return append([]string(nil), addrs...), nil
+}
+
+func isPort(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 16)
+	return err == nil
+}
+
+// isMultiHostURL reports whether raw is a redis+cluster:// or
+// redis+sentinel:// URL (or their rediss+ forms).
+func isMultiHostURL(raw string) bool {
+	scheme, _, ok := strings.Cut(raw, "://")
+	return ok && (strings.HasSuffix(scheme, "+cluster") || strings.HasSuffix(scheme, "+sentinel"))
+}
+
+// parseMultiHostURL reads
+// redis+cluster://[user:password@]host1:port1,host2:port2[?protocol=2] and
+// redis+sentinel://[user:password@]host1:port1,host2:port2/mastername[?db=N&protocol=2],
+// with rediss+ for TLS. It parses by hand, as net/url refuses a list of
+// hosts with IPv6 literals. Its errors never repeat the user info, which
+// holds the password.
+func parseMultiHostURL(raw string, dc dialConfig) (dialConfig, topology, error) {
+	var t topology
+	scheme, rest, _ := strings.Cut(raw, "://")
+	var cluster bool
+	switch scheme {
+	case "redis+cluster", "rediss+cluster":
+		cluster = true
+	case "redis+sentinel", "rediss+sentinel":
+	default:
+		return dc, t, configErr("URL scheme %q not supported (redis+cluster, rediss+cluster, redis+sentinel, rediss+sentinel)", scheme)
+	}
+	if strings.HasPrefix(scheme, "rediss") {
+		dc.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if strings.ContainsAny(rest, "#") {
+		return dc, t, configErr("URL fragment not supported")
+	}
+	authority, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		authority, tail = rest[:i], rest[i:]
+	}
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		user, pass, hasPass := strings.Cut(authority[:i], ":")
+		var err1, err2 error
+		dc.username, err1 = url.PathUnescape(user)
+		dc.password, err2 = url.PathUnescape(pass)
+		if err1 != nil || err2 != nil {
+			return dc, t, configErr("URL user info is not valid percent-encoding")
+		}
+		if !hasPass { // a lone user info is the password, as in redis://
+			dc.username, dc.password = "", dc.username
+		}
+		authority = authority[i+1:]
+	}
+	defaultPort := "6379"
+	if !cluster {
+		defaultPort = "26379"
+	}
+	var hosts []string
+	for h := range strings.SplitSeq(authority, ",") {
+		host, port := h, defaultPort
+		switch {
+		case h == "":
+			return dc, t, configErr("URL has an empty host in its host list")
+		case strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]"):
+			host = h[1 : len(h)-1]
+		case strings.Count(h, ":") == 1 || strings.HasPrefix(h, "["):
+			var err error
+			if host, port, err = net.SplitHostPort(h); err != nil {
+				return dc, t, configErr("URL host %q is not host:port", h)
+			}
+		}
+		if host == "" || !isPort(port) {
+			return dc, t, configErr("URL host %q is not host:port", h)
+		}
+		hosts = append(hosts, net.JoinHostPort(host, port))
+	}
+	path, query, _ := strings.Cut(tail, "?")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return dc, t, configErr("URL query: %v", err)
+	}
+	for k := range q {
+		if k != "db" && k != "protocol" {
+			return dc, t, configErr("URL query parameter %q not supported (db, protocol)", k)
+		}
+	}
+	switch q.Get("protocol") {
+	case "", "3":
+	case "2":
+		dc.resp2 = true
+	default:
+		return dc, t, configErr("URL protocol=%q: want 2 or 3", q.Get("protocol"))
+	}
+	path = strings.Trim(path, "/")
+	if cluster {
+		if path != "" || q.Has("db") {
+			return dc, t, configErr("a redis+cluster URL takes no database: a Redis Cluster has only database 0")
+		}
+		t.cluster = hosts
+	} else {
+		if path == "" || strings.Contains(path, "/") {
+			return dc, t, configErr("a redis+sentinel URL needs the master name as its path: redis+sentinel://host:port/mastername")
+		}
+		if t.master, err = url.PathUnescape(path); err != nil {
+			return dc, t, configErr("URL master name is not valid percent-encoding")
+		}
+		t.sentinels = hosts
+		if db := q.Get("db"); db != "" {
+			n, err := strconv.Atoi(db)
+			if err != nil || n < 0 {
+				return dc, t, configErr("URL db %q is not a database number", db)
+			}
+			dc.db = n
+		}
+	}
+	dc.network, dc.addr = "tcp", hosts[0]
+	return dc, t, nil
 }

@@ -48,7 +48,8 @@ var errConnClosed = errors.New("pubsublock: connection closed")
 type conn struct {
 	nc    net.Conn
 	rd    *resp.Reader
-	resp3 bool // HELLO 3 accepted
+	resp3 bool   // HELLO 3 accepted
+	addr  string // the server's address, where the Client pools it
 	id    int64
 
 	wmu     sync.Mutex // guards wbuf, pending, subMode and writes to nc
@@ -253,10 +254,12 @@ func (c *conn) do(ctx context.Context, args ...string) (resp.Value, error) {
 }
 
 // pipeline writes cmds in one write and reads their replies in order,
-// calling fn (if not nil) for each. Commands of the SUBSCRIBE family get no
-// reply of their own: their confirmations are pushes and go to onPush. It
-// returns the first error reply (after reading every reply), or a fatal
-// error.
+// calling fn (if not nil) for each, i counting the replies. Commands of
+// the SUBSCRIBE family get no reply of their own: pipeline reads up to
+// their confirmations, one push per channel, which go to onPush with every
+// other push; or up to the error reply that refuses one (MOVED on a
+// cluster, NOPERM). It returns the first error reply (after reading every
+// reply), or a fatal error.
 func (c *conn) pipeline(ctx context.Context, cmds [][]string, fn func(i int, v resp.Value) error) error {
 	if err := c.failed(); err != nil {
 		return err
@@ -289,13 +292,10 @@ func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) er
 		return errors.New("pubsublock: synchronous command on a connection with a reader")
 	}
 	c.wbuf = c.wbuf[:0]
-	want := 0
 	for _, args := range cmds {
 		c.wbuf = resp.AppendCommand(c.wbuf, args...)
 		if isSubscribeCmd(args[0]) {
 			c.subMode = true
-		} else {
-			want++
 		}
 	}
 	_, err := c.nc.Write(c.wbuf)
@@ -304,29 +304,70 @@ func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) er
 		return err
 	}
 	var first error
-	for i := 0; i < want; {
-		v, push, err := c.readFrame()
-		if err != nil {
-			return err
-		}
-		if push {
-			if c.onPush != nil {
-				c.onPush(v)
+	i := 0
+	for _, args := range cmds {
+		// A command of the SUBSCRIBE family is answered by a confirmation
+		// per channel, or by one error reply instead; any other command by
+		// one reply. Pushes come in between.
+		kind, confirms := confirmKind(args)
+		for {
+			v, push, err := c.readFrame()
+			if err != nil {
+				return err
 			}
-			continue
-		}
-		if e := v.Err(); e != nil {
-			if first == nil {
+			if push {
+				if c.onPush != nil {
+					c.onPush(v)
+				}
+				if kind != "" && isKind(v, kind) {
+					if confirms--; confirms == 0 {
+						break
+					}
+				}
+				continue
+			}
+			e := v.Err()
+			if e != nil && first == nil {
 				first = e
 			}
-		} else if fn != nil {
-			if err := fn(i, v); err != nil && first == nil {
-				first = fmt.Errorf("%w: %w", errCallback, err)
+			if kind != "" {
+				if e == nil {
+					return fmt.Errorf("%w: reply %.64s to %s", resp.ErrProtocol, v.String(), args[0])
+				}
+				break
 			}
+			if e == nil && fn != nil {
+				if err := fn(i, v); err != nil && first == nil {
+					first = fmt.Errorf("%w: %w", errCallback, err)
+				}
+			}
+			i++
+			break
 		}
-		i++
 	}
 	return first
+}
+
+// confirmKind returns the kind of push that confirms a command of the
+// SUBSCRIBE family, and how many come (one per channel; at least one for
+// an UNSUBSCRIBE of every channel), or "" for another command.
+func confirmKind(args []string) (kind string, n int) {
+	n = max(len(args)-1, 1)
+	switch args[0] {
+	case "SUBSCRIBE":
+		return "subscribe", n
+	case "UNSUBSCRIBE":
+		return "unsubscribe", n
+	case "SSUBSCRIBE":
+		return "ssubscribe", n
+	case "SUNSUBSCRIBE":
+		return "sunsubscribe", n
+	case "PSUBSCRIBE":
+		return "psubscribe", n
+	case "PUNSUBSCRIBE":
+		return "punsubscribe", n
+	}
+	return "", 0
 }
 
 // readFrame reads the next frame and says whether it is a push (pub/sub

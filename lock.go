@@ -36,7 +36,7 @@ var (
 type Lock struct {
 	channel string
 	name    string // client name of the holder connection: channel + "-lock"
-	fence   string // key of the fencing counter: channel + "-fence"
+	fence   string // key of the fencing counter: channel + "-fence" (see Client.fenceKey)
 	cfg     Config
 	cl      *Client
 	ps      pubsub // classic, or sharded on a cluster
@@ -74,7 +74,7 @@ func New(channel string, cfg Config) (*Lock, error) {
 	return &Lock{
 		channel: channel,
 		name:    channel + "-lock",
-		fence:   channel + "-fence",
+		fence:   cl.fenceKey(channel),
 		cfg:     cfg,
 		cl:      cl,
 		ps:      cl.pubsub(),
@@ -329,6 +329,10 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 		a.aux.close()
 		a.aux = nil
 	}
+	if a.aux != nil && !a.l.cl.serves(a.aux, a.l.channel) { // cluster slot or primary moved
+		a.l.cl.put(a.aux)
+		a.aux = nil
+	}
 	if a.aux == nil {
 		c, err := a.l.cl.get(ctx, a.l.channel)
 		if err != nil {
@@ -365,7 +369,7 @@ func (a *attempt) try(ctx context.Context, first bool) (*hold, error) {
 			a.killed = true
 		}
 	}
-	if a.sub != nil && a.sub.failed() != nil {
+	if a.sub != nil && (a.sub.failed() != nil || !l.cl.serves(a.sub, l.channel)) {
 		a.sub.close()
 		a.sub = nil
 	}
@@ -377,6 +381,16 @@ func (a *attempt) try(ctx context.Context, first bool) (*hold, error) {
 		a.sub = c
 	}
 	n, token, err := a.subscribe(ctx)
+	for r := 0; err != nil && r < maxRedirects && l.cl.redirected(err, a.sub); r++ {
+		// Cluster: the channel's slot moved (MOVED); the Client has
+		// learnt where to.
+		l.log.Debug("redirected", "err", err)
+		a.sub.close()
+		if a.sub, err = l.cl.get(ctx, l.channel); err != nil {
+			return nil, err
+		}
+		n, token, err = a.subscribe(ctx)
+	}
 	if err != nil {
 		var re resp.Error
 		if errors.As(err, &re) && re.Code() != "" && !strings.Contains(err.Error(), "only (P") {
@@ -466,6 +480,9 @@ func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err erro
 		l.cl.subCmds.Store(-1)
 		inline, err = false, nil
 	}
+	if code, _ := isRedirect(err); code == "ASK" && inline && l.cfg.Fencing {
+		n, token, err = l.fenceAsked(ctx, c)
+	}
 	if err != nil {
 		return 0, 0, err
 	}
@@ -493,6 +510,9 @@ func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err erro
 		n, err = numsubCount(v, l.channel)
 		return err
 	})
+	if code, _ := isRedirect(err); code == "ASK" && l.cfg.Fencing {
+		n, token, err = l.fenceAsked(ctx, aux)
+	}
 	return n, token, err
 }
 

@@ -1,0 +1,488 @@
+package pubsublock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// Timing of sentinel mode.
+const (
+	// sentinelTick is how often the watcher PINGs its sentinel and checks
+	// whether any connection is left to watch over. A PING unanswered for
+	// two ticks makes it reconnect, to the next sentinel if need be.
+	sentinelTick = time.Second
+	// failoverHold bounds how long the primary whose failover began stays
+	// refused when the sentinels report neither the switch nor an abort.
+	failoverHold = 30 * time.Second
+	// primaryTries is how often get asks the sentinels again when the
+	// server they name turns out not to be a primary (ROLE).
+	primaryTries = 3
+)
+
+// errFailover is the cause of a hold lost to a sentinel failover.
+var errFailover = errors.New("pubsublock: sentinel failover")
+
+// sentinelEvents are the sentinel pub/sub channels the watcher follows:
+// the steps of a failover, its end (+switch-master) and its aborts.
+var sentinelEvents = []string{
+	"+try-failover", "+elected-leader", "+failover-state-*", "+selected-slave", "+promoted-slave",
+	"+switch-master", "-failover-abort-*",
+}
+
+// sentinels finds the primary of a Redis watched by Sentinel, and watches
+// the sentinels for failovers of it.
+//
+// Pub/sub state is not replicated, and a demoted primary keeps its
+// subscribers (REPLICAOF disconnects nobody; the sentinel kills the old
+// primary's clients only when it reconfigures it, seconds after the
+// promotion). A lock held there would stay held while the new primary
+// hands the same lock to someone else. So as soon as a sentinel reports
+// that a failover of the primary began, every connection to it is closed
+// (each hold on it is lost), and no connection to it is made again until
+// the sentinels name another primary, or report that the failover was
+// aborted, or failoverHold has passed.
+type sentinels struct {
+	master string
+	dc     dialConfig // how to dial a sentinel: the servers' TLS and dialer, no auth
+
+	stop     chan struct{}  // closed by close
+	watchers sync.WaitGroup // the watcher goroutines, at most one running
+
+	mu       sync.Mutex         // guards the fields below
+	addrs    []string           // the sentinels; the last that answered first
+	primary  string             // the primary's address; "" until asked
+	failing  string             // a primary being failed over, not to be used; "" none
+	failEnd  time.Time          // when failing is forgotten
+	live     map[string][]*conn // connections handed out, by server address
+	watching bool               // a watcher runs and has not decided to exit
+	closed   bool               // close was called
+}
+
+func newSentinels(t topology, dc dialConfig) *sentinels {
+	sdc := dialConfig{network: "tcp", dialTimeout: dc.dialTimeout, tls: dc.tls, dial: dc.dial,
+		resp2: true, limits: dc.limits}
+	return &sentinels{master: t.master, dc: sdc, addrs: t.sentinels,
+		live: make(map[string][]*conn), stop: make(chan struct{})}
+}
+
+// get returns a connection to the primary: an idle one, or a new one once
+// ROLE has confirmed that the server is a primary. It waits (up to the
+// dial timeout) while a failover runs.
+func (s *sentinels) get(ctx context.Context, cl *Client) (*conn, error) {
+	var role string
+	for try := 1; ; try++ {
+		addr, err := s.resolve(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if c := cl.idleConn(addr); c != nil {
+			return c, nil
+		}
+		c, err := cl.dialNode(ctx, addr)
+		if err != nil {
+			s.forget(addr)
+			return nil, err
+		}
+		if role, err = roleOf(ctx, c); err != nil {
+			c.close()
+			return nil, err
+		}
+		if role == "master" && s.track(cl, c) {
+			return c, nil
+		}
+		c.close()
+		s.forget(addr)
+		if try == primaryTries {
+			if role == "master" {
+				return nil, fmt.Errorf("pubsublock: sentinel: a failover of %s at %s began", s.master, addr)
+			}
+			return nil, fmt.Errorf("pubsublock: sentinel: %s at %s is a %s, not the primary", s.master, addr, role)
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// roleOf returns the first element of ROLE: "master", "slave" or
+// "sentinel".
+func roleOf(ctx context.Context, c *conn) (string, error) {
+	v, err := c.do(ctx, "ROLE")
+	if err != nil {
+		return "", fmt.Errorf("pubsublock: ROLE: %w", err)
+	}
+	if len(v.Elems) == 0 {
+		return "", fmt.Errorf("%w: ROLE reply %.80s", resp.ErrProtocol, v.String())
+	}
+	return string(v.Elems[0].Str), nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// resolve returns the primary's address, asking the sentinels when it is
+// not known. While the failover of a primary runs, the sentinels still
+// name it for a while: resolve asks again every 50ms, for at most the dial
+// timeout.
+func (s *sentinels) resolve(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(s.dc.dialTimeout)
+	for {
+		s.mu.Lock()
+		if s.failing != "" && time.Now().After(s.failEnd) {
+			s.failing = ""
+		}
+		primary, failing := s.primary, s.failing
+		s.mu.Unlock()
+		if primary != "" && primary != failing {
+			return primary, nil
+		}
+		addr, err := s.ask(ctx)
+		if err != nil {
+			return "", err
+		}
+		if addr != failing {
+			s.mu.Lock()
+			if s.failing == "" || addr != s.failing {
+				s.primary = addr
+			}
+			s.mu.Unlock()
+			return addr, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("pubsublock: sentinel: failover of %s from %s still running after %v", s.master, failing, s.dc.dialTimeout)
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return "", err
+		}
+	}
+}
+
+// ask asks the sentinels in turn for the primary's address (SENTINEL
+// GET-MASTER-ADDR-BY-NAME), and moves the first that answers to the front.
+func (s *sentinels) ask(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	addrs := append([]string(nil), s.addrs...)
+	s.mu.Unlock()
+	var errs []error
+	for _, a := range addrs {
+		primary, err := s.askOne(ctx, a)
+		if err == nil {
+			s.mu.Lock()
+			for i, b := range s.addrs {
+				if b == a {
+					copy(s.addrs[1:i+1], s.addrs[:i])
+					s.addrs[0] = a
+					break
+				}
+			}
+			s.mu.Unlock()
+			return primary, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return "", fmt.Errorf("pubsublock: sentinel: no sentinel named the primary %s: %w", s.master, errors.Join(errs...))
+}
+
+func (s *sentinels) askOne(ctx context.Context, addr string) (string, error) {
+	dc := s.dc
+	dc.addr = addr
+	c, err := dialConn(ctx, dc)
+	if err != nil {
+		return "", err
+	}
+	defer c.close()
+	v, err := c.do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.master)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", addr, err)
+	}
+	if v.IsNull() {
+		return "", fmt.Errorf("%s does not monitor %s", addr, s.master)
+	}
+	if len(v.Elems) != 2 || !isPort(string(v.Elems[1].Str)) || len(v.Elems[0].Str) == 0 {
+		return "", fmt.Errorf("%w: %s: GET-MASTER-ADDR-BY-NAME reply %.80s", resp.ErrProtocol, addr, v.String())
+	}
+	return net.JoinHostPort(string(v.Elems[0].Str), string(v.Elems[1].Str)), nil
+}
+
+// current returns the primary's address as known now, or "" when it is
+// unknown or being failed over.
+func (s *sentinels) current() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.primary == s.failing {
+		return ""
+	}
+	return s.primary
+}
+
+// forget drops addr as the primary, so the next get asks the sentinels.
+func (s *sentinels) forget(addr string) {
+	s.mu.Lock()
+	if s.primary == addr {
+		s.primary = ""
+	}
+	s.mu.Unlock()
+}
+
+// track records a new connection to the primary, so that a failover can
+// close it, and starts the watcher if it is not running. It refuses (and
+// the caller closes c) when a failover of that server began meanwhile.
+func (s *sentinels) track(cl *Client, c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.addr == s.failing {
+		return false
+	}
+	s.live[c.addr] = append(s.live[c.addr], c)
+	if !s.watching && !s.closed {
+		s.watching = true
+		s.watchers.Add(1)
+		go s.watch(cl)
+	}
+	return true
+}
+
+// sweep forgets the connections that were closed. If none is left it
+// stops the watch: it reports true, and the primary is forgotten as no
+// one watches it any more.
+func (s *sentinels) sweep() (idle bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for addr, conns := range s.live {
+		kept := conns[:0]
+		for _, c := range conns {
+			if c.failed() == nil {
+				kept = append(kept, c)
+			}
+		}
+		clear(conns[len(kept):])
+		if len(kept) == 0 {
+			delete(s.live, addr)
+		} else {
+			s.live[addr] = kept
+		}
+	}
+	if len(s.live) > 0 && !s.closed {
+		return false
+	}
+	s.watching = false
+	s.primary = ""
+	return true
+}
+
+// retire closes every connection to addr, with cause.
+func (s *sentinels) retire(cl *Client, addr string, cause error) {
+	s.mu.Lock()
+	conns := s.live[addr]
+	delete(s.live, addr)
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.fatal(cause)
+	}
+	cl.dropIdle(addr)
+}
+
+// close stops the watcher and waits for it.
+func (s *sentinels) close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.stop)
+	}
+	s.mu.Unlock()
+	s.watchers.Wait()
+}
+
+// watch is the watcher goroutine: it stays subscribed to the failover
+// events of a sentinel, and exits when no connection is left to watch
+// over or the Client is closed.
+func (s *sentinels) watch(cl *Client) {
+	defer s.watchers.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for i := 0; ; i++ {
+		if s.watchOne(ctx, cl, s.pick(i)) == nil { // nothing left to watch, or closed
+			return
+		}
+		if s.sweep() {
+			return
+		}
+		if sleepCtx(ctx, sentinelTick/4) != nil {
+			s.sweep()
+			return
+		}
+	}
+}
+
+// pick returns the sentinel for the i-th watch: the first (the last one
+// that answered) unless it failed, then the next ones in turn.
+func (s *sentinels) pick(i int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[i%len(s.addrs)]
+}
+
+// watchOne subscribes to the failover events of the sentinel at addr and
+// handles them until the connection fails (an error), or no connection to
+// the primary is left or ctx ends (nil).
+func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error {
+	dc := s.dc
+	dc.addr = addr
+	c, err := dialConn(ctx, dc)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	setup, cancel := context.WithTimeout(ctx, s.dc.dialTimeout)
+	defer cancel()
+	cmd := append([]string{"PSUBSCRIBE"}, sentinelEvents...)
+	if err := c.pipeline(setup, [][]string{cmd}, nil); err != nil {
+		return err
+	}
+	// Events before the subscription were missed: ask for the primary
+	// now, and retire the one known if the sentinels moved on.
+	primary, err := s.askOne(setup, addr)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	old := s.primary
+	if old != primary {
+		s.primary = ""
+	}
+	s.mu.Unlock()
+	if old != "" && old != primary {
+		s.retire(cl, old, fmt.Errorf("%w: sentinel %s names %s as primary of %s, not %s", errFailover, addr, primary, s.master, old))
+	}
+
+	readDone := make(chan error, 1)
+	go func() {
+		for {
+			v, push, err := c.readFrame()
+			if err != nil {
+				readDone <- c.fatal(err)
+				return
+			}
+			if !push {
+				if err := c.deliver(v); err != nil {
+					readDone <- err
+					return
+				}
+				continue
+			}
+			if isKind(v, "pmessage") && len(v.Elems) == 4 {
+				s.event(cl, string(v.Elems[2].Str), string(v.Elems[3].Str))
+			}
+		}
+	}()
+	defer func() {
+		c.close()
+		<-readDone
+	}()
+	tick := time.NewTicker(sentinelTick)
+	defer tick.Stop()
+	pong := make(chan reply, 1)
+	waiting := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-readDone:
+			readDone <- err // for the deferred wait
+			return err
+		case r := <-pong:
+			if r.err != nil {
+				return r.err
+			}
+			waiting = 0
+		case <-tick.C:
+			if s.sweep() {
+				return nil
+			}
+			if waiting > 0 {
+				if waiting++; waiting > 2 {
+					return fmt.Errorf("pubsublock: sentinel %s: no answer to PING", addr)
+				}
+				continue
+			}
+			if err := c.send(pong, "PING"); err != nil {
+				return err
+			}
+			waiting = 1
+		}
+	}
+}
+
+// event handles one failover event of a sentinel.
+func (s *sentinels) event(cl *Client, channel, payload string) {
+	f := strings.Fields(payload)
+	switch {
+	case channel == "+switch-master": // <master> <old ip> <old port> <new ip> <new port>
+		if len(f) != 5 || f[0] != s.master || !isPort(f[2]) || !isPort(f[4]) {
+			return
+		}
+		old, primary := net.JoinHostPort(f[1], f[2]), net.JoinHostPort(f[3], f[4])
+		s.mu.Lock()
+		s.primary, s.failing = primary, ""
+		s.mu.Unlock()
+		s.retire(cl, old, fmt.Errorf("%w: %s switched from %s to %s", errFailover, s.master, old, primary))
+	case strings.HasPrefix(channel, "-failover-abort"):
+		if name, _ := eventMaster(f); name == s.master {
+			s.mu.Lock()
+			s.failing = ""
+			s.mu.Unlock()
+		}
+	default: // a step of a failover
+		name, addr := eventMaster(f)
+		if name != s.master || addr == "" {
+			return
+		}
+		s.mu.Lock()
+		s.failing, s.failEnd = addr, time.Now().Add(failoverHold)
+		if s.primary == addr {
+			s.primary = ""
+		}
+		s.mu.Unlock()
+		s.retire(cl, addr, fmt.Errorf("%w: failover of %s from %s began (%s)", errFailover, s.master, addr, channel))
+	}
+}
+
+// eventMaster returns the master name and address of a sentinel event's
+// payload: "master <name> <ip> <port> ..." or
+// "<type> <name> <ip> <port> @ <master name> <master ip> <master port>".
+func eventMaster(f []string) (name, addr string) {
+	if len(f) >= 4 && f[0] == "master" && isPort(f[3]) {
+		return f[1], net.JoinHostPort(f[2], f[3])
+	}
+	for i, w := range f {
+		if w == "@" && i+3 < len(f) && isPort(f[i+3]) {
+			return f[i+1], net.JoinHostPort(f[i+2], f[i+3])
+		}
+	}
+	return "", ""
+}
