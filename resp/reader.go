@@ -243,11 +243,11 @@ func (r *Reader) readBulk(n int) ([]byte, error) {
 	// Peek rather than read into a local array, which would escape to the
 	// heap through the io.Reader interface: one allocation per bulk.
 	crlf, err := r.br.Peek(2)
+	if len(crlf) > 0 && crlf[0] != '\r' || len(crlf) > 1 && crlf[1] != '\n' {
+		return nil, protoErr("bulk data not terminated by CRLF")
+	}
 	if err != nil {
 		return nil, unexpected(err)
-	}
-	if crlf[0] != '\r' || crlf[1] != '\n' {
-		return nil, protoErr("bulk data not terminated by CRLF")
 	}
 	r.br.Discard(2) // cannot fail after a successful Peek(2)
 	return r.arena[start:len(r.arena):len(r.arena)], nil

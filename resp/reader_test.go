@@ -293,6 +293,9 @@ func TestReadInvalid(t *testing.T) {
 		{"bulk error bad trailer", "!1\r\naXY", proto},
 		{"verbatim bad trailer", "=5\r\ntxt:aXY", proto},
 		{"bulk trailer CR then EOF", "$1\r\na\r", short},
+		{"bulk trailer wrong byte then EOF", "$1\r\naX", proto},
+		{"bulk trailer nothing then EOF", "$21\r\n000000000000000000000", short},
+		{"bulk trailer one wrong byte then EOF", "!21\r\n0000000000000000000000", proto},
 		{"bulk data then EOF", "$5\r\nhel", short},
 		{"bulk data complete then EOF", "$5\r\nhello", short},
 
