@@ -1,9 +1,9 @@
 package pubsublock
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"bytes"
 	"log/slog"
 	"math/rand/v2"
 	"net"
