@@ -1,0 +1,332 @@
+package pubsublock
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pubsublock/pubsublock/internal/redistest"
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+func TestSentinelURL(t *testing.T) {
+	for _, tc := range []struct {
+		url       string
+		sentinels []string
+		master    string
+		db        int
+		pass      string
+	}{
+		{"redis+sentinel://s1:26379,s2:26380/mymaster", []string{"s1:26379", "s2:26380"}, "mymaster", 0, ""},
+		{"redis+sentinel://:pw@s1,[::1]/my%20master?db=3", []string{"s1:26379", "[::1]:26379"}, "my master", 3, "pw"},
+		{"rediss+sentinel://s1:1/m/", []string{"s1:1"}, "m", 0, ""},
+	} {
+		cc := ClientConfig{URL: tc.url}
+		dc, err := cc.dialConfig()
+		if err != nil {
+			t.Errorf("%s: %v", tc.url, err)
+			continue
+		}
+		topo, err := cc.topology()
+		if err != nil {
+			t.Errorf("%s: %v", tc.url, err)
+			continue
+		}
+		if !slices.Equal(topo.sentinels, tc.sentinels) || topo.master != tc.master || dc.db != tc.db || dc.password != tc.pass || topo.cluster != nil {
+			t.Errorf("%s: sentinels %q master %q db %d password %q", tc.url, topo.sentinels, topo.master, dc.db, dc.password)
+		}
+	}
+	for _, bad := range []ClientConfig{
+		{URL: "redis+sentinel://u:hunter2@s1:26379"},
+		{URL: "redis+sentinel://u:hunter2@s1:26379/"},
+		{URL: "redis+sentinel://u:hunter2@s1:26379/a/b"},
+		{URL: "redis+sentinel://u:hunter2@s1:26379/m?db=x"},
+		{URL: "redis+sentinel://u:hunter2@s1:26379/m", MasterName: "other"},
+		{URL: "redis+sentinel://u:hunter2@s1:26379/m", SentinelAddrs: []string{"s:1"}},
+		{SentinelAddrs: []string{"s:1"}},
+		{MasterName: "m"},
+		{SentinelAddrs: []string{"s:1"}, MasterName: "m", Addr: "h:1"},
+		{SentinelAddrs: []string{"s"}, MasterName: "m"},
+	} {
+		_, err := NewClient(bad)
+		if !errors.Is(err, ErrConfig) {
+			t.Errorf("NewClient(%+v) = %v, want ErrConfig", bad, err)
+		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error repeats the password: %v", err)
+		}
+	}
+	if _, err := NewClient(ClientConfig{URL: "redis+sentinel://s1:26379/m", MasterName: "m"}); err != nil {
+		t.Errorf("URL and the same MasterName: %v", err)
+	}
+}
+
+func TestSentinelEventMaster(t *testing.T) {
+	for _, tc := range []struct{ payload, name, addr string }{
+		{"master mymaster 127.0.0.1 6379 #quorum 1/1", "mymaster", "127.0.0.1:6379"},
+		{"slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379", "mymaster", "127.0.0.1:6379"},
+		{"sentinel 3f2a 127.0.0.1 26379 @ m ::1 6379", "m", "[::1]:6379"},
+		{"7 1", "", ""},
+		{"master m h notaport", "", ""},
+	} {
+		name, addr := eventMaster(strings.Fields(tc.payload))
+		if name != tc.name || addr != tc.addr {
+			t.Errorf("eventMaster(%q) = %q, %q", tc.payload, name, addr)
+		}
+	}
+}
+
+// A Redis 7 primary turned into a replica keeps its pub/sub clients
+// subscribed: REPLICAOF disconnects nobody. Only the sentinel's own
+// CLIENT KILL, when it reconfigures the old primary seconds after the
+// promotion, ends their subscriptions; hence the Client's watch of the
+// failover events.
+func TestSentinelDemotedPrimaryKeepsSubscribers(t *testing.T) {
+	old, next := redistest.Redis(t), redistest.Redis(t)
+	ctx := context.Background()
+	c, err := dialConn(ctx, dialConfig{network: "tcp", addr: old.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	if err := subscribeSync(ctx, c, classic, "jobs"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Do("REPLICAOF", "127.0.0.1", strconv.Itoa(next.Port())); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if role, _ := old.Do("ROLE"); !strings.HasPrefix(role, "slave") {
+		t.Fatalf("ROLE of the demoted primary: %q", role)
+	}
+	if n, err := old.Do("PUBSUB", "NUMSUB", "jobs"); err != nil || n != "jobs\n1" {
+		t.Errorf("NUMSUB on the demoted primary = %q, %v; want the subscriber still there", n, err)
+	}
+	if v, err := c.do(ctx, "PING"); err != nil || string(v.Str) != "PONG" {
+		t.Errorf("the subscriber's connection: %v, %v", v, err)
+	}
+}
+
+// deadAddr returns a loopback address where nothing listens.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// fakeSentinel answers every command with the address host:port, as
+// SENTINEL GET-MASTER-ADDR-BY-NAME would.
+func fakeSentinel(t *testing.T, addr string) string {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer nc.Close()
+				rd := resp.NewReader(bufio.NewReader(nc), resp.Limits{})
+				for {
+					if _, err := rd.Read(); err != nil {
+						return
+					}
+					if _, err := nc.Write(resp.AppendCommand(nil, host, port)); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+func TestSentinel(t *testing.T) {
+	start := time.Now()
+	s := redistest.Sentinel(t)
+	t.Logf("primary, replica and sentinel up in %v", time.Since(start))
+	t.Run("ReplicaRefused", func(t *testing.T) {
+		l := newLock(t, "jobs", Config{SentinelAddrs: []string{fakeSentinel(t, s.Replica().Addr())}, MasterName: s.MasterName()})
+		err := l.Acquire(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "is a slave, not the primary") {
+			t.Errorf("Acquire on a replica named as primary: %v", err)
+		}
+	})
+	t.Run("WatcherStops", func(t *testing.T) {
+		ctx := context.Background()
+		before := runtime.NumGoroutine()
+		// A Lock's own Client: its watcher exits once the lock is released.
+		l := newLock(t, "own", Config{SentinelAddrs: s.SentinelAddrs(), MasterName: s.MasterName()})
+		if err := l.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !sentinelWatching(l.cl) {
+			t.Error("no watcher while the lock is held")
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 3*sentinelTick, "watcher exits", func() bool { return !sentinelWatching(l.cl) })
+		// A shared Client: Close stops the watcher at once.
+		cl, err := NewClient(ClientConfig{SentinelAddrs: s.SentinelAddrs(), MasterName: s.MasterName()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := newLock(t, "shared", Config{Client: cl})
+		if err := m.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cl.Close()
+		waitUntil(t, time.Second, "goroutines end", func() bool { return runtime.NumGoroutine() <= before })
+	})
+	t.Run("Failover", func(t *testing.T) { testSentinelFailover(t, s) })
+}
+
+func sentinelWatching(cl *Client) bool {
+	cl.sentinel.mu.Lock()
+	defer cl.sentinel.mu.Unlock()
+	return cl.sentinel.watching
+}
+
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func numsub(t *testing.T, s *redistest.Server, channel string) string {
+	t.Helper()
+	out, err := s.Do("PUBSUB", "NUMSUB", channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimPrefix(out, channel+"\n")
+}
+
+// A failover ends the hold on the old primary before the sentinel names
+// the new one, so that no one can take the lock there while it is still
+// held; the next acquisition lands on the new primary.
+func testSentinelFailover(t *testing.T, s *redistest.SentinelSet) {
+	ctx := context.Background()
+	const ch = "jobs"
+	// The first sentinel is down: the next one is asked.
+	cl, err := NewClient(ClientConfig{SentinelAddrs: append([]string{deadAddr(t)}, s.SentinelAddrs()...), MasterName: s.MasterName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	l := newLock(t, ch, Config{Client: cl})
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := s.Primary()
+	if n := numsub(t, old, ch); n != "1" {
+		t.Fatalf("NUMSUB on the primary = %s", n)
+	}
+
+	// Note when the sentinel names another primary, and when the hold
+	// ends.
+	sc, err := dialConn(ctx, dialConfig{network: "tcp", addr: s.SentinelAddrs()[0], resp2: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.close()
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	var named time.Time
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for pollCtx.Err() == nil {
+			v, err := sc.do(pollCtx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.MasterName())
+			if err != nil {
+				return
+			}
+			if len(v.Elems) == 2 && string(v.Elems[1].Str) != strconv.Itoa(old.Port()) {
+				named = time.Now()
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	})
+	var lost time.Time
+	wg.Go(func() {
+		select {
+		case <-l.Lost():
+			lost = time.Now()
+		case <-pollCtx.Done():
+		}
+	})
+	start := time.Now()
+	s.Failover(t)
+	took := time.Since(start)
+	time.Sleep(50 * time.Millisecond)
+	stopPoll()
+	wg.Wait()
+	if lost.IsZero() {
+		t.Fatal("Lost() did not fire on failover")
+	}
+	if named.IsZero() {
+		t.Fatal("the sentinel never named another primary")
+	}
+	t.Logf("failover: Lost() after %v, sentinel named the new primary after %v, Failover returned after %v",
+		lost.Sub(start), named.Sub(start), took)
+	if !lost.Before(named) {
+		t.Errorf("the hold ended %v after the sentinel named the new primary", lost.Sub(named))
+	}
+	if err := l.Err(); !errors.Is(err, ErrLost) || !errors.Is(err, errFailover) {
+		t.Errorf("Err() = %v, want ErrLost by a failover", err)
+	}
+	if err := l.Release(ctx); !errors.Is(err, ErrLost) {
+		t.Errorf("Release after the failover: %v", err)
+	}
+
+	next := s.Primary()
+	if next == old {
+		t.Fatal("Failover left the primary in place")
+	}
+	b := newLock(t, ch, Config{Client: cl})
+	if err := b.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := numsub(t, next, ch); n != "1" {
+		t.Errorf("NUMSUB on the new primary %s = %s", next.Addr(), n)
+	}
+	if n := numsub(t, old, ch); n != "0" {
+		t.Errorf("NUMSUB on the old primary %s = %s", old.Addr(), n)
+	}
+	if role, _ := next.Do("ROLE"); !strings.HasPrefix(role, "master") {
+		t.Errorf("the new holder's server has ROLE %q", role)
+	}
+	if err := b.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
