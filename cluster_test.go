@@ -614,3 +614,32 @@ func (e clusterEnv) testFencingDuringMigration(t *testing.T) {
 		t.Errorf("SHARDNUMSUB on the new owner = %d", n)
 	}
 }
+
+// A master cut off from the rest of the cluster keeps its shard
+// subscribers; the holder's health check notices once the node reports
+// CLUSTERDOWN, and the hold ends.
+func TestClusterPartitionedHolder(t *testing.T) {
+	c := redistest.Cluster(t, 2)
+	ctx := context.Background()
+	const ch = "cutoff"
+	owner := c.Owner(t, Slot(ch))
+	l := newLock(t, ch, Config{ClusterAddrs: []string{owner.Addr()}, HealthCheckInterval: 100 * time.Millisecond})
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for _, n := range c.Nodes() {
+		if n != owner {
+			n.Stop()
+		}
+	}
+	select {
+	case <-l.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lost() did not fire")
+	}
+	t.Logf("holder on a master left alone lost the lock %v after the other master stopped (node timeout 2s)", time.Since(start))
+	if err := l.Err(); !errors.Is(err, ErrLost) || !strings.Contains(err.Error(), "CLUSTERDOWN") {
+		t.Errorf("Err() = %v, want a loss by CLUSTERDOWN", err)
+	}
+}

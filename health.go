@@ -6,9 +6,9 @@ import (
 )
 
 // health is the health-check goroutine of a hold: every interval it PINGs
-// the subscribed connection, and if no answer comes within timeout it
-// closes the connection, which ends the hold (the worker reports the loss).
-// It exits when the worker does.
+// the subscribed connection (see probe), and if no answer comes within
+// timeout, or an error, it closes the connection, which ends the hold (the
+// worker reports the loss). It exits when the worker does.
 func (h *hold) health(interval, timeout time.Duration) {
 	defer close(h.healthDone)
 	tick := time.NewTicker(interval)
@@ -20,7 +20,7 @@ func (h *hold) health(interval, timeout time.Duration) {
 			return
 		case <-tick.C:
 		}
-		if err := h.c.send(pong, "PING"); err != nil {
+		if err := h.c.send(pong, h.probe()...); err != nil {
 			return // the connection failed: the worker sees it
 		}
 		t := time.NewTimer(timeout)
