@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"testing"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/pubsublock/pubsublock"
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// cycleRow is one row of the lock-cycle section: a lock's acquire plus
+// release, or a PING floor.
+type cycleRow struct {
+	name, what string
+	// setup returns the operation to time and a cleanup.
+	setup func(addr string) (op func(ctx context.Context) error, done func(), err error)
+}
+
+var cycleRows = []cycleRow{
+	{"pubsublock", "Acquire+Release, Locks sharing one pubsublock.Client (warm connections)", func(addr string) (func(context.Context) error, func(), error) {
+		cl, err := pubsublock.NewClient(pubsublock.ClientConfig{Addr: addr})
+		if err != nil {
+			return nil, nil, err
+		}
+		lk, err := pubsublockLocker(cl, uniqueName("cycle"), true)
+		return lockCycle(lk, err)
+	}},
+	{"pubsublock-noclient", "Acquire+Release, Config.Addr without a Client: dials and handshakes every Acquire", func(addr string) (func(context.Context) error, func(), error) {
+		l, err := pubsublock.New(uniqueName("cycle"), pubsublock.Config{Addr: addr})
+		if err != nil {
+			return nil, nil, err
+		}
+		return lockCycle(&locker{acquire: l.Acquire, release: l.Release, close: func() {}}, nil)
+	}},
+	{"bsm-redislock", "Obtain+Release (TTL 5s), go-redis v9 client", peerCycle("bsm-redislock")},
+	{"redsync", "LockContext+UnlockContext, default options, goredis v9 pool", peerCycle("redsync")},
+	{"rueidislock", "WithContext+cancel, default options (3 keys, majority 2)", peerCycle("rueidislock")},
+	{"ping-rawsocket", "floor: 1 PING round trip, resp.AppendCommand + resp.Reader on a net.Conn", rawPing(1)},
+	{"2ping-rawsocket", "floor: 2 PING round trips, as above", rawPing(2)},
+	{"ping-go-redis", "floor: 1 go-redis Ping", goredisPing(1)},
+	{"2ping-go-redis", "floor: 2 go-redis Pings", goredisPing(2)},
+}
+
+func peerCycle(name string) func(addr string) (func(context.Context) error, func(), error) {
+	return func(addr string) (func(context.Context) error, func(), error) {
+		p, _ := findPeer(name)
+		return lockCycle(p.new(addr, uniqueName("cycle"), 0))
+	}
+}
+
+func lockCycle(lk *locker, err error) (func(context.Context) error, func(), error) {
+	if err != nil {
+		return nil, nil, err
+	}
+	return func(ctx context.Context) error {
+		if err := lk.acquire(ctx); err != nil {
+			return err
+		}
+		return lk.release(ctx)
+	}, lk.close, nil
+}
+
+func rawPing(n int) func(addr string) (func(context.Context) error, func(), error) {
+	return func(addr string) (func(context.Context) error, func(), error) {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		rd := resp.NewReader(bufio.NewReader(nc), resp.Limits{})
+		cmd := resp.AppendCommand(nil, "PING")
+		return func(context.Context) error {
+			for range n {
+				if _, err := nc.Write(cmd); err != nil {
+					return err
+				}
+				if _, err := rd.Read(); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, func() { nc.Close() }, nil
+	}
+}
+
+func goredisPing(n int) func(addr string) (func(context.Context) error, func(), error) {
+	return func(addr string) (func(context.Context) error, func(), error) {
+		c := goredis.NewClient(&goredis.Options{Addr: addr})
+		return func(ctx context.Context) error {
+			for range n {
+				if err := c.Ping(ctx).Err(); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, func() { c.Close() }, nil
+	}
+}
+
+// cmdsPerCycle is how many commands of each kind one cycle sends, by row,
+// from INFO commandstats around 100 cycles.
+var cmdsPerCycle = map[string]string{}
+
+func runCycle(cfg *config, rs *results) {
+	ctx := context.Background()
+	for _, row := range cycleRows {
+		op, done, err := row.setup(cfg.srv.addr)
+		if err != nil {
+			fmt.Fprintf(cfg.log, "cycle %s: %v\n", row.name, err)
+			continue
+		}
+		if err := op(ctx); err != nil { // warm up: connections, scripts
+			fmt.Fprintf(cfg.log, "cycle %s: %v\n", row.name, err)
+			done()
+			continue
+		}
+		res := testing.Benchmark(func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := op(ctx); err != nil {
+					fatal(b, err)
+				}
+			}
+		})
+		if res.N == 0 {
+			fmt.Fprintf(cfg.log, "cycle %s failed: %s\n", row.name, lastFailure())
+		} else {
+			rs.add(fromBenchmark("Cycle/"+row.name, res))
+		}
+		if _, ok := cmdsPerCycle[row.name]; !ok {
+			cmdsPerCycle[row.name] = countCommands(cfg.srv.addr, op)
+		}
+		done()
+	}
+}
+
+// countCommands runs op 100 times between CONFIG RESETSTAT and INFO
+// commandstats and describes the commands per run.
+func countCommands(addr string, op func(context.Context) error) string {
+	const runs = 100
+	if _, err := admin(addr, "CONFIG", "RESETSTAT"); err != nil {
+		return "?"
+	}
+	for range runs {
+		if err := op(context.Background()); err != nil {
+			return "?"
+		}
+	}
+	stats, err := commandStats(addr)
+	if err != nil {
+		return "?"
+	}
+	total := 0
+	var parts []string
+	for name, n := range stats {
+		total += n
+		parts = append(parts, fmt.Sprintf("%s %s", name, num(float64(n)/runs)))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%s: %s", num(float64(total)/runs), strings.Join(parts, ", "))
+}
+
+func printCycle(cfg *config, rs *results) {
+	w := cfg.out
+	fmt.Fprintln(w, "## 2. Lock cycle: uncontended acquire + release, warm connections")
+	fmt.Fprintln(w)
+	floor, hasFloor := rs.median("Cycle/ping-rawsocket")
+	t := table{head: []string{"row", "time/op", "× 1 PING", "B/op", "allocs/op", "commands per cycle (INFO commandstats)"}, align: "lrrrrl"}
+	for _, row := range cycleRows {
+		m, ok := rs.median("Cycle/" + row.name)
+		if !ok {
+			t.row(row.name, "failed")
+			continue
+		}
+		ratio := "n/a"
+		if hasFloor {
+			ratio = fmt.Sprintf("%.1f", m.ns/floor.ns)
+		}
+		t.row(row.name, dur(m.ns), ratio, num(m.bytes), num(m.allocs), cmdsPerCycle[row.name])
+	}
+	t.write(w)
+	for _, row := range cycleRows {
+		fmt.Fprintf(w, "- %s: %s\n", row.name, row.what)
+	}
+	fmt.Fprintln(w)
+}

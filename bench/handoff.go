@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// holdFor is how long a holder works before it releases, in the hand-off
+// section.
+const holdFor = time.Millisecond
+
+// warmupHandoffs are measured but dropped: they happen while the waiters
+// are still joining.
+const warmupHandoffs = 2
+
+// handoffStats is what one hand-off measurement found besides the samples.
+type handoffStats struct {
+	violations int64 // acquisitions while another contender held the lock
+	errors     int64 // failed acquires or releases (other than ctx's end)
+	timedOut   bool
+}
+
+var handoffNotes = map[string]handoffStats{}
+
+func runHandoff(cfg *config, rs *results) {
+	for _, p := range lockPeers {
+		for _, n := range cfg.waiters {
+			name := fmt.Sprintf("Handoff/waiters=%d/%s", n, p.name)
+			samples, st, err := handoff(cfg, p, n)
+			if err != nil {
+				fmt.Fprintf(cfg.log, "%s: %v\n", name, err)
+				continue
+			}
+			prev := handoffNotes[name]
+			st.violations += prev.violations
+			st.errors += prev.errors
+			st.timedOut = st.timedOut || prev.timedOut
+			handoffNotes[name] = st
+			if len(samples) == 0 {
+				continue
+			}
+			slices.Sort(samples)
+			var sum time.Duration
+			for _, s := range samples {
+				sum += s
+			}
+			rs.add(result{name: name, n: len(samples), ns: float64(sum.Nanoseconds()) / float64(len(samples)),
+				bytes: -1, allocs: -1, extra: []metric{
+					{"p50-ns", float64(percentile(samples, 50))},
+					{"p99-ns", float64(percentile(samples, 99))},
+					{"max-ns", float64(samples[len(samples)-1])},
+				}})
+		}
+	}
+}
+
+// handoff runs waiters+1 contenders of p on one lock. Whoever acquires works
+// holdFor, releases, and rejoins only once someone else has acquired, so
+// exactly `waiters` contenders wait at each release. A sample is the time
+// from a Release returning to the next Acquire returning.
+func handoff(cfg *config, p peer, waiters int) ([]time.Duration, handoffStats, error) {
+	var st handoffStats
+	name := uniqueName("handoff")
+	want := cfg.handoffs + warmupHandoffs
+	limit := 60 * time.Second
+	if cfg.short {
+		limit = 20 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+
+	lockers := make([]*locker, waiters+1)
+	for i := range lockers {
+		lk, err := p.new(cfg.srv.addr, name, 0)
+		if err != nil {
+			for _, l := range lockers[:i] {
+				l.close()
+			}
+			return nil, st, err
+		}
+		lockers[i] = lk
+	}
+	defer func() {
+		for _, l := range lockers {
+			l.close()
+		}
+	}()
+
+	var (
+		mu          sync.Mutex // guards the fields below
+		cond        = sync.NewCond(&mu)
+		acquired    int       // acquisitions so far
+		lastRelease time.Time // when the last Release returned
+		samples     []time.Duration
+		holders     atomic.Int32
+		wg          sync.WaitGroup
+	)
+	stopCond := context.AfterFunc(ctx, func() { mu.Lock(); cond.Broadcast(); mu.Unlock() })
+	defer stopCond()
+	for _, lk := range lockers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if err := lk.acquire(ctx); err != nil {
+					if ctx.Err() == nil {
+						atomic.AddInt64(&st.errors, 1)
+						time.Sleep(10 * time.Millisecond)
+					}
+					continue
+				}
+				now := time.Now()
+				if holders.Add(1) != 1 {
+					atomic.AddInt64(&st.violations, 1)
+				}
+				mu.Lock()
+				if !lastRelease.IsZero() {
+					samples = append(samples, now.Sub(lastRelease))
+				}
+				acquired++
+				mine := acquired
+				finished := len(samples) >= want
+				cond.Broadcast()
+				mu.Unlock()
+
+				time.Sleep(holdFor)
+				holders.Add(-1)
+				err := lk.release(context.WithoutCancel(ctx))
+				released := time.Now()
+				if err != nil {
+					atomic.AddInt64(&st.errors, 1)
+				}
+				mu.Lock()
+				lastRelease = released
+				if finished {
+					mu.Unlock()
+					cancel()
+					return
+				}
+				for acquired == mine && ctx.Err() == nil {
+					cond.Wait()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	st.timedOut = len(samples) < want
+	if len(samples) <= warmupHandoffs {
+		return nil, st, nil
+	}
+	return slices.Clone(samples[warmupHandoffs:]), st, nil
+}
+
+func printHandoff(cfg *config, rs *results) {
+	w := cfg.out
+	fmt.Fprintln(w, "## 3. Hand-off under contention")
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "N waiters on one lock, each with its own connections; the holder works %v, releases, and rejoins\n", holdFor)
+	fmt.Fprintln(w, "only after the next acquisition. Time from the holder's Release returning to the next Acquire returning.")
+	fmt.Fprintln(w)
+	t := table{head: []string{"peer", "waiters", "p50", "p99", "max", "mean", "samples", "notes"}, align: "lrrrrrrl"}
+	for _, p := range lockPeers {
+		for _, n := range cfg.waiters {
+			name := fmt.Sprintf("Handoff/waiters=%d/%s", n, p.name)
+			st := handoffNotes[name]
+			note := ""
+			if st.violations > 0 {
+				note += fmt.Sprintf("%d EXCLUSION VIOLATIONS; ", st.violations)
+			}
+			if st.errors > 0 {
+				note += fmt.Sprintf("%d errors; ", st.errors)
+			}
+			if st.timedOut {
+				note += "timed out before all hand-offs; "
+			}
+			m, ok := rs.median(name)
+			if !ok {
+				t.row(p.name, fmt.Sprint(n), "failed", "", "", "", "", note)
+				continue
+			}
+			t.row(p.name, fmt.Sprint(n), dur(m.metric("p50-ns")), dur(m.metric("p99-ns")), dur(m.metric("max-ns")),
+				dur(m.ns), fmt.Sprint(m.n), note)
+		}
+	}
+	t.write(w)
+	for _, p := range lockPeers {
+		fmt.Fprintf(w, "- %s waits: %s\n", p.name, p.waits)
+	}
+	fmt.Fprintln(w)
+}
