@@ -26,11 +26,12 @@ type clusterMap struct {
 
 	loading sync.Mutex // held during a load, so that one runs at a time
 
-	mu     sync.Mutex        // guards addrs, owners, loads and stale
+	mu     sync.Mutex        // guards addrs, owners, loads, stale and prefer
 	addrs  []string          // the masters; owners holds index+1
 	owners [slotCount]uint16 // the master of each slot, 0 when unknown
 	loads  uint64            // count of finished loads, to skip a load another just did
 	stale  bool              // a MOVED came since the last load
+	prefer string            // the master a MOVED named: asked first, as it has seen the move
 }
 
 func newClusterMap(seeds []string, tls bool) *clusterMap {
@@ -79,7 +80,10 @@ func (m *clusterMap) load(ctx context.Context, cl *Client, loads uint64) error {
 	}
 	var candidates []string
 	seen := make(map[string]bool)
-	for _, a := range append(append([]string(nil), m.addrs...), m.seeds...) {
+	for _, a := range append(append([]string{m.prefer}, m.addrs...), m.seeds...) {
+		if a == "" {
+			continue
+		}
 		if !seen[a] {
 			seen[a] = true
 			candidates = append(candidates, a)
@@ -103,7 +107,7 @@ func (m *clusterMap) load(ctx context.Context, cl *Client, loads uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.loads++
-	m.stale = false
+	m.stale, m.prefer = false, ""
 	if ranges == nil {
 		return fmt.Errorf("no node answered with the slot map: %w", errors.Join(errs...))
 	}
@@ -159,7 +163,7 @@ func (m *clusterMap) moved(e resp.Error, from string) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.stale = true
+	m.stale, m.prefer = true, addr
 	for i, a := range m.addrs {
 		if a == addr {
 			m.owners[slot] = uint16(i + 1)
