@@ -30,9 +30,10 @@ const (
 var errFailover = errors.New("pubsublock: sentinel failover")
 
 // sentinelEvents are the sentinel pub/sub channels the watcher follows:
+// the primary found down by a quorum (+odown, which starts a failover),
 // the steps of a failover, its end (+switch-master) and its aborts.
 var sentinelEvents = []string{
-	"+try-failover", "+elected-leader", "+failover-state-*", "+selected-slave", "+promoted-slave",
+	"+odown", "+try-failover", "+elected-leader", "+failover-state-*", "+selected-slave", "+promoted-slave",
 	"+switch-master", "-failover-abort-*",
 }
 
@@ -136,9 +137,9 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // resolve returns the primary's address, asking the sentinels when it is
-// not known. While the failover of a primary runs, the sentinels still
-// name it for a while: resolve asks again every 50ms, for at most the dial
-// timeout.
+// not known. While a failover runs (an event said so, or the sentinel
+// flags the primary o_down or failover_in_progress), no address is
+// returned: resolve asks again every 50ms, for at most the dial timeout.
 func (s *sentinels) resolve(ctx context.Context) (string, error) {
 	deadline := time.Now().Add(s.dc.dialTimeout)
 	for {
@@ -151,20 +152,27 @@ func (s *sentinels) resolve(ctx context.Context) (string, error) {
 		if primary != "" && primary != failing {
 			return primary, nil
 		}
-		addr, err := s.ask(ctx)
+		addr, busy, err := s.ask(ctx)
 		if err != nil {
 			return "", err
 		}
-		if addr != failing {
-			s.mu.Lock()
-			if s.failing == "" || addr != s.failing {
-				s.primary = addr
-			}
-			s.mu.Unlock()
+		s.mu.Lock()
+		switch {
+		case busy:
+			s.failing, s.failEnd = addr, time.Now().Add(failoverHold)
+		case s.failing == addr:
+			s.failing = "" // the sentinel says it is over
+		}
+		ok := !busy
+		if ok {
+			s.primary = addr
+		}
+		s.mu.Unlock()
+		if ok {
 			return addr, nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("pubsublock: sentinel: failover of %s from %s still running after %v", s.master, failing, s.dc.dialTimeout)
+			return "", fmt.Errorf("pubsublock: sentinel: failover of %s at %s still running after %v", s.master, addr, s.dc.dialTimeout)
 		}
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return "", err
@@ -172,15 +180,16 @@ func (s *sentinels) resolve(ctx context.Context) (string, error) {
 	}
 }
 
-// ask asks the sentinels in turn for the primary's address (SENTINEL
-// GET-MASTER-ADDR-BY-NAME), and moves the first that answers to the front.
-func (s *sentinels) ask(ctx context.Context) (string, error) {
+// ask asks the sentinels in turn for the primary's address, and whether a
+// failover of it runs (see askOne); it moves the first sentinel that
+// answers to the front.
+func (s *sentinels) ask(ctx context.Context) (addr string, busy bool, err error) {
 	s.mu.Lock()
 	addrs := append([]string(nil), s.addrs...)
 	s.mu.Unlock()
 	var errs []error
 	for _, a := range addrs {
-		primary, err := s.askOne(ctx, a)
+		primary, busy, err := s.askOne(ctx, a)
 		if err == nil {
 			s.mu.Lock()
 			for i, b := range s.addrs {
@@ -191,35 +200,58 @@ func (s *sentinels) ask(ctx context.Context) (string, error) {
 				}
 			}
 			s.mu.Unlock()
-			return primary, nil
+			return primary, busy, nil
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return "", fmt.Errorf("pubsublock: sentinel: no sentinel named the primary %s: %w", s.master, errors.Join(errs...))
+	return "", false, fmt.Errorf("pubsublock: sentinel: no sentinel named the primary %s: %w", s.master, errors.Join(errs...))
 }
 
-func (s *sentinels) askOne(ctx context.Context, addr string) (string, error) {
+// askOne asks the sentinel at addr for the primary's address (SENTINEL
+// GET-MASTER-ADDR-BY-NAME) and its flags (SENTINEL MASTER): busy is true
+// when they say o_down or failover_in_progress, as a failover is coming or
+// running then. The sentinel names the promoted replica some time before
+// the failover ends: busy too.
+func (s *sentinels) askOne(ctx context.Context, addr string) (primary string, busy bool, err error) {
 	dc := s.dc
 	dc.addr = addr
 	c, err := dialConn(ctx, dc)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer c.close()
-	v, err := c.do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.master)
+	var flags string
+	err = c.pipeline(ctx, [][]string{{"SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.master}, {"SENTINEL", "MASTER", s.master}},
+		func(i int, v resp.Value) error {
+			if i == 0 {
+				if v.IsNull() {
+					return fmt.Errorf("%s does not monitor %s", addr, s.master)
+				}
+				if len(v.Elems) != 2 || !isPort(string(v.Elems[1].Str)) || len(v.Elems[0].Str) == 0 {
+					return fmt.Errorf("%w: %s: GET-MASTER-ADDR-BY-NAME reply %.80s", resp.ErrProtocol, addr, v.String())
+				}
+				primary = net.JoinHostPort(string(v.Elems[0].Str), string(v.Elems[1].Str))
+				return nil
+			}
+			for j := 0; j+1 < len(v.Elems); j += 2 {
+				if string(v.Elems[j].Str) == "flags" {
+					flags = string(v.Elems[j+1].Str)
+				}
+			}
+			return nil
+		})
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", addr, err)
+		return "", false, fmt.Errorf("%s: %w", addr, err)
 	}
-	if v.IsNull() {
-		return "", fmt.Errorf("%s does not monitor %s", addr, s.master)
+	for f := range strings.SplitSeq(flags, ",") {
+		if f == "o_down" || f == "failover_in_progress" {
+			busy = true
+		}
 	}
-	if len(v.Elems) != 2 || !isPort(string(v.Elems[1].Str)) || len(v.Elems[0].Str) == 0 {
-		return "", fmt.Errorf("%w: %s: GET-MASTER-ADDR-BY-NAME reply %.80s", resp.ErrProtocol, addr, v.String())
-	}
-	return net.JoinHostPort(string(v.Elems[0].Str), string(v.Elems[1].Str)), nil
+	return primary, busy, nil
 }
 
 // current returns the primary's address as known now, or "" when it is
@@ -366,18 +398,24 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 	}
 	// Events before the subscription were missed: ask for the primary
 	// now, and retire the one known if the sentinels moved on.
-	primary, err := s.askOne(setup, addr)
+	primary, busy, err := s.askOne(setup, addr)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	old := s.primary
-	if old != primary {
+	if old != primary || busy {
 		s.primary = ""
 	}
+	if busy {
+		s.failing, s.failEnd = primary, time.Now().Add(failoverHold)
+	}
 	s.mu.Unlock()
-	if old != "" && old != primary {
+	switch {
+	case old != "" && old != primary:
 		s.retire(cl, old, fmt.Errorf("%w: sentinel %s names %s as primary of %s, not %s", errFailover, addr, primary, s.master, old))
+	case busy:
+		s.retire(cl, primary, fmt.Errorf("%w: sentinel %s reports a failover of %s at %s", errFailover, addr, s.master, primary))
 	}
 
 	readDone := make(chan error, 1)

@@ -278,17 +278,42 @@ func testSentinelFailover(t *testing.T, s *redistest.SentinelSet) {
 		}
 	})
 	var lost time.Time
+	lostCh := make(chan struct{})
 	wg.Go(func() {
 		select {
 		case <-l.Lost():
 			lost = time.Now()
+			close(lostCh)
 		case <-pollCtx.Done():
+		}
+	})
+	// A contender with a Client of its own starts once the hold is lost,
+	// while the failover runs: it must wait for the new primary.
+	c := newLock(t, ch, Config{SentinelAddrs: s.SentinelAddrs(), MasterName: s.MasterName(), Timeout: 10 * time.Second})
+	var contended time.Time
+	var contendErr error
+	var contendAddr string
+	wg.Go(func() {
+		select {
+		case <-lostCh:
+		case <-pollCtx.Done():
+			return
+		}
+		if contendErr = c.Acquire(ctx); contendErr == nil {
+			contended = time.Now()
+			c.mu.Lock()
+			contendAddr = c.h.c.addr
+			c.mu.Unlock()
 		}
 	})
 	start := time.Now()
 	s.Failover(t)
 	took := time.Since(start)
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, 5*time.Second, "contender acquires", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.h != nil
+	})
 	stopPoll()
 	wg.Wait()
 	if lost.IsZero() {
@@ -301,6 +326,17 @@ func testSentinelFailover(t *testing.T, s *redistest.SentinelSet) {
 		lost.Sub(start), named.Sub(start), took)
 	if !lost.Before(named) {
 		t.Errorf("the hold ended %v after the sentinel named the new primary", lost.Sub(named))
+	}
+	if contendErr != nil {
+		t.Fatalf("contender during the failover: %v", contendErr)
+	}
+	t.Logf("a contender that started when the hold was lost acquired %v after the failover began, on %s", contended.Sub(start), contendAddr)
+	if contendAddr != s.Primary().Addr() || contended.Before(named) {
+		t.Errorf("the contender acquired on %s at %v, before the sentinel named the new primary %s (at %v)",
+			contendAddr, contended.Sub(start), s.Primary().Addr(), named.Sub(start))
+	}
+	if err := c.Release(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if err := l.Err(); !errors.Is(err, ErrLost) || !errors.Is(err, errFailover) {
 		t.Errorf("Err() = %v, want ErrLost by a failover", err)
