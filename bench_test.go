@@ -1,0 +1,163 @@
+package pubsublock
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pubsublock/pubsublock/internal/redistest"
+)
+
+// BenchmarkPing is the physical floor: one PING round trip on a warm
+// connection of the same kind the lock uses.
+func BenchmarkPing(b *testing.B) {
+	s := redistest.Redis(b)
+	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.Addr()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.do(ctx, "PING"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAcquireRelease is an uncontended acquire and release through a
+// shared Client (warm connections), on RESP3 and RESP2.
+func BenchmarkAcquireRelease(b *testing.B) {
+	s := redistest.Redis(b)
+	for _, proto := range []string{"resp3", "resp2"} {
+		b.Run(proto, func(b *testing.B) {
+			url := s.URL()
+			if proto == "resp2" {
+				url += "?protocol=2"
+			}
+			cl, err := NewClient(ClientConfig{URL: url})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cl.Close()
+			l, err := New("bench", Config{Client: cl})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := l.Acquire(ctx); err != nil {
+					b.Fatal(err)
+				}
+				if err := l.Release(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHandoff measures, with waiters blocked in Acquire, the time from
+// a holder calling Release to the next holder's Acquire returning. It
+// reports the 50th and 99th percentiles.
+func BenchmarkHandoff(b *testing.B) {
+	s := redistest.Redis(b)
+	for _, waiters := range []int{2, 4, 16} {
+		b.Run(fmt.Sprintf("waiters=%d", waiters), func(b *testing.B) {
+			cl, err := NewClient(ClientConfig{URL: s.URL(), MaxIdle: 4 * waiters})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			var (
+				mu          sync.Mutex
+				lastRelease time.Time
+				ds          []time.Duration
+				wg          sync.WaitGroup
+			)
+			for range waiters {
+				l, err := New("handoff", Config{Client: cl, Timeout: -1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for ctx.Err() == nil {
+						if err := l.Acquire(ctx); err != nil {
+							return
+						}
+						mu.Lock()
+						if !lastRelease.IsZero() {
+							ds = append(ds, time.Since(lastRelease))
+						}
+						if len(ds) >= b.N {
+							cancel()
+						}
+						mu.Unlock()
+						time.Sleep(200 * time.Microsecond) // let the others queue up
+						mu.Lock()
+						lastRelease = time.Now()
+						mu.Unlock()
+						if err := l.Release(context.Background()); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			cancel()
+			slices.Sort(ds)
+			b.ReportMetric(float64(ds[len(ds)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
+
+// BenchmarkHeldLocks holds many locks at once in one process and reports
+// the heap and goroutines each held lock costs.
+func BenchmarkHeldLocks(b *testing.B) {
+	const n = 10000
+	s := redistest.Redis(b, "--maxclients", "30000")
+	cl, err := NewClient(ClientConfig{URL: s.URL()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	for b.Loop() {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		g0 := runtime.NumGoroutine()
+		locks := make([]*Lock, n)
+		for i := range locks {
+			l, err := New(fmt.Sprintf("held-%d", i), Config{Client: cl})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := l.Acquire(ctx); err != nil {
+				b.Fatal(err)
+			}
+			locks[i] = l
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapInuse+after.StackInuse-before.HeapInuse-before.StackInuse)/n, "bytes/lock")
+		b.ReportMetric(float64(runtime.NumGoroutine()-g0)/n, "goroutines/lock")
+		for _, l := range locks {
+			if err := l.Release(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
