@@ -50,7 +50,6 @@ type conn struct {
 	rd    *resp.Reader
 	resp3 bool   // HELLO 3 accepted
 	addr  string // the server's address, where the Client pools it
-	id    int64
 
 	wmu     sync.Mutex // guards wbuf, pending, subMode and writes to nc
 	wbuf    []byte
