@@ -58,7 +58,9 @@ type Config struct {
 	// or CLUSTER SLOTS). The lock then runs on the master of its channel's
 	// slot with sharded pub/sub (SSUBSCRIBE, SPUBLISH, PUBSUB SHARDNUMSUB),
 	// following MOVED and ASK redirects, at most 5 per command. A slot
-	// migration or a failover of that master ends the hold (see Lost). The
+	// migration or a failover of that master ends the hold (see Lost), and
+	// so does, at the next health check, the master's cluster_state turning
+	// to fail when it is cut off from the other masters (RESP3 only). The
 	// URL form is redis+cluster://[user:password@]host1:port1,host2:port2
 	// (rediss+cluster:// for TLS). Not with Addr, a plain URL, DB or the
 	// sentinel fields.

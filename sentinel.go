@@ -45,10 +45,11 @@ var sentinelEvents = []string{
 // primary's clients only when it reconfigures it, seconds after the
 // promotion). A lock held there would stay held while the new primary
 // hands the same lock to someone else. So as soon as a sentinel reports
-// that a failover of the primary began, every connection to it is closed
-// (each hold on it is lost), and no connection to it is made again until
-// the sentinels name another primary, or report that the failover was
-// aborted, or failoverHold has passed.
+// that a failover of the primary began (or a quorum found it down), every
+// connection to it is closed (each hold on it is lost), and no connection
+// to it is made again until the sentinels name another primary, or report
+// that the failover was aborted, or no longer flag the primary o_down or
+// failover_in_progress, or failoverHold has passed.
 type sentinels struct {
 	master string
 	dc     dialConfig // how to dial a sentinel: the servers' TLS and dialer, no auth
