@@ -40,6 +40,10 @@ type Client struct {
 	// other than the SUBSCRIBE family (real Redis 6+), 0 until known,
 	// -1 when it may not (miniredis, RESP2).
 	subCmds atomic.Int32
+
+	// killCmds is 1 when CLIENT LIST works (so silent holders can be
+	// killed), 0 until known, -1 when it is refused (miniredis, ACL).
+	killCmds atomic.Int32
 }
 
 // ErrClientClosed is returned when a closed Client is asked for a

@@ -54,7 +54,7 @@ func (m *clusterMap) addr(ctx context.Context, cl *Client, slot int) (string, er
 	if err == nil {
 		err = fmt.Errorf("no master serves slot %d", slot)
 	}
-	return "", fmt.Errorf("pubsublock: cluster: %w", err)
+	return "", fmt.Errorf("cluster: %w", err)
 }
 
 // current returns the address of slot's master as known now, or "".
@@ -370,7 +370,7 @@ func (cl *Client) doKey(ctx context.Context, key string, args ...string) (resp.V
 			return out, err
 		}
 		if redirects == maxRedirects {
-			return resp.Value{}, fmt.Errorf("pubsublock: cluster: %s: more than %d redirects: %w", args[0], maxRedirects, err)
+			return resp.Value{}, fmt.Errorf("cluster: %s: more than %d redirects: %w", args[0], maxRedirects, err)
 		}
 		ask = ""
 		var re resp.Error

@@ -31,7 +31,7 @@ type dialConfig struct {
 }
 
 // errConnClosed is the sticky error of a connection closed on purpose.
-var errConnClosed = errors.New("pubsublock: connection closed")
+var errConnClosed = errors.New("connection closed")
 
 // conn is one connection to a Redis server.
 //
@@ -60,6 +60,7 @@ type conn struct {
 	err error      // sticky fatal error
 
 	onPush func(resp.Value) // pushes seen by do and pipeline; nil drops them
+	pings  []notedPing      // pings seen while contending (Lock.notePing)
 }
 
 // reply is the outcome of an asynchronous command.
@@ -81,7 +82,7 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 	}
 	nc, err := dial(ctx, dc.network, dc.addr)
 	if err != nil {
-		return nil, fmt.Errorf("pubsublock: dial %s: %w", dc.addr, err)
+		return nil, fmt.Errorf("dial %s: %w", dc.addr, err)
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
@@ -97,7 +98,7 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 		t := tls.Client(nc, cfg)
 		if err := t.HandshakeContext(ctx); err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("pubsublock: TLS handshake with %s: %w", dc.addr, err)
+			return nil, fmt.Errorf("TLS handshake with %s: %w", dc.addr, err)
 		}
 		nc = t
 	}
@@ -165,7 +166,7 @@ func handshakeErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("pubsublock: handshake: %w", err)
+	return fmt.Errorf("handshake: %w", err)
 }
 
 // fatal records err as the connection's sticky error and closes it. The
@@ -234,7 +235,7 @@ func ctxErr(ctx context.Context, err error) error {
 	if cause == nil {
 		cause = context.DeadlineExceeded
 	}
-	return fmt.Errorf("pubsublock: %w (connection closed: %v)", cause, err)
+	return fmt.Errorf("%w (connection closed: %v)", cause, err)
 }
 
 // do runs one command synchronously and returns its reply. An error reply
@@ -282,13 +283,13 @@ func (c *conn) pipeline(ctx context.Context, cmds [][]string, fn func(i int, v r
 }
 
 // errCallback wraps errors returned by a pipeline callback.
-var errCallback = errors.New("pubsublock: reply rejected")
+var errCallback = errors.New("reply rejected")
 
 func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) error {
 	c.wmu.Lock()
 	if len(c.pending) > 0 {
 		c.wmu.Unlock()
-		return errors.New("pubsublock: synchronous command on a connection with a reader")
+		return errors.New("synchronous command on a connection with a reader")
 	}
 	c.wbuf = c.wbuf[:0]
 	for _, args := range cmds {
@@ -466,7 +467,7 @@ func (c *conn) sendBatch(cmds [][]string, chans []chan<- reply) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	_, err := c.nc.Write(c.wbuf)
 	if err != nil {
-		return c.fatal(fmt.Errorf("pubsublock: write: %w", err))
+		return c.fatal(fmt.Errorf("write: %w", err))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,9 +176,9 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	optimistic := true // subscribe without counting first
 	for try := 0; ; try++ {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("pubsublock: acquire %s: %w", l.channel, context.Cause(ctx))
+			return l.opErr("acquire", context.Cause(ctx))
 		}
-		h, err := a.try(ctx, optimistic)
+		h, err := a.try(ctx, optimistic, once)
 		if h != nil {
 			l.mu.Lock()
 			l.h = h
@@ -187,9 +188,9 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("pubsublock: acquire %s: %w", l.channel, context.Cause(ctx))
+				return l.opErr("acquire", context.Cause(ctx))
 			}
-			return fmt.Errorf("pubsublock: acquire %s: %w", l.channel, err)
+			return l.opErr("acquire", err)
 		}
 		if once {
 			return ErrAlreadyLocked
@@ -212,9 +213,18 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			return ErrAlreadyLocked
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("pubsublock: acquire %s: %w", l.channel, context.Cause(ctx))
+			return l.opErr("acquire", context.Cause(ctx))
 		}
 	}
+}
+
+// opErr wraps an error of operation op ("acquire", "check") on the lock;
+// nil stays nil.
+func (l *Lock) opErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("pubsublock: %s %s: %w", op, l.channel, err)
 }
 
 // jitter spreads d by ±25%.
@@ -345,13 +355,17 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 
 // try makes one attempt at the lock. It returns the new hold, or nil and
 // nil when the lock is held elsewhere, or an error that ends Acquire
-// (dialing, authentication, ctx). The first try subscribes at once, which
-// takes an unheld lock in one round trip; later tries first count the
-// subscribers, so a waiting contender does not disturb the holder.
-func (a *attempt) try(ctx context.Context, first bool) (*hold, error) {
+// (dialing, authentication, ctx).
+//
+// An optimistic try subscribes at once, which takes an unheld lock in one
+// round trip; other tries first count the subscribers, so a waiting
+// contender does not disturb the holder, and ping a holder they find. An
+// optimistic try that finds the lock held pings only when ping is set:
+// what it found may be another contender's passing subscription.
+func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error) {
 	l := a.l
 	a.killed = false
-	if !first {
+	if !optimistic {
 		aux, err := a.getAux(ctx)
 		if err != nil {
 			return nil, err
@@ -361,12 +375,9 @@ func (a *attempt) try(ctx context.Context, first bool) (*hold, error) {
 			return nil, err
 		}
 		if n > 0 {
-			alive, err := l.checkOrKill(ctx, aux)
-			if err != nil || alive {
-				l.logCheck(alive, err)
+			if !a.check(ctx) {
 				return nil, ctx.Err()
 			}
-			a.killed = true
 		}
 	}
 	if a.sub != nil && (a.sub.failed() != nil || !l.cl.serves(a.sub, l.channel)) {
@@ -411,30 +422,71 @@ func (a *attempt) try(ctx context.Context, first bool) (*hold, error) {
 		return h, nil
 	}
 	l.log.Debug("contended", "subscribers", n)
-	if err := unsubscribe(ctx, a.sub, l.ps.unsubscribe, l.channel); err != nil {
+	a.sub.onPush = func(v resp.Value) { l.notePing(a.sub, v) }
+	err = unsubscribe(ctx, a.sub, l.ps.unsubscribe, l.channel)
+	a.sub.onPush = nil
+	if err != nil {
 		a.sub.close()
 		a.sub = nil
 	}
-	if first && n > 1 {
-		aux, err := a.getAux(ctx)
-		if err != nil {
-			return nil, err
-		}
-		alive, err := l.checkOrKill(ctx, aux)
-		l.logCheck(alive, err)
-		a.killed = err == nil && !alive
+	if optimistic && ping && n > 1 {
+		a.check(ctx)
 	}
 	return nil, ctx.Err()
 }
 
-func (l *Lock) logCheck(alive bool, err error) {
+// check runs the contender's check on a holder that was seen. It reports
+// whether the lock may be free now (the holder was gone or killed). On a
+// server that cannot kill clients it does not ping: a silent holder could
+// not be removed anyway.
+func (a *attempt) check(ctx context.Context) (free bool) {
+	l := a.l
+	if l.cl.killCmds.Load() < 0 {
+		return false
+	}
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		return false
+	}
+	st, err := l.checkOrKill(ctx, aux)
+	l.logCheck(st, err)
+	a.killed = err == nil && st == holderKilled
+	return err == nil && st != holderAlive
+}
+
+// notePing records, on a connection subscribed outside a hold, the reply
+// channel of a ping that arrived on the lock channel. If the connection
+// goes on to hold the lock, its worker answers these first: the contender
+// that sent one listed this connection as a subscriber and would
+// otherwise kill it for its silence.
+func (l *Lock) notePing(c *conn, v resp.Value) {
+	if !isKind(v, l.ps.message) || len(v.Elems) != 3 || string(v.Elems[1].Str) != l.channel {
+		return
+	}
+	if ch, ok := parsePing(v.Elems[2].Str); ok {
+		if len(c.pings) == maxNotedPings {
+			c.pings = slices.Delete(c.pings, 0, 1)
+		}
+		c.pings = append(c.pings, notedPing{channel: l.channel, replyCh: ch})
+	}
+}
+
+// notedPing is a ping seen by a contending connection.
+type notedPing struct{ channel, replyCh string }
+
+// maxNotedPings bounds conn.pings.
+const maxNotedPings = 16
+
+func (l *Lock) logCheck(st holderState, err error) {
 	switch {
 	case err != nil:
 		l.log.Warn("cannot check holder", "err", err)
-	case alive:
+	case st == holderAlive:
 		l.log.Debug("holder alive")
-	default:
+	case st == holderKilled:
 		l.log.Info("killed silent holder")
+	default:
+		l.log.Debug("holder gone before the ping")
 	}
 }
 
@@ -454,6 +506,7 @@ func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err erro
 		if isKind(v, l.ps.subscribed) && len(v.Elems) == 3 && string(v.Elems[1].Str) == l.channel {
 			confirmed = true
 		}
+		l.notePing(c, v)
 	}
 	defer func() { c.onPush = nil }()
 	cmds := [][]string{{"CLIENT", "SETNAME", l.name}, {l.ps.subscribe, l.channel}}
@@ -552,6 +605,9 @@ func unsubscribe(ctx context.Context, c *conn, cmd, channel string) error {
 		if (isKind(v, "unsubscribe") || isKind(v, "sunsubscribe")) && len(v.Elems) == 3 && string(v.Elems[1].Str) == channel {
 			done = true
 		}
+		if prev != nil {
+			prev(v)
+		}
 	}
 	defer func() { c.onPush = prev }()
 	if err := c.pipeline(ctx, [][]string{{cmd, channel}}, nil); err != nil {
@@ -614,7 +670,12 @@ func (l *Lock) CheckOrKill(ctx context.Context) (alive bool, err error) {
 		return false, err
 	}
 	defer l.cl.put(c)
-	return l.checkOrKill(ctx, c)
+	if n, err := l.numsub(ctx, c); err != nil || n == 0 {
+		return false, l.opErr("check", err)
+	}
+	st, err := l.checkOrKill(ctx, c)
+	l.logCheck(st, err)
+	return st == holderAlive, l.opErr("check", err)
 }
 
 // ErrKillUnsupported is returned when a silent holder must be killed but
@@ -622,13 +683,22 @@ func (l *Lock) CheckOrKill(ctx context.Context) (alive bool, err error) {
 // without them).
 var ErrKillUnsupported = errors.New("pubsublock: server cannot list or kill clients")
 
+// holderState is what a contender's check found.
+type holderState int
+
+const (
+	holderGone   holderState = iota // nobody received the ping
+	holderAlive                     // the holder answered
+	holderKilled                    // silent holders were killed
+)
+
 // checkOrKill is the contender's liveness check, using aux for commands
 // and a second connection for the reply channel.
-func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (alive bool, err error) {
+func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (holderState, error) {
 	replyCh := l.cl.replyChannel(l.channel)
 	r, err := l.cl.get(ctx, l.channel)
 	if err != nil {
-		return false, err
+		return holderGone, err
 	}
 	answered := false
 	r.onPush = func(v resp.Value) {
@@ -645,56 +715,57 @@ func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (alive bool, err erro
 		l.cl.put(r)
 	}()
 	if err := subscribeSync(ctx, r, l.ps, replyCh); err != nil {
-		return false, err
+		return holderGone, err
 	}
 
 	// Who holds it now, and the ping, in one round trip: only clients
 	// listed before the ping went out may be killed, so a holder that
 	// takes the lock during the check is never killed.
-	var before []clientInfo
-	var listErr error
-	var receivers int64
+	var (
+		before    []clientInfo
+		listErr   error
+		receivers int64
+		published bool
+	)
 	ping := pingMessage(replyCh)
 	err = aux.pipeline(ctx, [][]string{{"CLIENT", "LIST", "TYPE", "pubsub"}, {l.ps.publish, l.channel, ping}},
 		func(i int, v resp.Value) error {
-			if i == 0 {
-				before, listErr = parseClientList(v.Str)
+			if v.Type == resp.TypeInteger {
+				receivers, published = v.Int, true
 				return nil
 			}
-			receivers = v.Int
-			return nil
+			before, listErr = parseClientList(v.Str)
+			return listErr
 		})
 	var re resp.Error
-	if err != nil && errors.As(err, &re) && before == nil && listErr == nil {
-		listErr, err = err, nil // CLIENT LIST refused; PUBLISH still ran
-		_, err = aux.do(ctx, l.ps.publish, l.channel, ping)
-		if err == nil {
-			receivers = 1 // unknown; assume someone may answer
-		}
+	if errors.As(err, &re) && published {
+		listErr, err = err, nil // CLIENT LIST refused (miniredis, ACL); the ping went out
+		l.cl.killCmds.Store(-1)
 	}
 	if err != nil {
-		return false, err
+		return holderGone, err
+	}
+	if listErr == nil {
+		l.cl.killCmds.Store(1)
 	}
 	if receivers == 0 {
-		return false, nil // the holder is gone already
+		return holderGone, nil
 	}
 
 	wait, cancel := context.WithTimeout(ctx, l.cfg.UnavailableTimeout)
 	err = awaitPush(wait, r, func() bool { return answered })
 	cancel()
-	if answered {
-		return true, nil
+	switch {
+	case answered:
+		return holderAlive, nil
+	case ctx.Err() != nil:
+		return holderGone, ctx.Err()
+	case r.failed() != nil && !errors.Is(err, context.DeadlineExceeded):
+		return holderGone, err
+	case listErr != nil:
+		return holderGone, fmt.Errorf("%w: %w", ErrKillUnsupported, listErr)
 	}
-	if ctx.Err() != nil {
-		return false, ctx.Err()
-	}
-	if r.failed() != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return false, err
-	}
-	if listErr != nil {
-		return false, fmt.Errorf("%w: %w", ErrKillUnsupported, listErr)
-	}
-	return false, l.killSilent(ctx, aux, before)
+	return holderKilled, l.killSilent(ctx, aux, before)
 }
 
 // killSilent kills the holder connections in before that still hold the
@@ -714,7 +785,10 @@ func (l *Lock) killSilent(ctx context.Context, aux *conn, before []clientInfo) e
 			continue
 		}
 		for _, n := range now {
-			if n.id == b.id && n.name == l.name {
+			// Still subscribed and still named: a connection that has
+			// left and subscribed again since the list answers pings it
+			// saw on the way (see conn.pings), so it is not killed.
+			if n.id == b.id && n.name == l.name && n.subscribed() {
 				kill = append(kill, []string{"CLIENT", "KILL", "ID", strconv.FormatInt(n.id, 10)})
 				l.log.Info("killing silent holder", "id", n.id, "addr", n.addr)
 			}

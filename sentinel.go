@@ -27,7 +27,7 @@ const (
 )
 
 // errFailover is the cause of a hold lost to a sentinel failover.
-var errFailover = errors.New("pubsublock: sentinel failover")
+var errFailover = errors.New("sentinel failover")
 
 // sentinelEvents are the sentinel pub/sub channels the watcher follows:
 // the primary found down by a quorum (+odown, which starts a failover),
@@ -103,9 +103,9 @@ func (s *sentinels) get(ctx context.Context, cl *Client) (*conn, error) {
 		s.forget(addr)
 		if try == primaryTries {
 			if role == "master" {
-				return nil, fmt.Errorf("pubsublock: sentinel: a failover of %s at %s began", s.master, addr)
+				return nil, fmt.Errorf("sentinel: a failover of %s at %s began", s.master, addr)
 			}
-			return nil, fmt.Errorf("pubsublock: sentinel: %s at %s is a %s, not the primary", s.master, addr, role)
+			return nil, fmt.Errorf("sentinel: %s at %s is a %s, not the primary", s.master, addr, role)
 		}
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return nil, err
@@ -118,7 +118,7 @@ func (s *sentinels) get(ctx context.Context, cl *Client) (*conn, error) {
 func roleOf(ctx context.Context, c *conn) (string, error) {
 	v, err := c.do(ctx, "ROLE")
 	if err != nil {
-		return "", fmt.Errorf("pubsublock: ROLE: %w", err)
+		return "", fmt.Errorf("ROLE: %w", err)
 	}
 	if len(v.Elems) == 0 {
 		return "", fmt.Errorf("%w: ROLE reply %.80s", resp.ErrProtocol, v.String())
@@ -173,7 +173,7 @@ func (s *sentinels) resolve(ctx context.Context) (string, error) {
 			return addr, nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("pubsublock: sentinel: failover of %s at %s still running after %v", s.master, addr, s.dc.dialTimeout)
+			return "", fmt.Errorf("sentinel: failover of %s at %s still running after %v", s.master, addr, s.dc.dialTimeout)
 		}
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return "", err
@@ -208,7 +208,7 @@ func (s *sentinels) ask(ctx context.Context) (addr string, busy bool, err error)
 			break
 		}
 	}
-	return "", false, fmt.Errorf("pubsublock: sentinel: no sentinel named the primary %s: %w", s.master, errors.Join(errs...))
+	return "", false, fmt.Errorf("sentinel: no sentinel named the primary %s: %w", s.master, errors.Join(errs...))
 }
 
 // askOne asks the sentinel at addr for the primary's address (SENTINEL
@@ -465,7 +465,7 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 			}
 			if waiting > 0 {
 				if waiting++; waiting > 2 {
-					return fmt.Errorf("pubsublock: sentinel %s: no answer to PING", addr)
+					return fmt.Errorf("sentinel %s: no answer to PING", addr)
 				}
 				continue
 			}

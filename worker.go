@@ -85,6 +85,13 @@ func (h *hold) work() {
 			h.l.cl.put(h.answer)
 		}
 	}()
+	// Pings this connection saw while it was still contending.
+	for _, p := range h.c.pings {
+		if p.channel == h.l.channel {
+			h.answerPing(p.replyCh)
+		}
+	}
+	h.c.pings = nil
 	unsubscribed := false
 	for {
 		v, push, err := h.c.readFrame()
@@ -143,6 +150,11 @@ func (h *hold) onMessage(payload []byte) {
 		h.l.log.Debug("ignoring message that is not a ping", "bytes", len(payload))
 		return
 	}
+	h.answerPing(replyCh)
+}
+
+// answerPing publishes the Unix time to replyCh.
+func (h *hold) answerPing(replyCh string) {
 	now := time.Now()
 	ts := strconv.FormatFloat(float64(now.UnixNano())/1e9, 'f', 7, 64)
 	if h.c.resp3 && h.l.cl.subCmds.Load() > 0 {
