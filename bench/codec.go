@@ -29,12 +29,14 @@ type reply struct {
 	bytes string // as redis-server sends it (RESP3 for the push)
 }
 
+// replies are the canned replies; commandFor names the command that asks
+// for each, and the push is streamed after SUBSCRIBE jobs.
 var replies = []reply{
-	{"simple", "+OK\r\n"}, // SET k v
-	{"integer", ":1\r\n"}, // INCR k
-	{"bulk64", "$64\r\n" + strings.Repeat("b", 64) + "\r\n"}, // GET k
-	{"numsub", "*2\r\n$4\r\njobs\r\n:1\r\n"},                 // PUBSUB NUMSUB jobs
-	{"push", pushFrame('>')},                                 // a message on the subscribed channel
+	{"simple", "+OK\r\n"},
+	{"integer", ":1\r\n"},
+	{"bulk64", "$64\r\n" + strings.Repeat("b", 64) + "\r\n"},
+	{"numsub", "*2\r\n$4\r\njobs\r\n:1\r\n"},
+	{"push", pushFrame('>')},
 }
 
 // pushFrame is a pub/sub message on jobs: kind '>' for RESP3, '*' for RESP2.

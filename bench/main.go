@@ -104,9 +104,7 @@ func run(args []string, out, log io.Writer) error {
 			cfg.handoffs = 6
 		}
 	}
-	if f := flag.Lookup("test.benchtime"); f != nil {
-		_ = f.Value.Set(cfg.benchtime.String())
-	}
+	setBenchtime(cfg.benchtime)
 
 	srv, err := startServer(cfg.redis)
 	if err != nil {
@@ -253,6 +251,14 @@ func peerVersions() string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// setBenchtime sets the target time of testing.Benchmark, which reads the
+// -test.benchtime flag that testing.Init registers.
+func setBenchtime(d time.Duration) {
+	if f := flag.Lookup("test.benchtime"); f != nil {
+		_ = f.Value.Set(d.String())
+	}
 }
 
 // benchFailure records why the last testing.Benchmark failed: its own

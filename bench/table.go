@@ -93,6 +93,18 @@ func (rs *results) median(name string) (result, bool) {
 	return m, true
 }
 
+// best returns the lowest ns/op of the named result over its samples: the
+// figure least disturbed by other load on the machine.
+func (rs *results) best(name string) float64 {
+	b := math.NaN()
+	for _, r := range rs.all {
+		if r.name == name && !(r.ns >= b) {
+			b = r.ns
+		}
+	}
+	return b
+}
+
 func med(rs []result, f func(result) float64) float64 {
 	v := make([]float64, len(rs))
 	for i, r := range rs {
