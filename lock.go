@@ -847,3 +847,62 @@ func parseClientList(text []byte) ([]clientInfo, error) {
 	}
 	return out, nil
 }
+
+// Holder is a connection subscribed to a lock's channel under the lock's
+// client name, as the server's CLIENT LIST shows it.
+type Holder struct {
+	ID   int64         // client id, as CLIENT KILL ID takes it
+	Addr string        // the holder's address, host:port
+	Age  time.Duration // age of the connection: an upper bound on the hold's
+}
+
+// Status is what [Lock.Status] found.
+type Status struct {
+	// Subscribers counts the channel's subscribers: 0 when the lock is free,
+	// 1 when held, more for a moment while contenders try.
+	Subscribers int64
+	// Holders lists the subscribed connections named ClientName(). It is
+	// nil, and ListErr says why, when the server refuses CLIENT LIST
+	// (miniredis, an ACL user without it).
+	Holders []Holder
+	ListErr error
+}
+
+// Held reports whether someone holds the lock.
+func (s Status) Held() bool { return s.Subscribers > 0 }
+
+// Status reports whether the lock is held, and by which connections, in
+// one round trip. It neither pings nor disturbs the holder.
+func (l *Lock) Status(ctx context.Context) (Status, error) {
+	c, err := l.cl.get(ctx, l.channel)
+	if err != nil {
+		return Status{}, l.opErr("status", err)
+	}
+	defer l.cl.put(c)
+	var st Status
+	var listed, counted bool
+	err = c.pipeline(ctx, [][]string{{"PUBSUB", l.ps.numsub, l.channel}, {"CLIENT", "LIST", "TYPE", "pubsub"}},
+		func(i int, v resp.Value) error {
+			if v.Type == resp.TypeArray || v.Type == resp.TypeMap {
+				st.Subscribers, err = numsubCount(v, l.channel)
+				counted = err == nil
+				return err
+			}
+			clients, err := parseClientList(v.Str)
+			if err != nil {
+				return err
+			}
+			listed = true
+			for _, ci := range clients {
+				if ci.name == l.name && ci.subscribed() {
+					st.Holders = append(st.Holders, Holder{ID: ci.id, Addr: ci.addr, Age: ci.age})
+				}
+			}
+			return nil
+		})
+	var re resp.Error
+	if errors.As(err, &re) && counted && !listed {
+		st.ListErr, err = err, nil
+	}
+	return st, l.opErr("status", err)
+}

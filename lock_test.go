@@ -108,3 +108,28 @@ func TestMinimalACL(t *testing.T) {
 		t.Fatalf("lock on a forbidden channel: %v", err)
 	}
 }
+
+func TestStatus(t *testing.T) {
+	servers(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		a := newLock(t, "status", Config{URL: url})
+		st, err := a.Status(ctx)
+		if err != nil || st.Held() || len(st.Holders) != 0 {
+			t.Fatalf("free lock: %+v %v", st, err)
+		}
+		if err := a.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st, err = a.Status(ctx)
+		if err != nil || st.Subscribers != 1 {
+			t.Fatalf("held lock: %+v %v", st, err)
+		}
+		if strings.HasSuffix(t.Name(), "miniredis") {
+			if st.ListErr == nil {
+				t.Fatal("miniredis listed clients")
+			}
+		} else if st.ListErr != nil || len(st.Holders) != 1 || st.Holders[0].ID == 0 || st.Holders[0].Addr == "" {
+			t.Fatalf("holders: %+v", st)
+		}
+	})
+}
