@@ -174,11 +174,12 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	a := &attempt{l: l}
 	defer a.close()
 	optimistic := true // subscribe without counting first
+	polled := once     // a scheduled poll (not a notice or a race): ping a holder found
 	for try := 0; ; try++ {
 		if err := ctx.Err(); err != nil {
 			return l.opErr("acquire", context.Cause(ctx))
 		}
-		h, err := a.try(ctx, optimistic, once)
+		h, err := a.try(ctx, optimistic, polled)
 		if h != nil {
 			l.mu.Lock()
 			l.h = h
@@ -195,6 +196,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		if once {
 			return ErrAlreadyLocked
 		}
+		raced := optimistic && a.raced
 		optimistic = a.killed
 		if a.killed { // the holder was dead: take over at once
 			continue
@@ -202,12 +204,21 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		if a.notices == nil {
 			a.listen(ctx)
 		}
-		t := time.NewTimer(jitter(l.cfg.CheckInterval))
+		pause := jitter(l.cfg.CheckInterval)
+		if raced {
+			// Contenders woken by the same notice (or started together)
+			// can all see each other and back off, leaving no holder to
+			// send the next notice: count again after a short, random
+			// pause instead of a whole interval.
+			pause = min(pause, time.Duration(rand.Int64N(int64(raceBackoff))))
+		}
+		t := time.NewTimer(pause)
+		polled = !raced
 		select {
 		case <-t.C:
 		case <-a.notices: // a Go holder released: try at once
 			t.Stop()
-			optimistic = true
+			optimistic, polled = true, false
 		case <-expired:
 			t.Stop()
 			return ErrAlreadyLocked
@@ -227,6 +238,10 @@ func (l *Lock) opErr(op string, err error) error {
 	return fmt.Errorf("pubsublock: %s %s: %w", op, l.channel, err)
 }
 
+// raceBackoff bounds the pause after losing a race between optimistic
+// tries.
+const raceBackoff = 2 * time.Millisecond
+
 // jitter spreads d by ±25%.
 func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
@@ -240,6 +255,7 @@ type attempt struct {
 	sub    *conn // the would-be holder connection
 	aux    *conn // commands while sub is subscribed (RESP2, miniredis)
 	killed bool  // the last try killed a silent holder
+	raced  bool  // the last try subscribed and found other subscribers
 
 	notices  chan struct{} // a release notice arrived; nil until listening
 	listener *conn         // subscribed to the notice channel, read by listenLoop
@@ -359,12 +375,12 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 //
 // An optimistic try subscribes at once, which takes an unheld lock in one
 // round trip; other tries first count the subscribers, so a waiting
-// contender does not disturb the holder, and ping a holder they find. An
-// optimistic try that finds the lock held pings only when ping is set:
-// what it found may be another contender's passing subscription.
+// contender does not disturb the holder. A holder found is pinged only when
+// ping is set, on scheduled polls: a try woken by a release notice or
+// after a lost race has just seen a live holder win.
 func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error) {
 	l := a.l
-	a.killed = false
+	a.killed, a.raced = false, false
 	if !optimistic {
 		aux, err := a.getAux(ctx)
 		if err != nil {
@@ -374,10 +390,8 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error)
 		if err != nil {
 			return nil, err
 		}
-		if n > 0 {
-			if !a.check(ctx) {
-				return nil, ctx.Err()
-			}
+		if n > 0 && (!ping || !a.check(ctx)) {
+			return nil, ctx.Err()
 		}
 	}
 	if a.sub != nil && (a.sub.failed() != nil || !l.cl.serves(a.sub, l.channel)) {
@@ -422,6 +436,7 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error)
 		return h, nil
 	}
 	l.log.Debug("contended", "subscribers", n)
+	a.raced = n > 1
 	a.sub.onPush = func(v resp.Value) { l.notePing(a.sub, v) }
 	err = unsubscribe(ctx, a.sub, l.ps.unsubscribe, l.channel)
 	a.sub.onPush = nil
