@@ -566,8 +566,10 @@ func TestProtocolError(t *testing.T) {
 	if w := fmt.Errorf("conn: %w", err); !errors.Is(w, ErrProtocol) {
 		t.Errorf("wrapped error does not match ErrProtocol")
 	}
-	if errors.Is(io.ErrUnexpectedEOF, ErrProtocol) || errors.Is(Error("ERR"), ErrProtocol) {
-		t.Errorf("unrelated errors match ErrProtocol")
+	for _, unrelated := range []error{io.ErrUnexpectedEOF, Error("ERR")} {
+		if errors.Is(unrelated, ErrProtocol) {
+			t.Errorf("%v matches ErrProtocol", unrelated)
+		}
 	}
 }
 
