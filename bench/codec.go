@@ -59,14 +59,22 @@ var codecPaths = []codecPath{
 }
 
 func runCodec(cfg *config, rs *results) {
-	for _, p := range codecPaths {
-		for _, r := range replies {
-			res := testing.Benchmark(func(b *testing.B) { p.bench(b, r) })
-			if res.N == 0 {
-				fmt.Fprintf(cfg.log, "codec %s/%s failed: %s\n", r.name, p.name, lastFailure())
-				continue
+	rounds := cycleRounds
+	if cfg.short {
+		rounds = 1
+	}
+	setBenchtime(cfg.benchtime / time.Duration(rounds))
+	defer setBenchtime(cfg.benchtime)
+	for range rounds { // interleaved, as in the cycle section
+		for _, p := range codecPaths {
+			for _, r := range replies {
+				res := testing.Benchmark(func(b *testing.B) { p.bench(b, r) })
+				if res.N == 0 {
+					fmt.Fprintf(cfg.log, "codec %s/%s failed: %s\n", r.name, p.name, lastFailure())
+					continue
+				}
+				rs.add(fromBenchmark("Codec/"+r.name+"/"+p.name, res))
 			}
-			rs.add(fromBenchmark("Codec/"+r.name+"/"+p.name, res))
 		}
 	}
 }
@@ -96,6 +104,7 @@ func printCodec(cfg *config, rs *results) {
 	fmt.Fprintln(cfg.out, "a client on a fake net.Conn that answers every command with the canned reply (their")
 	fmt.Fprintln(cfg.out, "figures include the client's command path: encoding, pool, result type).")
 	fmt.Fprintln(cfg.out, "pubsublock-rawconn is the same fake-conn round trip with our codec, for comparison.")
+	fmt.Fprintf(cfg.out, "Median of %d interleaved rounds (1 with -short).\n", cycleRounds)
 	fmt.Fprintln(cfg.out)
 	for _, p := range codecPaths {
 		fmt.Fprintf(cfg.out, "- %s: %s\n", p.name, p.what)
