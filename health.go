@@ -2,41 +2,76 @@ package pubsublock
 
 import (
 	"fmt"
+	"sync"
 	"time"
 )
 
-// health is the health-check goroutine of a hold: every interval it PINGs
-// the subscribed connection (see probe), and if no answer comes within
-// timeout, or an error, it closes the connection, which ends the hold (the
-// worker reports the loss). It exits when the worker does.
-func (h *hold) health(interval, timeout time.Duration) {
-	defer close(h.healthDone)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	pong := make(chan reply, 1)
-	for {
-		select {
-		case <-h.workerDone:
-			return
-		case <-tick.C:
-		}
-		if err := h.c.send(pong, h.probe()...); err != nil {
-			return // the connection failed: the worker sees it
-		}
-		t := time.NewTimer(timeout)
-		select {
-		case r := <-pong:
-			t.Stop()
-			if r.err != nil {
-				h.c.fatal(fmt.Errorf("health check: %w", r.err))
-				return
-			}
-		case <-t.C:
-			h.c.fatal(fmt.Errorf("health check: no answer to PING within %v", timeout))
-			return
-		case <-h.workerDone:
-			t.Stop()
-			return
-		}
+// healthCheck PINGs a hold's subscribed connection every interval (see
+// probe); when no answer comes within timeout, or an error does, it closes
+// the connection, which ends the hold (the worker reports the loss).
+//
+// It runs on timers rather than a goroutine of its own, so a held lock
+// costs one parked goroutine (the worker), not two: each timer callback
+// does a moment's work and returns. stop ends it for good.
+type healthCheck struct {
+	h                 *hold
+	interval, timeout time.Duration
+	pong              chan reply // answer to the PING in flight
+
+	mu      sync.Mutex // guards timer and stopped; held while a callback works
+	timer   *time.Timer
+	stopped bool
+}
+
+func newHealthCheck(h *hold, interval, timeout time.Duration) *healthCheck {
+	hc := &healthCheck{h: h, interval: interval, timeout: timeout, pong: make(chan reply, 1)}
+	hc.mu.Lock()
+	hc.timer = time.AfterFunc(interval, hc.ping)
+	hc.mu.Unlock()
+	return hc
+}
+
+// ping sends the probe and schedules its check.
+func (hc *healthCheck) ping() {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	if hc.stopped {
+		return
 	}
+	if err := hc.h.c.send(hc.pong, hc.h.probe()...); err != nil {
+		return // the connection failed: the worker sees it
+	}
+	hc.timer = time.AfterFunc(hc.timeout, hc.check)
+}
+
+// check looks for the answer and schedules the next ping.
+func (hc *healthCheck) check() {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	if hc.stopped {
+		return
+	}
+	select {
+	case r := <-hc.pong:
+		if r.err != nil {
+			hc.h.c.fatal(fmt.Errorf("health check: %w", r.err))
+			return
+		}
+	default:
+		hc.h.c.fatal(fmt.Errorf("health check: no answer to PING within %v", hc.timeout))
+		return
+	}
+	hc.timer = time.AfterFunc(max(hc.interval-hc.timeout, 0), hc.ping)
+}
+
+// stop ends the health check. When it returns, no callback is running or
+// will act.
+func (hc *healthCheck) stop() {
+	if hc == nil {
+		return
+	}
+	hc.mu.Lock()
+	hc.stopped = true
+	hc.timer.Stop()
+	hc.mu.Unlock()
 }

@@ -463,6 +463,18 @@ func (a *attempt) check(ctx context.Context) (free bool) {
 	if err != nil {
 		return false
 	}
+	if l.cl.killCmds.Load() == 0 {
+		// Learn whether silent holders can be killed before pinging.
+		var re resp.Error
+		if _, err := aux.do(ctx, "CLIENT", "LIST", "TYPE", "pubsub"); errors.As(err, &re) {
+			l.log.Debug("silent holders cannot be killed here", "err", err)
+			l.cl.killCmds.Store(-1)
+			return false
+		} else if err != nil {
+			return false
+		}
+		l.cl.killCmds.Store(1)
+	}
 	st, err := l.checkOrKill(ctx, aux)
 	l.logCheck(st, err)
 	a.killed = err == nil && st == holderKilled

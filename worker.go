@@ -11,10 +11,9 @@ import (
 	"time"
 )
 
-// hold is one acquisition of a Lock: the subscribed connection and the
-// goroutines that keep it. The worker goroutine is the only reader of c; it
-// answers pings and notices the end of the subscription. The health
-// goroutine PINGs c.
+// hold is one acquisition of a Lock: the subscribed connection and what
+// keeps it. The worker goroutine is the only reader of c; it answers pings
+// and notices the end of the subscription. The health check PINGs c.
 type hold struct {
 	l     *Lock
 	c     *conn
@@ -26,8 +25,8 @@ type hold struct {
 	err        error      // why the hold was lost; nil if released
 	releasing  atomic.Bool
 	workerDone chan struct{}
-	healthDone chan struct{}
-	resetName  chan reply // reply to CLIENT SETNAME "" sent by release
+	health     *healthCheck // nil when disabled
+	resetName  chan reply   // reply to CLIENT SETNAME "" sent by release
 
 	answer *conn // where pings are answered from when c cannot publish; worker-owned
 }
@@ -39,15 +38,12 @@ func newHold(l *Lock, c *conn, token int64) *hold {
 		token:      token,
 		lost:       make(chan struct{}),
 		workerDone: make(chan struct{}),
-		healthDone: make(chan struct{}),
 		resetName:  make(chan reply, 1),
 	}
-	go h.work()
 	if l.cfg.HealthCheckInterval > 0 {
-		go h.health(l.cfg.HealthCheckInterval, l.cfg.UnavailableTimeout)
-	} else {
-		close(h.healthDone)
+		h.health = newHealthCheck(h, l.cfg.HealthCheckInterval, l.cfg.UnavailableTimeout)
 	}
+	go h.work()
 	return h
 }
 
@@ -80,6 +76,7 @@ var errUnsubscribed = errors.New("subscription ended by the server")
 // connection until the hold ends.
 func (h *hold) work() {
 	defer close(h.workerDone)
+	defer h.health.stop()
 	defer func() {
 		if h.answer != nil {
 			h.l.cl.put(h.answer)
@@ -221,7 +218,6 @@ func (h *hold) release(ctx context.Context) error {
 		h.c.fatal(err)
 		<-h.workerDone
 	}
-	<-h.healthDone
 	if err := h.lostErr(); err != nil && !h.releasing.Load() {
 		h.c.close()
 		return err
