@@ -55,10 +55,34 @@
 // (Lock.Token) that the protected resource should check, refusing any write
 // that carries a smaller token than one it has already seen.
 //
-// Pub/sub state is not replicated: a Redis failover frees every lock. On a
-// Redis Cluster, use cluster mode, which runs the lock on sharded pub/sub
-// (classic PUBSUB NUMSUB counts only one node there and is unsafe); cluster
-// mode is not wire-compatible with Python portalocker 2.x.
+// Pub/sub state is not replicated: a Redis failover frees every lock.
+//
+// # Redis Cluster and Sentinel
+//
+// Cluster mode (Config.ClusterAddrs, or a redis+cluster:// URL) runs each
+// lock on the master that serves its channel's hash slot, with sharded
+// pub/sub (SSUBSCRIBE, SPUBLISH, PUBSUB SHARDNUMSUB). The seeds may be any
+// nodes: the slot map is learnt from them (CLUSTER SHARDS, or CLUSTER SLOTS)
+// and corrected by MOVED redirects. Reply channels and the fence key are
+// named to fall in the channel's slot ("{jobs}-0.42", "{jobs}-fence"). When
+// the slot migrates or its master fails over, the master unsubscribes the
+// holder and the hold is lost; a master cut off from the rest of the
+// cluster is noticed by the health check once it answers CLUSTERDOWN.
+//
+// Cluster mode is not wire-compatible with Python portalocker 2.x, which
+// uses classic pub/sub: classic PUBSUB NUMSUB counts one node only, so
+// portalocker is unsafe on a cluster, and Go and Python lockers there do
+// not see each other. Never mix them on one channel.
+//
+// Sentinel mode (Config.SentinelAddrs and MasterName, or a
+// redis+sentinel:// URL) asks the sentinels for the primary and confirms it
+// with ROLE. Pub/sub state is not replicated and a demoted primary keeps
+// its subscribers for seconds, so the Client follows the sentinels'
+// failover events: every hold on the old primary ends as soon as a failover
+// of it begins, and new acquisitions wait (up to DialTimeout) until the
+// sentinels name the new primary. A holder whose Client cannot hear the
+// sentinels (a network partition) may keep holding on an old primary; use
+// fencing.
 //
 // # Concurrency
 //
@@ -67,8 +91,9 @@
 // another Acquire, returns ErrHeld. Lost and Err may be called from any
 // goroutine, typically one watching the hold. Release returns only after
 // the hold's goroutines have exited; a Lock can then be acquired again.
-// Every hold runs two goroutines (the worker and the health check), both
-// stopped by Release or by the loss of the hold.
+// Every hold runs one goroutine, the worker that owns the subscribed
+// connection, and a health check driven by timers; both are stopped by
+// Release or by the loss of the hold.
 //
 // # Contexts and connections
 //
