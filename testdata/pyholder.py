@@ -1,0 +1,97 @@
+"""Drive portalocker's RedisLock (the Python reference) for interop tests.
+
+Usage: pyholder.py MODE HOST PORT CHANNEL [TIMEOUT]
+
+Modes:
+  hold  acquire the lock (waiting up to TIMEOUT, default 5 s), print "held",
+        then keep it until stdin closes; print "locked" if it cannot.
+  try   make one attempt (TIMEOUT 0 by default: portalocker tries once),
+        print "acquired" (and release) or "locked".
+  ping  send a contender's ping in portalocker's format with redis-py and
+        wait up to TIMEOUT (default 2 s) for a real answer (a 'message', not
+        the subscribe confirmation that portalocker 2.2.1 mistakes for one);
+        print "answer <data>" or "noanswer".
+
+Every line is flushed at once: the Go test reads them as they come.
+"""
+
+import json
+import random
+import sys
+import time
+
+import portalocker
+import redis
+
+
+def say(*words):
+    print(*words, flush=True)
+
+
+def lock(host, port, channel, timeout):
+    return portalocker.RedisLock(
+        channel,
+        redis_kwargs=dict(host=host, port=port),
+        timeout=timeout,
+        unavailable_timeout=1,
+    )
+
+
+def hold(host, port, channel, timeout):
+    lk = lock(host, port, channel, timeout)
+    try:
+        lk.acquire()
+    except portalocker.AlreadyLocked:
+        say("locked")
+        return
+    say("held")
+    sys.stdin.read()  # until the test closes stdin, or kills us
+    lk.release()
+
+
+def try_once(host, port, channel, timeout):
+    lk = lock(host, port, channel, timeout)
+    try:
+        lk.acquire()
+    except portalocker.AlreadyLocked:
+        say("locked")
+        return
+    say("acquired")
+    lk.release()
+
+
+def ping(host, port, channel, timeout):
+    r = redis.Redis(host=host, port=port)
+    p = r.pubsub()
+    reply = f"{channel}-{random.random()}"
+    p.subscribe(reply)
+    deadline = time.monotonic() + timeout
+    # Wait for the confirmation, so the answer cannot beat our subscription.
+    while True:
+        m = p.get_message(timeout=max(0.0, deadline - time.monotonic()))
+        if m and m["type"] == "subscribe":
+            break
+        if time.monotonic() >= deadline:
+            say("noanswer")
+            return
+    r.publish(channel, json.dumps(dict(response_channel=reply, message="ping")))
+    while time.monotonic() < deadline:
+        m = p.get_message(timeout=max(0.0, deadline - time.monotonic()))
+        if m and m["type"] == "message":
+            say("answer", m["data"].decode())
+            p.close()
+            return
+    say("noanswer")
+    p.close()
+
+
+def main():
+    mode, host, port, channel = sys.argv[1:5]
+    port = int(port)
+    defaults = {"hold": 5.0, "try": 0.0, "ping": 2.0}
+    timeout = float(sys.argv[5]) if len(sys.argv) > 5 else defaults[mode]
+    {"hold": hold, "try": try_once, "ping": ping}[mode](host, port, channel, timeout)
+
+
+if __name__ == "__main__":
+    main()
