@@ -21,6 +21,7 @@ const warmupHandoffs = 2
 type handoffStats struct {
 	violations int64 // acquisitions while another contender held the lock
 	errors     int64 // failed acquires or releases (other than ctx's end)
+	firstErr   string
 	timedOut   bool
 }
 
@@ -35,10 +36,16 @@ func runHandoff(cfg *config, rs *results) {
 				fmt.Fprintf(cfg.log, "%s: %v\n", name, err)
 				continue
 			}
+			if st.firstErr != "" {
+				fmt.Fprintf(cfg.log, "%s: %d errors, the first: %s\n", name, st.errors, st.firstErr)
+			}
 			prev := handoffNotes[name]
 			st.violations += prev.violations
 			st.errors += prev.errors
 			st.timedOut = st.timedOut || prev.timedOut
+			if prev.firstErr != "" {
+				st.firstErr = prev.firstErr
+			}
 			handoffNotes[name] = st
 			if len(samples) == 0 {
 				continue
@@ -98,7 +105,12 @@ func handoff(cfg *config, p peer, waiters int) ([]time.Duration, handoffStats, e
 		samples     []time.Duration
 		holders     atomic.Int32
 		wg          sync.WaitGroup
+		errOnce     sync.Once
 	)
+	fail := func(op string, err error) {
+		atomic.AddInt64(&st.errors, 1)
+		errOnce.Do(func() { st.firstErr = op + ": " + err.Error() })
+	}
 	stopCond := context.AfterFunc(ctx, func() { mu.Lock(); cond.Broadcast(); mu.Unlock() })
 	defer stopCond()
 	for _, lk := range lockers {
@@ -108,7 +120,7 @@ func handoff(cfg *config, p peer, waiters int) ([]time.Duration, handoffStats, e
 			for ctx.Err() == nil {
 				if err := lk.acquire(ctx); err != nil {
 					if ctx.Err() == nil {
-						atomic.AddInt64(&st.errors, 1)
+						fail("acquire", err)
 						time.Sleep(10 * time.Millisecond)
 					}
 					continue
@@ -132,7 +144,7 @@ func handoff(cfg *config, p peer, waiters int) ([]time.Duration, handoffStats, e
 				err := lk.release(context.WithoutCancel(ctx))
 				released := time.Now()
 				if err != nil {
-					atomic.AddInt64(&st.errors, 1)
+					fail("release", err)
 				}
 				mu.Lock()
 				lastRelease = released
@@ -175,7 +187,7 @@ func printHandoff(cfg *config, rs *results) {
 				note += fmt.Sprintf("%d EXCLUSION VIOLATIONS; ", st.violations)
 			}
 			if st.errors > 0 {
-				note += fmt.Sprintf("%d errors; ", st.errors)
+				note += fmt.Sprintf("%d errors, the first: %s; ", st.errors, st.firstErr)
 			}
 			if st.timedOut {
 				note += "timed out before all hand-offs; "
