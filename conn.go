@@ -270,9 +270,10 @@ func (c *conn) pipeline(ctx context.Context, cmds [][]string, fn func(i int, v r
 	var re resp.Error
 	if err == nil || errors.As(err, &re) || errors.Is(err, errCallback) {
 		if ended {
-			// The replies are in, but the context's deadline may still be
-			// set on the socket: retire the connection.
-			c.fatal(ctxErr(ctx, errConnClosed))
+			// The replies are in, but the context ended on the way and its
+			// deadline may still be set on the socket: retire the
+			// connection, and say so, as a caller must not build on it.
+			return c.fatal(ctxErr(ctx, errConnClosed))
 		}
 		return err
 	}

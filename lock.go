@@ -430,7 +430,7 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error)
 		a.sub = nil
 		return nil, nil
 	}
-	if n == 1 {
+	if n == 1 && a.sub.failed() == nil {
 		h := newHold(l, a.sub, token)
 		a.sub = nil
 		return h, nil
