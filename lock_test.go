@@ -133,3 +133,36 @@ func TestStatus(t *testing.T) {
 		}
 	})
 }
+
+// TestAcquireCanceledNeverReturnsDeadHold cancels Acquire at random moments
+// around its round trip: whenever it reports success, the hold must be
+// alive.
+func TestAcquireCanceledNeverReturnsDeadHold(t *testing.T) {
+	s := redistest.Redis(t)
+	cl, err := NewClient(ClientConfig{URL: s.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	l := newLock(t, "cancel", Config{Client: cl})
+	won := 0
+	for i := range 2000 {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(time.Duration(i%400)*time.Microsecond, cancel)
+		err := l.Acquire(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		won++
+		select {
+		case <-l.Lost():
+			t.Fatalf("Acquire returned nil with a lost hold: %v", l.Err())
+		default:
+		}
+		if err := l.Release(context.Background()); err != nil {
+			t.Fatalf("Release after a successful Acquire: %v", err)
+		}
+	}
+	t.Logf("%d of 2000 acquisitions won the race with cancellation", won)
+}
