@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pubsublock/pubsublock/internal/oneshot"
 	"github.com/pubsublock/pubsublock/resp"
 )
 
@@ -158,25 +159,7 @@ func lastLine(b []byte) string {
 
 // admin runs one command on a new connection and returns its reply,
 // detached from the reader.
-func admin(addr string, args ...string) (resp.Value, error) {
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return resp.Value{}, err
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := nc.Write(resp.AppendCommand(nil, args...)); err != nil {
-		return resp.Value{}, err
-	}
-	v, err := resp.NewReader(nc, resp.Limits{}).Read()
-	if err != nil {
-		return resp.Value{}, err
-	}
-	if err := v.Err(); err != nil {
-		return resp.Value{}, err
-	}
-	return v.Clone(), nil
-}
+func admin(addr string, args ...string) (resp.Value, error) { return oneshot.Do(addr, args...) }
 
 // commandStats returns the calls per command since the last CONFIG
 // RESETSTAT, from INFO commandstats, leaving out the bench's own INFO and

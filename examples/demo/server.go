@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/pubsublock/pubsublock/internal/oneshot"
 	"github.com/pubsublock/pubsublock/resp"
 )
 
@@ -133,25 +134,7 @@ func (s *server) stopProcess() {
 
 // do runs one command on a fresh connection: the "second client" of the
 // demo, which lists and kills other clients.
-func do(addr string, args ...string) (resp.Value, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return resp.Value{}, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(resp.AppendCommand(nil, args...)); err != nil {
-		return resp.Value{}, err
-	}
-	v, err := resp.NewReader(c, resp.Limits{}).Read()
-	if err != nil {
-		return resp.Value{}, err
-	}
-	if err := v.Err(); err != nil {
-		return resp.Value{}, err
-	}
-	return v.Clone(), nil
-}
+func do(addr string, args ...string) (resp.Value, error) { return oneshot.Do(addr, args...) }
 
 // infoField returns the value of field in INFO text.
 func infoField(info, field string) string {
