@@ -32,9 +32,15 @@ func FuzzPing(f *testing.F) {
 		if ok && (ch == "" || len(payload) > maxPing) {
 			t.Fatalf("accepted %q as a ping for %q", payload, ch)
 		}
-		// Whatever a reply channel is, the ping we write for it parses back.
-		if got, ok := parsePing([]byte(pingMessage(string(payload)))); len(payload) > 0 && len(payload) < 1000 && (!ok || got != toValidUTF8(string(payload))) {
+		// Whatever a reply channel is, the ping we write for it parses back,
+		// unless it is too long to be taken for a ping.
+		msg := pingMessage(string(payload))
+		got, ok := parsePing([]byte(msg))
+		if len(payload) > 0 && len(msg) <= maxPing && (!ok || got != toValidUTF8(string(payload))) {
 			t.Fatalf("pingMessage(%q) parses as %q, %v", payload, got, ok)
+		}
+		if len(msg) > maxPing && ok {
+			t.Fatalf("a %d-byte ping was accepted", len(msg))
 		}
 	})
 }
