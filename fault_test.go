@@ -590,8 +590,9 @@ type injectProxy struct {
 	target string
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex // guards conns and serialises writes to clients
-	conns map[net.Conn]net.Conn
+	mu     sync.Mutex // guards conns and closed, and serialises writes to clients
+	conns  map[net.Conn]net.Conn
+	closed bool
 }
 
 func newInjectProxy(t *testing.T, target string) *injectProxy {
@@ -606,6 +607,7 @@ func newInjectProxy(t *testing.T, target string) *injectProxy {
 	t.Cleanup(func() {
 		ln.Close()
 		p.mu.Lock()
+		p.closed = true
 		for c, s := range p.conns {
 			c.Close()
 			s.Close()
@@ -631,6 +633,12 @@ func (p *injectProxy) accept() {
 			continue
 		}
 		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			c.Close()
+			s.Close()
+			return
+		}
 		p.conns[c] = s
 		p.mu.Unlock()
 		p.wg.Add(2)
