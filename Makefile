@@ -53,8 +53,8 @@ fuzz: ## Run each fuzz target of each package for FUZZTIME (default 30s)
 bench: ## Run the benchmarks BENCHCOUNT times (default 1), then the bench/ comparison if present
 	go test -run '^$$' -bench . -benchmem -count=$(BENCHCOUNT) ./...
 	@if [ -f bench/go.mod ]; then \
-	  echo "cd bench && go run ."; \
-	  cd bench && go run .; \
+	  echo "cd bench && go run . -count=$(BENCHCOUNT)"; \
+	  cd bench && go run . -count=$(BENCHCOUNT); \
 	fi
 
 lint: ## Check formatting (gofmt), go vet and staticcheck
