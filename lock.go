@@ -175,6 +175,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	defer a.close()
 	optimistic := true // subscribe without counting first
 	polled := once     // a scheduled poll (not a notice or a race): ping a holder found
+	tookOver := false  // once: the one extra try after killing a silent holder was made
 	for try := 0; ; try++ {
 		if err := ctx.Err(); err != nil {
 			return l.opErr("acquire", context.Cause(ctx))
@@ -193,7 +194,15 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			}
 			return l.opErr("acquire", err)
 		}
+		if a.redo {
+			continue
+		}
 		if once {
+			if a.killed && !tookOver {
+				// The holder was silent and is gone: take it, once.
+				tookOver, optimistic = true, true
+				continue
+			}
 			return ErrAlreadyLocked
 		}
 		raced := optimistic && a.raced
@@ -238,6 +247,10 @@ func (l *Lock) opErr(op string, err error) error {
 	return fmt.Errorf("pubsublock: %s %s: %w", op, l.channel, err)
 }
 
+// maxConnFailures bounds the tries in a row that may fail on their
+// connection before Acquire gives up with the error.
+const maxConnFailures = 3
+
 // raceBackoff bounds the pause after losing a race between optimistic
 // tries.
 const raceBackoff = 2 * time.Millisecond
@@ -256,6 +269,9 @@ type attempt struct {
 	aux    *conn // commands while sub is subscribed (RESP2, miniredis)
 	killed bool  // the last try killed a silent holder
 	raced  bool  // the last try subscribed and found other subscribers
+	redo   bool  // the last try's connection failed: try again at once
+
+	connFailures int // tries in a row whose connection failed
 
 	notices  chan struct{} // a release notice arrived; nil until listening
 	listener *conn         // subscribed to the notice channel, read by listenLoop
@@ -380,7 +396,7 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 // after a lost race has just seen a live holder win.
 func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error) {
 	l := a.l
-	a.killed, a.raced = false, false
+	a.killed, a.raced, a.redo = false, false, false
 	if !optimistic {
 		aux, err := a.getAux(ctx)
 		if err != nil {
@@ -388,7 +404,15 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error)
 		}
 		n, err := l.numsub(ctx, aux)
 		if err != nil {
-			return nil, err
+			var re resp.Error
+			if errors.As(err, &re) || ctx.Err() != nil || a.connFailures >= maxConnFailures {
+				return nil, err
+			}
+			// A stale connection: drop it and its idle siblings, and redo.
+			a.connFailures++
+			l.cl.dropIdle(aux.addr)
+			a.redo = true
+			return nil, nil
 		}
 		if n > 0 && (!ping || !a.check(ctx)) {
 			return nil, ctx.Err()
@@ -424,12 +448,22 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		// Our connection died (killed by a contender, say): next try.
+		// Our connection died (a stale pooled connection, or killed by a
+		// contender): try again at once on a new one.
 		l.log.Debug("try failed", "err", err)
 		a.sub.close()
+		// Its idle siblings likely died with it (a restart, a mass kill):
+		// the next try dials.
+		l.cl.dropIdle(a.sub.addr)
 		a.sub = nil
+		a.connFailures++
+		if a.connFailures > maxConnFailures {
+			return nil, err
+		}
+		a.redo = true
 		return nil, nil
 	}
+	a.connFailures = 0
 	if n == 1 && a.sub.failed() == nil {
 		h := newHold(l, a.sub, token)
 		a.sub = nil
@@ -438,7 +472,10 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error)
 	l.log.Debug("contended", "subscribers", n)
 	a.raced = n > 1
 	a.sub.onPush = func(v resp.Value) { l.notePing(a.sub, v) }
-	err = unsubscribe(ctx, a.sub, l.ps.unsubscribe, l.channel)
+	// Unsubscribe and drop the holder's name: a connection that lost keeps
+	// no name a contender (portalocker kills by name) would take for a
+	// holder's.
+	err = unsubscribe(ctx, a.sub, l.ps.unsubscribe, l.channel, "CLIENT", "SETNAME", l.cl.dc.name)
 	a.sub.onPush = nil
 	if err != nil {
 		a.sub.close()
@@ -625,7 +662,7 @@ func awaitPush(ctx context.Context, c *conn, done func() bool) error {
 // unsubscribe sends cmd (UNSUBSCRIBE or SUNSUBSCRIBE) for channel on a
 // connection read synchronously and drains it up to the confirmation, so
 // messages already queued for the channel are consumed.
-func unsubscribe(ctx context.Context, c *conn, cmd, channel string) error {
+func unsubscribe(ctx context.Context, c *conn, cmd, channel string, then ...string) error {
 	done := false
 	prev := c.onPush
 	c.onPush = func(v resp.Value) {
@@ -637,7 +674,11 @@ func unsubscribe(ctx context.Context, c *conn, cmd, channel string) error {
 		}
 	}
 	defer func() { c.onPush = prev }()
-	if err := c.pipeline(ctx, [][]string{{cmd, channel}}, nil); err != nil {
+	cmds := [][]string{{cmd, channel}}
+	if len(then) > 0 {
+		cmds = append(cmds, then)
+	}
+	if err := c.pipeline(ctx, cmds, nil); err != nil {
 		return err
 	}
 	return awaitPush(ctx, c, func() bool { return done })

@@ -3,11 +3,13 @@ package pubsublock
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pubsublock/pubsublock/internal/redistest"
+	"github.com/pubsublock/pubsublock/resp"
 )
 
 // servers runs f against miniredis and a real redis-server.
@@ -165,4 +167,76 @@ func TestAcquireCanceledNeverReturnsDeadHold(t *testing.T) {
 		}
 	}
 	t.Logf("%d of 2000 acquisitions won the race with cancellation", won)
+}
+
+// TestStalePooledConnection: idle connections of a Client killed by the
+// server (a restart, CLIENT KILL, a Python contender killing by name) are
+// replaced at once, not taken for a held lock.
+func TestStalePooledConnection(t *testing.T) {
+	s := redistest.Redis(t)
+	cl, err := NewClient(ClientConfig{URL: s.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	l := newLock(t, "stale", Config{Client: cl})
+	other := newLock(t, "stale", Config{Client: cl})
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+		t.Fatalf("TryAcquire while held: %v", err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// No idle connection keeps the holder's name.
+	list, err := s.Do("CLIENT", "LIST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(list, "name=stale-lock") {
+		t.Fatalf("an idle connection is still named stale-lock:\n%s", list)
+	}
+	if _, err := s.Do("CLIENT", "KILL", "TYPE", "normal"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.TryAcquire(ctx); err != nil {
+		t.Fatalf("TryAcquire on a free lock with stale pooled connections: %v", err)
+	}
+}
+
+// TestTryAcquireTakesOverSilentHolder: one TryAcquire pings a holder that
+// never answers, kills it, and takes the lock.
+func TestTryAcquireTakesOverSilentHolder(t *testing.T) {
+	s := redistest.Redis(t)
+	silent, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// A holder that never reads again: it cannot answer pings.
+	if _, err := silent.Write(resp.AppendCommand(resp.AppendCommand(nil, "CLIENT", "SETNAME", "tk-lock"), "SUBSCRIBE", "tk")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { n, _ := s.Do("PUBSUB", "NUMSUB", "tk"); return strings.HasSuffix(n, "1") })
+	l := newLock(t, "tk", Config{URL: s.URL(), UnavailableTimeout: 200 * time.Millisecond})
+	start := time.Now()
+	if err := l.TryAcquire(context.Background()); err != nil {
+		t.Fatalf("TryAcquire against a silent holder: %v", err)
+	}
+	t.Logf("silent holder killed and lock taken in %v", time.Since(start))
+	if n, _ := s.Do("PUBSUB", "NUMSUB", "tk"); !strings.HasSuffix(n, "1") {
+		t.Fatalf("NUMSUB after take-over: %q", n)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+	}
 }
