@@ -29,7 +29,7 @@ func TestContentionMutualExclusion(t *testing.T) {
 		// the in-process miniredis most): no acquisition starts after it,
 		// and at least minTotal must have been made.
 		budget   = 15 * time.Second
-		minTotal = 500
+		minTotal = 200
 	)
 	run := func(t *testing.T, url string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
