@@ -833,19 +833,23 @@ func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (holderState, error) 
 	case listErr != nil:
 		return holderGone, fmt.Errorf("%w: %w", ErrKillUnsupported, listErr)
 	}
-	return holderKilled, l.killSilent(ctx, aux, before)
+	killed, err := l.killSilent(ctx, aux, before)
+	if err != nil || killed == 0 {
+		return holderGone, err // the silent subscribers left on their own
+	}
+	return holderKilled, nil
 }
 
 // killSilent kills the holder connections in before that still hold the
-// channel's client name.
-func (l *Lock) killSilent(ctx context.Context, aux *conn, before []clientInfo) error {
+// channel's client name and a subscription, and says how many.
+func (l *Lock) killSilent(ctx context.Context, aux *conn, before []clientInfo) (killed int, err error) {
 	v, err := aux.do(ctx, "CLIENT", "LIST", "TYPE", "pubsub")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	now, err := parseClientList(v.Str)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var kill [][]string
 	for _, b := range before {
@@ -863,9 +867,9 @@ func (l *Lock) killSilent(ctx context.Context, aux *conn, before []clientInfo) e
 		}
 	}
 	if len(kill) == 0 {
-		return nil
+		return 0, nil
 	}
-	return aux.pipeline(ctx, kill, nil)
+	return len(kill), aux.pipeline(ctx, kill, nil)
 }
 
 // clientInfo is one line of CLIENT LIST.
