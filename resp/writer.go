@@ -8,18 +8,12 @@ import (
 // AppendCommand appends a command to dst as a RESP array of bulk strings,
 // the form every Redis server accepts from clients, and returns the
 // extended buffer. It allocates only when dst must grow.
-func AppendCommand(dst []byte, args ...string) []byte {
-	dst = appendHeader(dst, '*', len(args))
-	for _, a := range args {
-		dst = appendHeader(dst, '$', len(a))
-		dst = append(dst, a...)
-		dst = append(dst, '\r', '\n')
-	}
-	return dst
-}
+func AppendCommand(dst []byte, args ...string) []byte { return appendCommand(dst, args) }
 
 // AppendCommandBytes is [AppendCommand] for byte-slice arguments.
-func AppendCommandBytes(dst []byte, args ...[]byte) []byte {
+func AppendCommandBytes(dst []byte, args ...[]byte) []byte { return appendCommand(dst, args) }
+
+func appendCommand[T string | []byte](dst []byte, args []T) []byte {
 	dst = appendHeader(dst, '*', len(args))
 	for _, a := range args {
 		dst = appendHeader(dst, '$', len(a))
