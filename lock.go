@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pubsublock/pubsublock/resp"
@@ -210,8 +211,8 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		if a.killed { // the holder was dead: take over at once
 			continue
 		}
-		if a.notices == nil {
-			a.listen(ctx)
+		if a.lst == nil || a.lst.stopped.Load() && a.lst.c != nil {
+			a.listen(ctx) // first wait, or the last listener heard its notice
 		}
 		pause := jitter(l.cfg.CheckInterval)
 		if raced {
@@ -225,7 +226,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		polled = !raced
 		select {
 		case <-t.C:
-		case <-a.notices: // a Go holder released: try at once
+		case <-a.lst.notice: // a Go holder released: try at once
 			t.Stop()
 			optimistic, polled = true, false
 		case <-expired:
@@ -273,30 +274,20 @@ type attempt struct {
 
 	connFailures int // tries in a row whose connection failed
 
-	notices  chan struct{} // a release notice arrived; nil until listening
-	listener *conn         // subscribed to the notice channel, read by listenLoop
+	lst *listener // release notices; nil until the first wait
 }
 
 func (a *attempt) close() {
 	a.l.cl.put(a.sub)
 	a.l.cl.put(a.aux)
-	if a.listener == nil {
-		return
-	}
-	// Unsubscribe without waiting: listenLoop sees the confirmation, returns
-	// the connection to the Client and exits, within UnavailableTimeout.
-	c := a.listener
-	_ = c.nc.SetReadDeadline(time.Now().Add(a.l.cfg.UnavailableTimeout))
-	if err := c.send(nil, a.l.ps.unsubscribe, a.l.cl.noticeChannel(a.l.channel)); err != nil {
-		c.fatal(err)
+	if a.lst != nil {
+		a.lst.stop()
 	}
 }
 
-// listen subscribes a connection to the release notices of the lock's
-// channel and starts listenLoop on it. When that fails the waiter still
-// polls; notices only make it faster.
+// listen starts a listener for the release notices of the lock's channel.
+// When that fails the waiter still polls; notices only make it faster.
 func (a *attempt) listen(ctx context.Context) {
-	a.notices = make(chan struct{}, 1)
 	ch := a.l.cl.noticeChannel(a.l.channel)
 	c, err := a.l.cl.get(ctx, a.l.channel)
 	if err == nil {
@@ -307,40 +298,67 @@ func (a *attempt) listen(ctx context.Context) {
 		if c != nil {
 			c.close()
 		}
+		a.lst = &listener{notice: make(chan struct{})} // never fires
+		a.lst.stopped.Store(true)
 		return
 	}
-	a.listener = c
-	go a.listenLoop(c, ch)
+	a.lst = &listener{l: a.l, c: c, ch: ch, notice: make(chan struct{})}
+	go a.lst.run()
 }
 
-// listenLoop reads the notice connection until it is unsubscribed or
-// fails, then gives it back to the Client.
-func (a *attempt) listenLoop(c *conn, ch string) {
-	defer a.l.cl.put(c)
+// listener follows the release notices of a lock's channel for a waiting
+// Acquire. Its goroutine reads the subscribed connection. At the first
+// notice it unsubscribes at once, so the waiter's next try does not pay
+// for it, and closes notice; it then drains up to the confirmation, gives
+// the connection back to the Client and exits, within UnavailableTimeout
+// of stop.
+type listener struct {
+	l       *Lock
+	c       *conn
+	ch      string
+	notice  chan struct{} // closed at the first notice
+	stopped atomic.Bool   // the UNSUBSCRIBE was sent
+}
+
+// stop unsubscribes, once, without waiting for the confirmation.
+func (ls *listener) stop() {
+	if !ls.stopped.CompareAndSwap(false, true) {
+		return
+	}
+	_ = ls.c.nc.SetReadDeadline(time.Now().Add(ls.l.cfg.UnavailableTimeout))
+	if err := ls.c.send(nil, ls.l.ps.unsubscribe, ls.ch); err != nil {
+		ls.c.fatal(err)
+	}
+}
+
+func (ls *listener) run() {
+	defer ls.l.cl.put(ls.c)
+	told := false
 	for {
-		v, push, err := c.readFrame()
+		v, push, err := ls.c.readFrame()
 		if err != nil {
-			c.fatal(err)
+			ls.c.fatal(err)
 			return
 		}
 		if !push {
-			if c.deliver(v) != nil {
+			if ls.c.deliver(v) != nil {
 				return
 			}
 			continue
 		}
-		if len(v.Elems) != 3 || string(v.Elems[1].Str) != ch {
+		if len(v.Elems) != 3 || string(v.Elems[1].Str) != ls.ch {
 			continue
 		}
 		switch pushKind(v) {
-		case a.l.ps.message:
-			select {
-			case a.notices <- struct{}{}:
-			default:
+		case ls.l.ps.message:
+			if !told {
+				told = true
+				ls.stop()
+				close(ls.notice)
 			}
-		case a.l.ps.unsubscribed:
-			if c.idleReplies() {
-				_ = c.nc.SetReadDeadline(time.Time{})
+		case ls.l.ps.unsubscribed:
+			if ls.c.idleReplies() {
+				_ = ls.c.nc.SetReadDeadline(time.Time{})
 				return
 			}
 		}
