@@ -93,7 +93,9 @@
 // the hold's goroutines have exited; a Lock can then be acquired again.
 // Every hold runs one goroutine, the worker that owns the subscribed
 // connection, and a health check driven by timers; both are stopped by
-// Release or by the loss of the hold.
+// Release or by the loss of the hold. While Acquire waits, one goroutine
+// listens for release notices; it unsubscribes and exits within
+// UnavailableTimeout of the notice or of Acquire's return.
 //
 // # Contexts and connections
 //
