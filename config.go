@@ -126,6 +126,9 @@ const (
 	DefaultUnavailableTimeout  = time.Second
 	DefaultDialTimeout         = 5 * time.Second
 	DefaultAddr                = "127.0.0.1:6379"
+	// DefaultMaxElements bounds the elements of one aggregate in a reply
+	// (see ClientConfig.Limits).
+	DefaultMaxElements = 1 << 16
 )
 
 // ErrConfig is matched (errors.Is) by every error about an invalid
@@ -183,7 +186,11 @@ type ClientConfig struct {
 	// MaxIdle is how many idle connections the Client keeps warm for the
 	// next acquisition, per server. Default 16; negative keeps none.
 	MaxIdle int
-	// Limits bound what is read from the server (see resp.Limits).
+	// Limits bound what is read from the server (see resp.Limits). Zero
+	// fields take resp's defaults, except MaxElements, which defaults to
+	// DefaultMaxElements: a lock's largest reply (CLUSTER SHARDS of a big
+	// cluster) has a few thousand elements, and each costs about 100 bytes
+	// of memory while it is read.
 	Limits resp.Limits
 	// Dial, when set, opens connections instead of a net.Dialer: for
 	// proxies, custom resolvers or tests. TLS, if configured, is layered on
@@ -200,6 +207,9 @@ func (c Config) clientConfig() ClientConfig {
 // dialConfig resolves the URL and fields into where and how to dial.
 func (cc ClientConfig) dialConfig() (dialConfig, error) {
 	dc := dialConfig{network: "tcp", addr: DefaultAddr, dialTimeout: cc.DialTimeout, limits: cc.Limits, dial: cc.Dial}
+	if dc.limits.MaxElements == 0 {
+		dc.limits.MaxElements = DefaultMaxElements
+	}
 	if dc.dialTimeout == 0 {
 		dc.dialTimeout = DefaultDialTimeout
 	}
