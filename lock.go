@@ -353,8 +353,8 @@ func (ls *listener) run() {
 		case ls.l.ps.message:
 			if !told {
 				told = true
+				close(ls.notice) // wake the waiter first
 				ls.stop()
-				close(ls.notice)
 			}
 		case ls.l.ps.unsubscribed:
 			if ls.c.idleReplies() {
