@@ -37,27 +37,29 @@ def lock(host, port, channel, timeout):
     )
 
 
-def hold(host, port, channel, timeout):
+def take(host, port, channel, timeout, keep):
+    """Acquire; say "held" and keep the lock until stdin closes (keep), or
+    say "acquired" and release at once; say "locked" if it is held."""
     lk = lock(host, port, channel, timeout)
     try:
         lk.acquire()
     except portalocker.AlreadyLocked:
         say("locked")
         return
-    say("held")
-    sys.stdin.read()  # until the test closes stdin, or kills us
+    if keep:
+        say("held")
+        sys.stdin.read()  # until the test closes stdin, or kills us
+    else:
+        say("acquired")
     lk.release()
+
+
+def hold(host, port, channel, timeout):
+    take(host, port, channel, timeout, keep=True)
 
 
 def try_once(host, port, channel, timeout):
-    lk = lock(host, port, channel, timeout)
-    try:
-        lk.acquire()
-    except portalocker.AlreadyLocked:
-        say("locked")
-        return
-    say("acquired")
-    lk.release()
+    take(host, port, channel, timeout, keep=False)
 
 
 def ping(host, port, channel, timeout):
