@@ -367,21 +367,8 @@ func (ls *listener) run() {
 
 // subscribeSync subscribes c to channel and waits for the confirmation.
 func subscribeSync(ctx context.Context, c *conn, ps pubsub, channel string) error {
-	confirmed := false
-	prev := c.onPush
-	c.onPush = func(v resp.Value) {
-		if isKind(v, ps.subscribed) && len(v.Elems) == 3 && string(v.Elems[1].Str) == channel {
-			confirmed = true
-		}
-		if prev != nil {
-			prev(v)
-		}
-	}
-	defer func() { c.onPush = prev }()
-	if err := c.pipeline(ctx, [][]string{{ps.subscribe, channel}}, nil); err != nil {
-		return err
-	}
-	return awaitPush(ctx, c, func() bool { return confirmed })
+	// pipeline reads up to the subscribe confirmation.
+	return c.pipeline(ctx, [][]string{{ps.subscribe, channel}}, nil)
 }
 
 func (a *attempt) getAux(ctx context.Context) (*conn, error) {
@@ -583,13 +570,7 @@ func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err erro
 	c := a.sub
 	// The token is taken after our SUBSCRIBE and before the count, so a
 	// later holder, who must subscribe after our count, gets a larger one.
-	confirmed := false
-	c.onPush = func(v resp.Value) {
-		if isKind(v, l.ps.subscribed) && len(v.Elems) == 3 && string(v.Elems[1].Str) == l.channel {
-			confirmed = true
-		}
-		l.notePing(c, v)
-	}
+	c.onPush = func(v resp.Value) { l.notePing(c, v) }
 	defer func() { c.onPush = nil }()
 	cmds := [][]string{{"CLIENT", "SETNAME", l.name}, {l.ps.subscribe, l.channel}}
 	inline := c.resp3 && l.cl.subCmds.Load() >= 0
@@ -624,9 +605,6 @@ func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err erro
 	if inline {
 		l.cl.subCmds.Store(1)
 		return n, token, nil
-	}
-	if err := awaitPush(ctx, c, func() bool { return confirmed }); err != nil {
-		return 0, 0, err
 	}
 	aux, err := a.getAux(ctx)
 	if err != nil {
@@ -681,25 +659,12 @@ func awaitPush(ctx context.Context, c *conn, done func() bool) error {
 // connection read synchronously and drains it up to the confirmation, so
 // messages already queued for the channel are consumed.
 func unsubscribe(ctx context.Context, c *conn, cmd, channel string, then ...string) error {
-	done := false
-	prev := c.onPush
-	c.onPush = func(v resp.Value) {
-		if (isKind(v, "unsubscribe") || isKind(v, "sunsubscribe")) && len(v.Elems) == 3 && string(v.Elems[1].Str) == channel {
-			done = true
-		}
-		if prev != nil {
-			prev(v)
-		}
-	}
-	defer func() { c.onPush = prev }()
 	cmds := [][]string{{cmd, channel}}
 	if len(then) > 0 {
 		cmds = append(cmds, then)
 	}
-	if err := c.pipeline(ctx, cmds, nil); err != nil {
-		return err
-	}
-	return awaitPush(ctx, c, func() bool { return done })
+	// pipeline reads up to the confirmation; pushes on the way go to onPush.
+	return c.pipeline(ctx, cmds, nil)
 }
 
 // numsub counts the subscribers of the lock's channel.
