@@ -55,6 +55,10 @@ type conn struct {
 	wbuf    []byte
 	pending []chan<- reply // async replies awaited, in write order
 	subMode bool           // a SUBSCRIBE was sent: RESP2 arrays may be pushes
+	// drain, when not nil, is closed once the reader goroutine of a
+	// released hold has read the last reply it awaits (see sendFinal); the
+	// next synchronous user writes at once but reads only after that.
+	drain <-chan struct{}
 
 	emu sync.Mutex // guards err
 	err error      // sticky fatal error
@@ -288,21 +292,36 @@ var errCallback = errors.New("reply rejected")
 
 func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) error {
 	c.wmu.Lock()
-	if len(c.pending) > 0 {
+	drain := c.drain
+	if len(c.pending) > 0 && drain == nil {
 		c.wmu.Unlock()
 		return errors.New("synchronous command on a connection with a reader")
 	}
 	c.wbuf = c.wbuf[:0]
+	subscribes := false
 	for _, args := range cmds {
 		c.wbuf = resp.AppendCommand(c.wbuf, args...)
-		if isSubscribeCmd(args[0]) {
-			c.subMode = true
-		}
+		subscribes = subscribes || isSubscribeCmd(args[0])
 	}
+	c.subMode = c.subMode || subscribes
 	_, err := c.nc.Write(c.wbuf)
 	c.wmu.Unlock()
 	if err != nil {
 		return err
+	}
+	if drain != nil {
+		// Our commands queue behind the released hold's; its reader
+		// stops right after their last reply.
+		<-drain
+		if err := c.failed(); err != nil {
+			return err
+		}
+		c.wmu.Lock()
+		c.drain = nil
+		// The old reader may have seen its unsubscribe leave subscribed
+		// mode after our SUBSCRIBE was written.
+		c.subMode = c.subMode || subscribes
+		c.wmu.Unlock()
 	}
 	var first error
 	i := 0
@@ -451,11 +470,28 @@ func (c *conn) send(ch chan<- reply, args ...string) error {
 // sendBatch is send for several commands in one write; chans[i] receives
 // the reply to cmds[i].
 func (c *conn) sendBatch(cmds [][]string, chans []chan<- reply) error {
+	return c.sendFinal(cmds, chans, nil)
+}
+
+// errReleased is returned by send once sendFinal has handed the
+// connection on.
+var errReleased = errors.New("connection released")
+
+// sendFinal is sendBatch for the last commands of the reader goroutine:
+// with drain not nil, the connection may be given to a synchronous user as
+// soon as it returns, and that user reads only once drain is closed, which
+// the reader does after the last reply it awaits. Later sends fail with
+// errReleased until then.
+func (c *conn) sendFinal(cmds [][]string, chans []chan<- reply, drain <-chan struct{}) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.failed(); err != nil {
 		return err
 	}
+	if c.drain != nil {
+		return errReleased
+	}
+	c.drain = drain
 	c.wbuf = c.wbuf[:0]
 	for i, args := range cmds {
 		c.wbuf = resp.AppendCommand(c.wbuf, args...)

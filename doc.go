@@ -89,11 +89,13 @@
 // All methods of Lock and Client are safe for concurrent use. A Lock holds
 // at most one acquisition at a time: Acquire on a held Lock, or during
 // another Acquire, returns ErrHeld. Lost and Err may be called from any
-// goroutine, typically one watching the hold. Release returns only after
-// the hold's goroutines have exited; a Lock can then be acquired again.
-// Every hold runs one goroutine, the worker that owns the subscribed
-// connection, and a health check driven by timers; both are stopped by
-// Release or by the loss of the hold. While Acquire waits, one goroutine
+// goroutine, typically one watching the hold. Once Release returns the
+// Lock can be acquired again. Every hold runs one goroutine, the worker
+// that owns the subscribed connection, and a health check driven by
+// timers. Release stops the health check at once; the worker reads the
+// replies to the release (within UnavailableTimeout, or the connection is
+// closed) and exits, without Release waiting for it. A lost hold's
+// goroutines stop by themselves. While Acquire waits, one goroutine
 // listens for release notices; it unsubscribes and exits within
 // UnavailableTimeout of the notice or of Acquire's return.
 //

@@ -199,16 +199,17 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			continue
 		}
 		if once {
-			if a.killed && !tookOver {
-				// The holder was silent and is gone: take it, once.
+			if a.freed && !tookOver {
+				// The holder was silent and killed, or gone by the time
+				// it was pinged: take it, once.
 				tookOver, optimistic = true, true
 				continue
 			}
 			return ErrAlreadyLocked
 		}
 		raced := optimistic && a.raced
-		optimistic = a.killed
-		if a.killed { // the holder was dead: take over at once
+		optimistic = a.freed
+		if a.freed { // the holder was dead or gone: try again at once
 			continue
 		}
 		if a.lst == nil || a.lst.stopped.Load() && a.lst.c != nil {
@@ -265,12 +266,12 @@ func jitter(d time.Duration) time.Duration {
 // the auxiliary one it counts, pings and kills with, and the listener for
 // release notices.
 type attempt struct {
-	l      *Lock
-	sub    *conn // the would-be holder connection
-	aux    *conn // commands while sub is subscribed (RESP2, miniredis)
-	killed bool  // the last try killed a silent holder
-	raced  bool  // the last try subscribed and found other subscribers
-	redo   bool  // the last try's connection failed: try again at once
+	l     *Lock
+	sub   *conn // the would-be holder connection
+	aux   *conn // commands while sub is subscribed (RESP2, miniredis)
+	freed bool  // the last try's check killed a silent holder, or found it gone
+	raced bool  // the last try subscribed and found other subscribers
+	redo  bool  // the last try's connection failed: try again at once
 
 	connFailures int // tries in a row whose connection failed
 
@@ -401,7 +402,7 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 // after a lost race has just seen a live holder win.
 func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error) {
 	l := a.l
-	a.killed, a.raced, a.redo = false, false, false
+	a.freed, a.raced, a.redo = false, false, false
 	if !optimistic {
 		aux, err := a.getAux(ctx)
 		if err != nil {
@@ -482,14 +483,42 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error)
 	// holder's.
 	err = unsubscribe(ctx, a.sub, l.ps.unsubscribe, l.channel, "CLIENT", "SETNAME", l.cl.dc.name)
 	a.sub.onPush = nil
+	pings := a.sub.pings
+	a.sub.pings = nil
 	if err != nil {
 		a.sub.close()
 		a.sub = nil
 	}
+	if len(pings) > 0 {
+		// Contenders that pinged listed this connection, subscribed and
+		// named; it may be again by the time they decide, so answer.
+		a.answer(ctx, pings)
+	}
 	if optimistic && ping && n > 1 {
-		a.check(ctx)
+		a.freed = a.check(ctx)
 	}
 	return nil, ctx.Err()
+}
+
+// answer answers pings on the lock's channel that a contending
+// connection saw.
+func (a *attempt) answer(ctx context.Context, pings []notedPing) {
+	var chs []string
+	for _, p := range pings {
+		if p.channel == a.l.channel {
+			chs = append(chs, p.replyCh)
+		}
+	}
+	if len(chs) == 0 {
+		return
+	}
+	aux, err := a.getAux(ctx)
+	if err == nil {
+		err = a.l.answerPings(ctx, aux, chs)
+	}
+	if err != nil {
+		a.l.log.Debug("cannot answer ping", "err", err)
+	}
 }
 
 // check runs the contender's check on a holder that was seen. It reports
@@ -519,7 +548,6 @@ func (a *attempt) check(ctx context.Context) (free bool) {
 	}
 	st, err := l.checkOrKill(ctx, aux)
 	l.logCheck(st, err)
-	a.killed = err == nil && st == holderKilled
 	return err == nil && st != holderAlive
 }
 
@@ -533,11 +561,17 @@ func (l *Lock) notePing(c *conn, v resp.Value) {
 		return
 	}
 	if ch, ok := parsePing(v.Elems[2].Str); ok {
-		if len(c.pings) == maxNotedPings {
-			c.pings = slices.Delete(c.pings, 0, 1)
-		}
-		c.pings = append(c.pings, notedPing{channel: l.channel, replyCh: ch})
+		c.notePing(l.channel, ch)
 	}
+}
+
+// notePing records a ping on channel, to be answered at replyCh by the
+// connection's next hold of channel.
+func (c *conn) notePing(channel, replyCh string) {
+	if len(c.pings) == maxNotedPings {
+		c.pings = slices.Delete(c.pings, 0, 1)
+	}
+	c.pings = append(c.pings, notedPing{channel: channel, replyCh: replyCh})
 }
 
 // notedPing is a ping seen by a contending connection.
@@ -686,12 +720,23 @@ func numsubCount(v resp.Value, channel string) (int64, error) {
 	return v.Elems[1].Int, nil
 }
 
-// Release gives the lock up: it unsubscribes, stops the goroutines of the
-// hold, and returns the connection to the Client (or closes it). It
-// returns once those goroutines have exited. If the hold was lost before,
-// the error matches ErrLost and wraps the cause; if the Lock does not hold
-// the lock, ErrNotHeld. Release is safe to call twice and after errors. If
-// ctx ends first, the connection is closed, which frees the lock as well.
+// Release gives the lock up. It writes the unsubscribe, a release notice
+// for waiting contenders and the reset of the connection's name in one
+// write, ends the hold (Lost is closed), and returns the connection to the
+// Client without waiting for the server's replies: the server frees the
+// lock as soon as it reads them, about half a round trip later, and until
+// then other clients may still find it held (waiting Acquires are woken by
+// the notice). The worker goroutine reads the replies and exits; the next
+// user of the connection writes behind the release, so an Acquire through
+// the same Client finds the lock free. If the replies do not come within
+// UnavailableTimeout the connection is closed, which frees the lock too.
+// When the connection is not pooled (a Lock without Config.Client, or
+// ClientConfig.MaxIdle < 0), or ctx has ended, Release waits for the worker
+// and closes the connection.
+//
+// If the hold was lost before, the error matches ErrLost and wraps the
+// cause; if the Lock does not hold the lock, ErrNotHeld. Release is safe
+// to call twice and after errors.
 func (l *Lock) Release(ctx context.Context) error {
 	l.mu.Lock()
 	h := l.h

@@ -25,10 +25,16 @@ type hold struct {
 	err        error      // why the hold was lost; nil if released
 	releasing  atomic.Bool
 	workerDone chan struct{}
-	health     *healthCheck // nil when disabled
-	resetName  chan reply   // reply to CLIENT SETNAME "" sent by release
+	health     *healthCheck               // nil when disabled
+	resetName  chan reply                 // reply to CLIENT SETNAME "" sent by release
+	drainTimer atomic.Pointer[time.Timer] // closes c if the release goes unanswered
 
 	answer *conn // where pings are answered from when c cannot publish; worker-owned
+	// late lists the reply channels of pings that reached the hold after
+	// its release: they are answered from another connection once c is
+	// drained, as the contender that sent one listed c and would kill it
+	// if it is subscribed again under the lock's name. Worker-owned.
+	late []string
 }
 
 func newHold(l *Lock, c *conn, token int64) *hold {
@@ -73,15 +79,29 @@ func (h *hold) lostErr() error {
 var errUnsubscribed = errors.New("subscription ended by the server")
 
 // work is the worker goroutine: it reads every frame of the subscribed
-// connection until the hold ends.
+// connection until the hold ends, then answers the pings that reached the
+// hold after its release (see late).
 func (h *hold) work() {
-	defer close(h.workerDone)
-	defer h.health.stop()
-	defer func() {
-		if h.answer != nil {
-			h.l.cl.put(h.answer)
+	h.read()
+	if h.answer != nil {
+		h.l.cl.put(h.answer)
+	}
+	h.health.stop()
+	if t := h.drainTimer.Load(); t != nil {
+		t.Stop()
+	}
+	close(h.workerDone)
+	if len(h.late) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), h.l.cfg.UnavailableTimeout)
+		defer cancel()
+		if err := h.l.answerPings(ctx, nil, h.late); err != nil {
+			h.l.log.Debug("cannot answer ping", "err", err)
 		}
-	}()
+	}
+}
+
+// read is the worker's reading loop.
+func (h *hold) read() {
 	// Pings this connection saw while it was still contending.
 	for _, p := range h.c.pings {
 		if p.channel == h.l.channel {
@@ -123,6 +143,13 @@ func (h *hold) work() {
 			}
 		}
 		if unsubscribed && h.c.idleReplies() {
+			select {
+			case r := <-h.resetName:
+				if r.err != nil { // the connection keeps the lock's name
+					h.c.fatal(fmt.Errorf("release: %w", r.err))
+				}
+			default:
+			}
 			h.end(nil)
 			return
 		}
@@ -152,10 +179,17 @@ func (h *hold) onMessage(payload []byte) {
 
 // answerPing publishes the Unix time to replyCh.
 func (h *hold) answerPing(replyCh string) {
-	now := time.Now()
-	ts := strconv.FormatFloat(float64(now.UnixNano())/1e9, 'f', 7, 64)
+	if h.releasing.Load() {
+		// The connection may already carry the next user's commands,
+		// and any other one may be waiting for this one to drain.
+		h.noteLate(replyCh)
+		return
+	}
 	if h.c.resp3 && h.l.cl.subCmds.Load() > 0 {
-		if err := h.c.send(nil, h.l.ps.publish, replyCh, ts); err != nil {
+		err := h.c.send(nil, h.l.ps.publish, replyCh, answerStamp())
+		if errors.Is(err, errReleased) { // released meanwhile
+			h.noteLate(replyCh)
+		} else if err != nil {
 			h.l.log.Debug("cannot answer ping", "err", err)
 		}
 		return
@@ -169,11 +203,47 @@ func (h *hold) answerPing(replyCh string) {
 			h.l.log.Debug("cannot answer ping", "err", err)
 			return
 		}
+		if c == h.c { // released meanwhile, and pooled: its reads wait for ours
+			h.l.cl.put(c)
+			h.noteLate(replyCh)
+			return
+		}
 		h.answer = c
 	}
-	if _, err := h.answer.do(ctx, h.l.ps.publish, replyCh, ts); err != nil {
+	if err := h.l.answerPings(ctx, h.answer, []string{replyCh}); err != nil {
 		h.l.log.Debug("cannot answer ping", "err", err)
 	}
+}
+
+func (h *hold) noteLate(replyCh string) {
+	if len(h.late) < maxNotedPings {
+		h.late = append(h.late, replyCh)
+	}
+}
+
+// answerPings publishes the Unix time, as portalocker's holder answers a
+// ping, to each of replyChs, on c or, when c is nil, on a connection of
+// the Client.
+func (l *Lock) answerPings(ctx context.Context, c *conn, replyChs []string) error {
+	if c == nil {
+		var err error
+		if c, err = l.cl.get(ctx, l.channel); err != nil {
+			return err
+		}
+		defer l.cl.put(c)
+	}
+	ts := answerStamp()
+	cmds := make([][]string, len(replyChs))
+	for i, ch := range replyChs {
+		cmds[i] = []string{l.ps.publish, ch, ts}
+	}
+	return c.pipeline(ctx, cmds, nil)
+}
+
+// answerStamp is the answer to a ping: the Unix time in seconds with 7
+// decimals, as Python prints time.time().
+func answerStamp() string {
+	return strconv.FormatFloat(float64(time.Now().UnixNano())/1e9, 'f', 7, 64)
 }
 
 // parsePing returns the response_channel of a ping: a JSON object of at
@@ -190,50 +260,75 @@ func parsePing(payload []byte) (replyCh string, ok bool) {
 	return p.ResponseChannel, true
 }
 
-// release unsubscribes and waits for the goroutines. See Lock.Release.
+// release unsubscribes. See Lock.Release.
+//
+// On a pooled connection it does not wait for the server: the unsubscribe,
+// the release notice and the name reset go out in one write, the hold ends,
+// and the connection goes back to the Client at once while the worker
+// reads the replies. The next user of the connection writes behind them
+// (so on this connection the lock is free before its next command runs)
+// and reads once the worker is done (see conn.sendFinal). Otherwise release
+// waits for the worker.
 func (h *hold) release(ctx context.Context) error {
-	if err := h.lostErr(); err == nil {
-		h.releasing.Store(true)
-		// Unsubscribe, then tell the waiters, so that a waiter woken by the
-		// notice finds the channel free; all in one write.
-		cmds := [][]string{
-			{h.l.ps.unsubscribe, h.l.channel},
-			{h.l.ps.publish, h.l.cl.noticeChannel(h.l.channel), ""},
-		}
-		chans := []chan<- reply{nil, nil}
-		if h.l.cl.maxIdle > 0 {
-			cmds = append(cmds, []string{"CLIENT", "SETNAME", h.l.cl.dc.name})
-			chans = append(chans, h.resetName)
-		}
-		if err := h.c.sendBatch(cmds, chans); err != nil {
-			h.c.fatal(err)
-		}
-		select {
-		case <-h.workerDone:
-		case <-ctx.Done():
-			h.c.fatal(ctxErr(ctx, errConnClosed))
-			<-h.workerDone
-		}
-	} else {
+	if err := h.lostErr(); err != nil {
 		h.c.fatal(err)
+		<-h.workerDone
+		h.c.close()
+		return err
+	}
+	h.releasing.Store(true)
+	h.health.stop() // no PING may follow the last write
+	// Unsubscribe, then tell the waiters, so that a waiter woken by the
+	// notice finds the channel free; all in one write.
+	cmds := [][]string{
+		{h.l.ps.unsubscribe, h.l.channel},
+		{h.l.ps.publish, h.l.cl.noticeChannel(h.l.channel), ""},
+	}
+	chans := []chan<- reply{nil, nil}
+	pooled := h.l.cl.maxIdle > 0
+	if pooled {
+		cmds = append(cmds, []string{"CLIENT", "SETNAME", h.l.cl.dc.name})
+		chans = append(chans, h.resetName)
+	}
+	var drain <-chan struct{}
+	if pooled && ctx.Err() == nil {
+		drain = h.workerDone
+		// A server that never answers cannot keep the connection, and
+		// the lock, forever.
+		h.drainTimer.Store(time.AfterFunc(h.l.cfg.UnavailableTimeout, func() {
+			select {
+			case <-h.workerDone:
+			default:
+				h.c.fatal(errDrainTimeout)
+			}
+		}))
+	}
+	err := h.c.sendFinal(cmds, chans, drain)
+	if err != nil {
+		h.c.fatal(err)
+	}
+	if err == nil && drain != nil {
+		h.end(nil)
+		h.l.cl.put(h.c)
+		return nil
+	}
+	select {
+	case <-h.workerDone:
+	case <-ctx.Done():
+		h.c.fatal(ctxErr(ctx, errConnClosed))
 		<-h.workerDone
 	}
 	if err := h.lostErr(); err != nil && !h.releasing.Load() {
 		h.c.close()
 		return err
 	}
-	if err := h.c.failed(); err != nil {
-		return nil // closed: the server dropped the subscription
-	}
-	if h.l.cl.maxIdle > 0 {
-		if r := <-h.resetName; r.err != nil {
-			h.c.close()
-			return nil
-		}
-	}
-	h.l.cl.put(h.c)
+	h.l.cl.put(h.c) // closed if it failed: the server dropped the subscription
 	return nil
 }
+
+// errDrainTimeout closes a released connection whose last replies did
+// not come within UnavailableTimeout.
+var errDrainTimeout = errors.New("no reply to the release within UnavailableTimeout")
 
 // idleReplies reports whether no reply is awaited.
 func (c *conn) idleReplies() bool {
