@@ -47,6 +47,7 @@ var errConnClosed = errors.New("connection closed")
 // every later call returns that error (redigo's conn.fatal).
 type conn struct {
 	nc    net.Conn
+	br    *bufio.Reader // what rd reads from
 	rd    *resp.Reader
 	resp3 bool   // HELLO 3 accepted
 	addr  string // the server's address, where the Client pools it
@@ -59,6 +60,10 @@ type conn struct {
 	// released hold has read the last reply it awaits (see sendFinal); the
 	// next synchronous user writes at once but reads only after that.
 	drain <-chan struct{}
+	// skip, when not "", is the kind of unsubscribe confirmation (with no
+	// subscription left) that the next round trip reads up to before its
+	// own replies (see unsubscribeLater). Owned by the connection's user.
+	skip string
 
 	emu sync.Mutex // guards err
 	err error      // sticky fatal error
@@ -115,7 +120,8 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 }
 
 func newConn(nc net.Conn, lim resp.Limits) *conn {
-	return &conn{nc: nc, rd: resp.NewReader(bufio.NewReaderSize(nc, 4096), lim), wbuf: make([]byte, 0, 256)}
+	br := bufio.NewReaderSize(nc, 4096)
+	return &conn{nc: nc, br: br, rd: resp.NewReader(br, lim), wbuf: make([]byte, 0, 256)}
 }
 
 // handshake runs HELLO 3 (with AUTH and SETNAME folded in), or, where the
@@ -212,9 +218,10 @@ func (c *conn) close() {
 // return at once. The returned stop must be called when the round trip
 // ends; it reports whether ctx ended during it.
 func (c *conn) watch(ctx context.Context) (stop func() bool) {
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.nc.SetDeadline(dl)
-	}
+	// No deadline left by an earlier user (a send's write deadline, a
+	// listener's) may apply.
+	dl, _ := ctx.Deadline()
+	_ = c.nc.SetDeadline(dl)
 	if ctx.Done() == nil {
 		return func() bool { _ = c.nc.SetDeadline(time.Time{}); return false }
 	}
@@ -318,8 +325,20 @@ func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) er
 		}
 		c.wmu.Lock()
 		c.drain = nil
-		// The old reader may have seen its unsubscribe leave subscribed
+		c.wmu.Unlock()
+	}
+	skipped := c.skip != ""
+	if skipped {
+		kind := c.skip
+		c.skip = ""
+		if err := c.skipTo(kind); err != nil {
+			return err
+		}
+	}
+	if drain != nil || skipped {
+		// The unsubscribe read before our replies may have left subscribed
 		// mode after our SUBSCRIBE was written.
+		c.wmu.Lock()
 		c.subMode = c.subMode || subscribes
 		c.wmu.Unlock()
 	}
@@ -366,6 +385,45 @@ func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) er
 		}
 	}
 	return first
+}
+
+// skipTo reads pushes up to an unsubscribe confirmation of kind that
+// leaves no subscription, dropping messages on the way.
+func (c *conn) skipTo(kind string) error {
+	for {
+		v, push, err := c.readFrame()
+		if err != nil {
+			return err
+		}
+		if !push {
+			return fmt.Errorf("%w: reply %.64s before the %s confirmation", resp.ErrProtocol, v.String(), kind)
+		}
+		if isKind(v, kind) && len(v.Elems) == 3 && v.Elems[2].Type == resp.TypeInteger && v.Elems[2].Int == 0 {
+			return nil
+		}
+	}
+}
+
+// unsubscribeLater writes cmd (UNSUBSCRIBE or SUNSUBSCRIBE) for channel,
+// the connection's only subscription, without waiting: the next round
+// trip reads up to the confirmation first, dropping the messages before it.
+func (c *conn) unsubscribeLater(cmd, channel string) error {
+	kind, _ := confirmKind([]string{cmd, channel})
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.failed(); err != nil {
+		return err
+	}
+	if c.drain != nil || len(c.pending) > 0 || c.skip != "" {
+		return errors.New("unsubscribeLater on a connection with replies awaited")
+	}
+	c.wbuf = resp.AppendCommand(c.wbuf[:0], cmd, channel)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := c.nc.Write(c.wbuf); err != nil {
+		return c.fatal(fmt.Errorf("write: %w", err))
+	}
+	c.skip = kind
+	return nil
 }
 
 // confirmKind returns the kind of push that confirms a command of the

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pubsublock/pubsublock/resp"
@@ -166,14 +165,12 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		_ = old.release(ctx)
 	}
 
-	var expired <-chan time.Time
+	var until time.Time // when Acquire gives up; zero: never
 	if timeout >= 0 && !once {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		expired = t.C
+		until = time.Now().Add(timeout)
 	}
 	a := &attempt{l: l}
-	defer a.close()
+	defer func() { a.close(ctx) }()
 	optimistic := true // subscribe without counting first
 	polled := once     // a scheduled poll (not a notice or a race): ping a holder found
 	tookOver := false  // once: the one extra try after killing a silent holder was made
@@ -212,8 +209,8 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		if a.freed { // the holder was dead or gone: try again at once
 			continue
 		}
-		if a.lst == nil || a.lst.stopped.Load() && a.lst.c != nil {
-			a.listen(ctx) // first wait, or the last listener heard its notice
+		if a.lst == nil || a.lst.lapsed() {
+			a.lst = l.listen(ctx) // the first wait, or the connection failed
 		}
 		pause := jitter(l.cfg.CheckInterval)
 		if raced {
@@ -223,18 +220,13 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			// pause instead of a whole interval.
 			pause = min(pause, time.Duration(rand.Int64N(int64(raceBackoff))))
 		}
-		t := time.NewTimer(pause)
 		polled = !raced
-		select {
-		case <-t.C:
-		case <-a.lst.notice: // a Go holder released: try at once
-			t.Stop()
+		switch a.lst.wait(ctx, pause, until) {
+		case wokeByNotice: // a Go holder released: try at once
 			optimistic, polled = true, false
-		case <-expired:
-			t.Stop()
+		case wokeAtDeadline:
 			return ErrAlreadyLocked
-		case <-ctx.Done():
-			t.Stop()
+		case wokeByContext:
 			return l.opErr("acquire", context.Cause(ctx))
 		}
 	}
@@ -278,98 +270,12 @@ type attempt struct {
 	lst *listener // release notices; nil until the first wait
 }
 
-func (a *attempt) close() {
+func (a *attempt) close(ctx context.Context) {
 	a.l.cl.put(a.sub)
 	a.l.cl.put(a.aux)
 	if a.lst != nil {
-		a.lst.stop()
+		a.lst.stop(ctx)
 	}
-}
-
-// listen starts a listener for the release notices of the lock's channel.
-// When that fails the waiter still polls; notices only make it faster.
-func (a *attempt) listen(ctx context.Context) {
-	ch := a.l.cl.noticeChannel(a.l.channel)
-	c, err := a.l.cl.get(ctx, a.l.channel)
-	if err == nil {
-		err = subscribeSync(ctx, c, a.l.ps, ch)
-	}
-	if err != nil {
-		a.l.log.Debug("cannot listen for release notices", "err", err)
-		if c != nil {
-			c.close()
-		}
-		a.lst = &listener{notice: make(chan struct{})} // never fires
-		a.lst.stopped.Store(true)
-		return
-	}
-	a.lst = &listener{l: a.l, c: c, ch: ch, notice: make(chan struct{})}
-	go a.lst.run()
-}
-
-// listener follows the release notices of a lock's channel for a waiting
-// Acquire. Its goroutine reads the subscribed connection. At the first
-// notice it unsubscribes at once, so the waiter's next try does not pay
-// for it, and closes notice; it then drains up to the confirmation, gives
-// the connection back to the Client and exits, within UnavailableTimeout
-// of stop.
-type listener struct {
-	l       *Lock
-	c       *conn
-	ch      string
-	notice  chan struct{} // closed at the first notice
-	stopped atomic.Bool   // the UNSUBSCRIBE was sent
-}
-
-// stop unsubscribes, once, without waiting for the confirmation.
-func (ls *listener) stop() {
-	if !ls.stopped.CompareAndSwap(false, true) {
-		return
-	}
-	_ = ls.c.nc.SetReadDeadline(time.Now().Add(ls.l.cfg.UnavailableTimeout))
-	if err := ls.c.send(nil, ls.l.ps.unsubscribe, ls.ch); err != nil {
-		ls.c.fatal(err)
-	}
-}
-
-func (ls *listener) run() {
-	defer ls.l.cl.put(ls.c)
-	told := false
-	for {
-		v, push, err := ls.c.readFrame()
-		if err != nil {
-			ls.c.fatal(err)
-			return
-		}
-		if !push {
-			if ls.c.deliver(v) != nil {
-				return
-			}
-			continue
-		}
-		if len(v.Elems) != 3 || string(v.Elems[1].Str) != ls.ch {
-			continue
-		}
-		switch pushKind(v) {
-		case ls.l.ps.message:
-			if !told {
-				told = true
-				close(ls.notice) // wake the waiter first
-				ls.stop()
-			}
-		case ls.l.ps.unsubscribed:
-			if ls.c.idleReplies() {
-				_ = ls.c.nc.SetReadDeadline(time.Time{})
-				return
-			}
-		}
-	}
-}
-
-// subscribeSync subscribes c to channel and waits for the confirmation.
-func subscribeSync(ctx context.Context, c *conn, ps pubsub, channel string) error {
-	// pipeline reads up to the subscribe confirmation.
-	return c.pipeline(ctx, [][]string{{ps.subscribe, channel}}, nil)
 }
 
 func (a *attempt) getAux(ctx context.Context) (*conn, error) {
