@@ -75,6 +75,13 @@ type fakeRedis struct {
 
 func newFakeRedis(t *testing.T, handle func(w io.Writer, args []string)) *fakeRedis {
 	t.Helper()
+	return newFakeServer(t, helloReply, handle)
+}
+
+// newFakeServer is newFakeRedis answering HELLO with hello: an error
+// reply makes a RESP2 server.
+func newFakeServer(t *testing.T, hello string, handle func(w io.Writer, args []string)) *fakeRedis {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +111,7 @@ func newFakeRedis(t *testing.T, handle func(w io.Writer, args []string)) *fakeRe
 						args[i] = string(e.Str)
 					}
 					if strings.EqualFold(args[0], "HELLO") {
-						io.WriteString(c, helloReply)
+						io.WriteString(c, hello)
 						continue
 					}
 					handle(c, args)
