@@ -100,15 +100,17 @@ type Config struct {
 	Timeout time.Duration
 	// CheckInterval is the pause between tries while waiting, jittered by
 	// ±25% so contenders that start together do not stay in step. Default
-	// 250ms.
+	// 250ms. A Go holder's release wakes waiters at once (a notice on
+	// "<channel>-released"); polls find holders that crashed, and Python
+	// holders, which send no notice.
 	CheckInterval time.Duration
 	// FailWhenLocked makes Acquire return ErrAlreadyLocked after the first
 	// failed try instead of waiting.
 	FailWhenLocked bool
 	// UnavailableTimeout is how long a contender waits for the holder to
 	// answer a ping before it kills the holder's connection, and how long
-	// the holder waits for its own health-check PING. Default 1s, as in
-	// portalocker.
+	// the holder waits for its own health-check PING, and for the replies
+	// to its release. Default 1s, as in portalocker.
 	UnavailableTimeout time.Duration
 	// Fencing hands out a fencing token with each acquisition (see
 	// Lock.Token), from INCR on the key "<channel>-fence".

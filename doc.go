@@ -57,6 +57,15 @@
 //
 // Pub/sub state is not replicated: a Redis failover frees every lock.
 //
+// Release does not wait for the server: it writes the unsubscribe and
+// returns, and the server frees the lock when it reads it, about half a
+// round trip later (or when the connection closes, if the server stays
+// silent for UnavailableTimeout). Until then another client may still find
+// the lock held; a waiting Acquire is woken by the release notice, a
+// TryAcquire that pings the leaving holder and finds it gone takes the
+// lock, and an Acquire through the same Client queues its commands behind
+// the release on the same connection.
+//
 // # Redis Cluster and Sentinel
 //
 // Cluster mode (Config.ClusterAddrs, or a redis+cluster:// URL) runs each
@@ -95,9 +104,10 @@
 // timers. Release stops the health check at once; the worker reads the
 // replies to the release (within UnavailableTimeout, or the connection is
 // closed) and exits, without Release waiting for it. A lost hold's
-// goroutines stop by themselves. While Acquire waits, one goroutine
-// listens for release notices; it unsubscribes and exits within
-// UnavailableTimeout of the notice or of Acquire's return.
+// goroutines stop by themselves. A waiting Acquire runs no goroutine of
+// its own: between tries it reads the release notices on a connection
+// subscribed to "<channel>-released" (see Config.CheckInterval), and
+// unsubscribes it, without waiting, when it returns.
 //
 // # Contexts and connections
 //
