@@ -1,10 +1,11 @@
 package pubsublock
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -66,26 +67,22 @@ func FuzzClient(f *testing.F) {
 		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:2\r\n",
 		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$4\r\njobs\r\n$3\r\nxyz\r\n",
 		hello + "+OK\r\n>3\r\n$11\r\nunsubscribe\r\n$4\r\njobs\r\n:0\r\n",
+		// Held, released (with a ping before the unsubscribe), held again
+		// on the same connection.
+		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n" +
+			">3\r\n$7\r\nmessage\r\n$4\r\njobs\r\n$30\r\n{\"response_channel\": \"jobs-1\"}\r\n" +
+			">3\r\n$11\r\nunsubscribe\r\n$4\r\njobs\r\n:0\r\n:0\r\n+OK\r\n" +
+			"+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n",
 		"$9223372036854775807\r\n", "*1000000000\r\n", "$1\r\naXY",
 		hello + "+OK\r\n*2\r\n$4\r\njobs\r\n:1\r\n", hello + ":1\r\n:2\r\n:3\r\n",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, script []byte) {
-		var wg sync.WaitGroup
-		defer wg.Wait()
 		dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-			client, server := net.Pipe()
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(io.Discard, server) }()
-			go func() {
-				defer wg.Done()
-				server.Write(script)
-				server.Close()
-			}()
-			return client, nil
+			return &scriptConn{r: bytes.NewReader(script)}, nil
 		}
-		cl, err := NewClient(ClientConfig{Dial: dial, MaxIdle: -1, Limits: resp.Limits{MaxBulkLen: 1 << 16, MaxElements: 64, MaxDepth: 8}})
+		cl, err := NewClient(ClientConfig{Dial: dial, MaxIdle: 1, Limits: resp.Limits{MaxBulkLen: 1 << 16, MaxElements: 64, MaxDepth: 8}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,6 +99,16 @@ func FuzzClient(f *testing.F) {
 			t.Fatalf("TryAcquire took %v", time.Since(start))
 		}
 		if err == nil {
+			// Release without waiting for the server (the connection is
+			// pooled), and try again on the same connection, behind the
+			// release's replies.
+			_ = l.Release(ctx)
+			err = l.TryAcquire(ctx)
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("Release and TryAcquire took %v", time.Since(start))
+			}
+		}
+		if err == nil {
 			// The fake server's script ran out: the hold must end.
 			select {
 			case <-l.Lost():
@@ -116,3 +123,53 @@ func FuzzClient(f *testing.F) {
 		}
 	})
 }
+
+// scriptConn is a connection to a fake server that sends script, whatever
+// it is sent, and then hangs up (EOF).
+type scriptConn struct {
+	mu     sync.Mutex
+	r      *bytes.Reader
+	closed bool
+	dl     time.Time // read deadline
+}
+
+func (c *scriptConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return 0, net.ErrClosed
+	case !c.dl.IsZero() && time.Now().After(c.dl):
+		return 0, os.ErrDeadlineExceeded
+	}
+	return c.r.Read(p)
+}
+
+func (c *scriptConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	return len(p), nil
+}
+
+func (c *scriptConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return nil
+}
+
+func (c *scriptConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
+
+func (c *scriptConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dl = t
+	return nil
+}
+
+func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *scriptConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *scriptConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }

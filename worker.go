@@ -318,10 +318,6 @@ func (h *hold) release(ctx context.Context) error {
 		h.c.fatal(ctxErr(ctx, errConnClosed))
 		<-h.workerDone
 	}
-	if err := h.lostErr(); err != nil && !h.releasing.Load() {
-		h.c.close()
-		return err
-	}
 	h.l.cl.put(h.c) // closed if it failed: the server dropped the subscription
 	return nil
 }
