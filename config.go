@@ -49,7 +49,10 @@ type Config struct {
 	// TLSConfig turns on TLS with this configuration (rediss:// turns it on
 	// with defaults).
 	TLSConfig *tls.Config
-	// DialTimeout bounds dialing and the handshake. Default 5s.
+	// DialTimeout bounds dialing and the handshake, and then every command's
+	// round trip whose context has no earlier deadline: a server that stops
+	// answering is taken for dead, its connection closed, and the call
+	// returns an error instead of hanging. Default 5s.
 	DialTimeout time.Duration
 
 	// ClusterAddrs turns on cluster mode. They are host:port addresses of
@@ -97,6 +100,8 @@ type Config struct {
 	HealthCheckInterval time.Duration
 	// Timeout is how long Acquire waits for the lock before it returns
 	// ErrAlreadyLocked. Default 5s; negative waits until the context ends.
+	// A server that stops answering ends Acquire at most UnavailableTimeout
+	// later, with an error matching context.DeadlineExceeded.
 	Timeout time.Duration
 	// CheckInterval is the pause between tries while waiting, jittered by
 	// ±25% so contenders that start together do not stay in step. Default

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -51,6 +52,9 @@ type conn struct {
 	rd    *resp.Reader
 	resp3 bool   // HELLO 3 accepted
 	addr  string // the server's address, where the Client pools it
+	// replyTimeout bounds each synchronous round trip (see watch): the
+	// Client's DialTimeout. 0: no bound but the context's.
+	replyTimeout time.Duration
 
 	wmu     sync.Mutex // guards wbuf, pending, subMode and writes to nc
 	wbuf    []byte
@@ -112,6 +116,7 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 		nc = t
 	}
 	c := newConn(nc, dc.limits)
+	c.replyTimeout = dc.dialTimeout
 	if err := c.handshake(ctx, dc); err != nil {
 		c.close()
 		return nil, err
@@ -215,12 +220,24 @@ func (c *conn) close() {
 
 // watch applies ctx to the connection for the duration of one round trip:
 // its deadline becomes the connection's, and cancellation makes blocked I/O
-// return at once. The returned stop must be called when the round trip
-// ends; it reports whether ctx ended during it.
+// return at once. The round trip is also bounded by replyTimeout: a server
+// that stops answering must not hang a caller whose context has no
+// deadline. The returned stop must be called when the round trip ends; it
+// reports whether ctx ended during it.
 func (c *conn) watch(ctx context.Context) (stop func() bool) {
+	return c.watchFor(ctx, c.replyTimeout)
+}
+
+// watchFor is watch with the bound d instead of replyTimeout; 0: none.
+func (c *conn) watchFor(ctx context.Context, d time.Duration) (stop func() bool) {
 	// No deadline left by an earlier user (a send's write deadline, a
 	// listener's) may apply.
 	dl, _ := ctx.Deadline()
+	if d > 0 {
+		if b := time.Now().Add(d); dl.IsZero() || b.Before(dl) {
+			dl = b
+		}
+	}
 	_ = c.nc.SetDeadline(dl)
 	if ctx.Done() == nil {
 		return func() bool { _ = c.nc.SetDeadline(time.Time{}); return false }
@@ -288,8 +305,11 @@ func (c *conn) pipeline(ctx context.Context, cmds [][]string, fn func(i int, v r
 		}
 		return err
 	}
-	if ended || ctx.Err() != nil || deadlinePassed(ctx) {
+	switch {
+	case ended || ctx.Err() != nil || deadlinePassed(ctx):
 		err = ctxErr(ctx, err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = fmt.Errorf("no answer from the server within %v (DialTimeout): %w", c.replyTimeout, err)
 	}
 	return c.fatal(err)
 }

@@ -428,6 +428,67 @@ func TestFaultBlackhole(t *testing.T) {
 	}
 }
 
+// TestFaultHungServer: a server that stops answering (a blackholed
+// connection) makes every call return an error, never hang, although the
+// callers' contexts have no deadline: Acquire within its Timeout plus
+// UnavailableTimeout, other round trips within DialTimeout, and Release
+// within UnavailableTimeout.
+func TestFaultHungServer(t *testing.T) {
+	for _, pooled := range []bool{true, false} {
+		t.Run(map[bool]string{true: "shared-client", false: "own-connection"}[pooled], func(t *testing.T) {
+			s := redistest.Redis(t)
+			px := redistest.NewProxy(t, s.Addr())
+			cfg := Config{Timeout: 300 * time.Millisecond, UnavailableTimeout: 200 * time.Millisecond}
+			url := "redis://" + px.Addr()
+			if pooled {
+				cl, err := NewClient(ClientConfig{URL: url, DialTimeout: 500 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cl.Close()
+				cfg.Client = cl
+			} else {
+				cfg.URL, cfg.DialTimeout = url, 500*time.Millisecond
+			}
+			holder := mustNew(t, "hung", cfg)
+			waiter := mustNew(t, "hung", cfg)
+			ctx := context.Background()
+			mustAcquire(t, holder)
+			// Warm connections in the shared Client's pool: the calls below
+			// first meet a server that stops answering mid-round trip.
+			if err := waiter.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+				t.Fatalf("TryAcquire while held: %v", err)
+			}
+			px.Blackhole()
+			bounded := func(what string, limit time.Duration, f func() error) error {
+				t.Helper()
+				start := time.Now()
+				done := make(chan error, 1)
+				go func() { done <- f() }()
+				select {
+				case err := <-done:
+					t.Logf("%s on a hung server: %v after %v", what, err, time.Since(start).Round(time.Millisecond))
+					return err
+				case <-time.After(limit):
+					t.Fatalf("%s hangs on a hung server (more than %v)", what, limit)
+					return nil
+				}
+			}
+			if err := bounded("Status", 5*time.Second, func() error { _, err := waiter.Status(ctx); return err }); err == nil {
+				t.Error("Status succeeded on a hung server")
+			}
+			if err := bounded("TryAcquire", 5*time.Second, func() error { return waiter.TryAcquire(ctx) }); err == nil {
+				t.Error("TryAcquire succeeded on a hung server")
+			}
+			if err := bounded("Acquire", 5*time.Second, func() error { return waiter.Acquire(ctx) }); err == nil ||
+				errors.Is(err, ErrAlreadyLocked) {
+				t.Errorf("Acquire = %v, want an error that says the server did not answer", err)
+			}
+			bounded("Release", 5*time.Second, func() error { return holder.Release(ctx) })
+		})
+	}
+}
+
 // garbage is what TestFaultGarbage publishes on a held channel: nothing of
 // it is a ping the holder can answer.
 func garbage() []string {

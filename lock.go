@@ -168,6 +168,11 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	var until time.Time // when Acquire gives up; zero: never
 	if timeout >= 0 && !once {
 		until = time.Now().Add(timeout)
+		// A server that stops answering must not keep Acquire much past
+		// its Timeout: a try under way then gets UnavailableTimeout more.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadlineCause(ctx, until.Add(l.cfg.UnavailableTimeout), errNoAnswer)
+		defer cancel()
 	}
 	a := &attempt{l: l}
 	defer func() { a.close(ctx) }()
@@ -240,6 +245,10 @@ func (l *Lock) opErr(op string, err error) error {
 	}
 	return fmt.Errorf("pubsublock: %s %s: %w", op, l.channel, err)
 }
+
+// errNoAnswer ends an Acquire whose server did not answer before its
+// Timeout (and UnavailableTimeout more) was over.
+var errNoAnswer = fmt.Errorf("no answer from the server within Timeout: %w", context.DeadlineExceeded)
 
 // maxConnFailures bounds the tries in a row that may fail on their
 // connection before Acquire gives up with the error.
@@ -575,7 +584,8 @@ func awaitPush(ctx context.Context, c *conn, done func() bool) error {
 	if done() {
 		return nil
 	}
-	stop := c.watch(ctx)
+	// Waiting for a push is not a round trip: only ctx bounds it.
+	stop := c.watchFor(ctx, 0)
 	defer stop()
 	for !done() {
 		v, push, err := c.readFrame()

@@ -290,18 +290,18 @@ func (h *hold) release(ctx context.Context) error {
 		cmds = append(cmds, []string{"CLIENT", "SETNAME", h.l.cl.dc.name})
 		chans = append(chans, h.resetName)
 	}
+	// A server that never answers cannot keep the connection, and the
+	// lock, forever (nor hold up Release, when it waits).
+	h.drainTimer.Store(time.AfterFunc(h.l.cfg.UnavailableTimeout, func() {
+		select {
+		case <-h.workerDone:
+		default:
+			h.c.fatal(errDrainTimeout)
+		}
+	}))
 	var drain <-chan struct{}
 	if pooled && ctx.Err() == nil {
 		drain = h.workerDone
-		// A server that never answers cannot keep the connection, and
-		// the lock, forever.
-		h.drainTimer.Store(time.AfterFunc(h.l.cfg.UnavailableTimeout, func() {
-			select {
-			case <-h.workerDone:
-			default:
-				h.c.fatal(errDrainTimeout)
-			}
-		}))
 	}
 	err := h.c.sendFinal(cmds, chans, drain)
 	if err != nil {
