@@ -162,7 +162,7 @@ func crashOnce(cfg *config, p peer, ttl time.Duration) (time.Duration, error) {
 
 func printCrash(cfg *config, rs *results) {
 	w := cfg.out
-	fmt.Fprintln(w, "## 4. Crash hand-off: holder process SIGKILLed")
+	fmt.Fprintln(w, "## 5. Crash hand-off: holder process SIGKILLed")
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "A holder process (this binary, re-executed) acquires; a waiter starts; %v later the holder\n", killDelay)
 	fmt.Fprintln(w, "gets SIGKILL. Time from the kill to the waiter holding the lock.")

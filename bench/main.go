@@ -29,7 +29,7 @@ import (
 )
 
 // sections are the parts of a run, in order.
-var sections = []string{"codec", "cycle", "handoff", "crash", "python"}
+var sections = []string{"codec", "cycle", "handoff", "xhandoff", "crash", "python"}
 
 // config is a run's settings and where it writes.
 type config struct {
@@ -50,6 +50,9 @@ func (c *config) want(section string) bool { return slices.Contains(c.only, sect
 func main() {
 	if os.Getenv(holderEnv) != "" {
 		os.Exit(holderMain())
+	}
+	if os.Getenv(contenderEnv) != "" {
+		os.Exit(contenderMain())
 	}
 	testing.Init()
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -141,6 +144,8 @@ func run(args []string, out, log io.Writer) error {
 				runCycle(cfg, rs)
 			case "handoff":
 				runHandoff(cfg, rs)
+			case "xhandoff":
+				runXHandoff(cfg, rs)
 			case "crash":
 				runCrash(cfg, rs)
 			case "python":
@@ -160,6 +165,8 @@ func run(args []string, out, log io.Writer) error {
 			printCycle(cfg, rs)
 		case "handoff":
 			printHandoff(cfg, rs)
+		case "xhandoff":
+			printXHandoff(cfg, rs)
 		case "crash":
 			printCrash(cfg, rs)
 		case "python":

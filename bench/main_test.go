@@ -15,6 +15,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(holderEnv) != "" { // the crash section re-executes the test binary
 		os.Exit(holderMain())
 	}
+	if os.Getenv(contenderEnv) != "" { // and so does the xhandoff section
+		os.Exit(contenderMain())
+	}
 	os.Exit(m.Run())
 }
 
@@ -55,9 +58,9 @@ func TestShortRun(t *testing.T) {
 				t.Errorf("hand-off table lacks %s with %d waiters", p.name, n)
 			}
 		}
-		rows = append(rows, "BenchmarkCrash/"+p.name+"-")
+		rows = append(rows, "BenchmarkCrash/"+p.name+"-", fmt.Sprintf("BenchmarkXHandoff/procs=%d/%s-", xprocs, p.name))
 	}
-	rows = append(rows, "## 1. Codec", "## 2. Lock cycle", "## 3. Hand-off", "## 4. Crash", "## 5. Python",
+	rows = append(rows, "## 1. Codec", "## 2. Lock cycle", "## 3. Hand-off", "## 4. Hand-off across processes", "## 5. Crash", "## 6. Python",
 		"## benchstat", "| CPU ", "| redis-server ")
 	if exec.Command(python, "-c", "import portalocker, redis").Run() == nil {
 		rows = append(rows, "| portalocker 2.2.1 ", "BenchmarkPython/portalocker-2.2.1/cycle-", "BenchmarkPython/pubsublock/cycle-")

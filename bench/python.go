@@ -137,7 +137,7 @@ func phaseResults(name string, acq, rel []time.Duration) []result {
 
 func printPython(cfg *config, rs *results) {
 	w := cfg.out
-	fmt.Fprintln(w, "## 5. Python portalocker RedisLock cycle")
+	fmt.Fprintln(w, "## 6. Python portalocker RedisLock cycle")
 	fmt.Fprintln(w)
 	if pySkipped != "" {
 		fmt.Fprintln(w, pySkipped)
