@@ -34,8 +34,9 @@ const xprocs = 3
 
 // contenderMain is a contender process. Until its standard input closes,
 // it acquires, stamps the turn file, prints "A <unix ns>", works holdFor,
-// prints "R <unix ns>", releases, and waits (up to a second) for another
-// process's stamp in the turn file.
+// stamps the time and releases (printing "R <unix ns>" during its next
+// hold), and waits (up to a second) for another process's stamp in the
+// turn file.
 func contenderMain() int {
 	p, ok := findPeer(os.Getenv(contenderEnv))
 	parts := strings.Split(os.Getenv(contenderArgsEnv), "|")
@@ -61,6 +62,12 @@ func contenderMain() int {
 	defer cancel()
 	mine := make([]byte, 8)
 	seen := make([]byte, 8)
+	var released int64 // the last release's stamp, printed during the next hold
+	defer func() {
+		if released != 0 {
+			fmt.Println("R", released)
+		}
+	}()
 	for !stop.Load() {
 		if err := lk.acquire(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "contender:", err)
@@ -69,9 +76,14 @@ func contenderMain() int {
 		now := time.Now().UnixNano()
 		binary.LittleEndian.PutUint64(mine, uint64(now))
 		_, _ = turn.WriteAt(mine, 0)
+		// Printing (a write to a pipe) happens while holding, off the
+		// timed path of any hand-off.
 		fmt.Println("A", now)
+		if released != 0 {
+			fmt.Println("R", released)
+		}
 		time.Sleep(holdFor)
-		fmt.Println("R", time.Now().UnixNano())
+		released = time.Now().UnixNano()
 		if err := lk.release(context.Background()); err != nil {
 			fmt.Fprintln(os.Stderr, "contender:", err)
 			return 1
