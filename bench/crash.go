@@ -65,7 +65,7 @@ func crashTTL(cfg *config, p peer) time.Duration {
 }
 
 func runCrash(cfg *config, rs *results) {
-	for _, p := range lockPeers {
+	for _, p := range cfg.peers {
 		runs := 1
 		if p.crashTTL == 0 && !cfg.short {
 			runs = 5 // fast enough to take a few samples
@@ -168,7 +168,7 @@ func printCrash(cfg *config, rs *results) {
 	fmt.Fprintln(w, "gets SIGKILL. Time from the kill to the waiter holding the lock.")
 	fmt.Fprintln(w)
 	t := table{head: []string{"peer", "how a dead holder's lock is freed", "TTL used", "time to hold (median)", "max", "samples"}, align: "llrrrr"}
-	for _, p := range lockPeers {
+	for _, p := range cfg.peers {
 		ttl := "-"
 		if d := crashTTL(cfg, p); d > 0 {
 			ttl = d.String()

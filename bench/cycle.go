@@ -122,7 +122,7 @@ func runCycle(cfg *config, rs *results) {
 		done func()
 	}
 	var rows []live
-	for _, row := range cycleRows {
+	for _, row := range cfg.rows {
 		op, done, err := row.setup(cfg.srv.addr)
 		if err != nil {
 			fmt.Fprintf(cfg.log, "cycle %s: %v\n", row.name, err)
@@ -205,7 +205,7 @@ func printCycle(cfg *config, rs *results) {
 	fmt.Fprintln(w, "fastest, × 1 PING the median against the median raw-socket PING.")
 	fmt.Fprintln(w)
 	t := table{head: []string{"row", "time/op", "best", "× 1 PING", "B/op", "allocs/op", "commands per cycle (INFO commandstats)"}, align: "lrrrrrl"}
-	for _, row := range cycleRows {
+	for _, row := range cfg.rows {
 		m, ok := rs.median("Cycle/" + row.name)
 		if !ok {
 			t.row(row.name, "failed")
@@ -218,7 +218,7 @@ func printCycle(cfg *config, rs *results) {
 		t.row(row.name, dur(m.ns), dur(rs.best("Cycle/"+row.name)), ratio, num(m.bytes), num(m.allocs), cmdsPerCycle[row.name])
 	}
 	t.write(w)
-	for _, row := range cycleRows {
+	for _, row := range cfg.rows {
 		fmt.Fprintf(w, "- %s: %s\n", row.name, row.what)
 	}
 	fmt.Fprintln(w)

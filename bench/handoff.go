@@ -28,7 +28,7 @@ type handoffStats struct {
 var handoffNotes = map[string]handoffStats{}
 
 func runHandoff(cfg *config, rs *results) {
-	for _, p := range lockPeers {
+	for _, p := range cfg.peers {
 		for _, n := range cfg.waiters {
 			name := fmt.Sprintf("Handoff/waiters=%d/%s", n, p.name)
 			samples, st, err := handoff(cfg, p, n)
@@ -182,7 +182,7 @@ func printHandoff(cfg *config, rs *results) {
 	fmt.Fprintln(w)
 	floor, hasFloor := rs.median("Cycle/ping-rawsocket")
 	t := table{head: []string{"peer", "waiters", "p50", "p50 × PING", "p99", "max", "mean", "samples", "notes"}, align: "lrrrrrrrl"}
-	for _, p := range lockPeers {
+	for _, p := range cfg.peers {
 		for _, n := range cfg.waiters {
 			name := fmt.Sprintf("Handoff/waiters=%d/%s", n, p.name)
 			st := handoffNotes[name]
@@ -210,7 +210,7 @@ func printHandoff(cfg *config, rs *results) {
 		}
 	}
 	t.write(w)
-	for _, p := range lockPeers {
+	for _, p := range cfg.peers {
 		fmt.Fprintf(w, "- %s waits: %s\n", p.name, p.waits)
 	}
 	fmt.Fprintln(w)

@@ -40,8 +40,10 @@ type config struct {
 	handoffs  int   // hand-offs measured per peer and waiter count
 	waiters   []int // waiter counts for the hand-off section
 	redis     string
-	out       io.Writer // the report
-	log       io.Writer // progress and failures
+	peers     []peer     // the locks compared (-peers)
+	rows      []cycleRow // the cycle rows of those locks, and the floors
+	out       io.Writer  // the report
+	log       io.Writer  // progress and failures
 	srv       *server
 }
 
@@ -73,6 +75,11 @@ func run(args []string, out, log io.Writer) error {
 	fs.IntVar(&cfg.handoffs, "handoffs", 0, "hand-offs measured per peer and waiter count (default 100, 6 with -short)")
 	waiters := fs.String("waiters", "4,16", "waiter counts for the hand-off section")
 	fs.StringVar(&cfg.redis, "redis-server", "redis-server", "redis-server binary")
+	var names []string
+	for _, p := range lockPeers {
+		names = append(names, p.name)
+	}
+	peers := fs.String("peers", strings.Join(names, ","), "comma-separated locks to compare")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,6 +91,22 @@ func run(args []string, out, log io.Writer) error {
 			return fmt.Errorf("-only: unknown section %q (want %s)", s, strings.Join(sections, ","))
 		}
 		cfg.only = append(cfg.only, s)
+	}
+	for name := range strings.SplitSeq(*peers, ",") {
+		p, ok := findPeer(strings.TrimSpace(name))
+		if !ok {
+			return fmt.Errorf("-peers: unknown lock %q (want %s)", name, strings.Join(names, ","))
+		}
+		cfg.peers = append(cfg.peers, p)
+	}
+	for _, row := range cycleRows {
+		keep := strings.Contains(row.name, "ping")
+		for _, p := range cfg.peers {
+			keep = keep || row.name == p.name || strings.HasPrefix(row.name, p.name+"-")
+		}
+		if keep {
+			cfg.rows = append(cfg.rows, row)
+		}
 	}
 	for w := range strings.SplitSeq(*waiters, ",") {
 		var n int

@@ -83,7 +83,7 @@ func TestShortRun(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
-	for _, args := range [][]string{{"-only", "nope"}, {"-count", "0"}, {"-waiters", "x"}, {"extra"}} {
+	for _, args := range [][]string{{"-only", "nope"}, {"-count", "0"}, {"-waiters", "x"}, {"-peers", "nope"}, {"extra"}} {
 		if err := run(args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 			t.Errorf("run(%q) succeeded", args)
 		}

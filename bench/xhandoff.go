@@ -106,7 +106,7 @@ type xevent struct {
 }
 
 func runXHandoff(cfg *config, rs *results) {
-	for _, p := range lockPeers {
+	for _, p := range cfg.peers {
 		name := "XHandoff/procs=" + strconv.Itoa(xprocs) + "/" + p.name
 		samples, st, err := xhandoff(cfg, p)
 		if err != nil {
@@ -270,7 +270,7 @@ func printXHandoff(cfg *config, rs *results) {
 	fmt.Fprintln(w)
 	floor, hasFloor := rs.median("Cycle/ping-rawsocket")
 	t := table{head: []string{"peer", "p50", "p50 × PING", "p99", "mean", "samples", "notes"}, align: "lrrrrrl"}
-	for _, p := range lockPeers {
+	for _, p := range cfg.peers {
 		name := "XHandoff/procs=" + strconv.Itoa(xprocs) + "/" + p.name
 		st := handoffNotes[name]
 		note := ""
