@@ -25,9 +25,9 @@ type hold struct {
 	err        error      // why the hold was lost; nil if released
 	releasing  atomic.Bool
 	workerDone chan struct{}
-	health     *healthCheck               // nil when disabled
-	resetName  chan reply                 // reply to CLIENT SETNAME "" sent by release
-	drainTimer atomic.Pointer[time.Timer] // closes c if the release goes unanswered
+	health     atomic.Pointer[healthCheck] // set by the worker; nil when disabled
+	resetName  chan reply                  // reply to CLIENT SETNAME "" sent by release
+	drainTimer atomic.Pointer[time.Timer]  // closes c if the release goes unanswered
 
 	answer *conn // where pings are answered from when c cannot publish; worker-owned
 	// late lists the reply channels of pings that reached the hold after
@@ -45,9 +45,6 @@ func newHold(l *Lock, c *conn, token int64) *hold {
 		lost:       make(chan struct{}),
 		workerDone: make(chan struct{}),
 		resetName:  make(chan reply, 1),
-	}
-	if l.cfg.HealthCheckInterval > 0 {
-		h.health = newHealthCheck(h, l.cfg.HealthCheckInterval, l.cfg.UnavailableTimeout)
 	}
 	go h.work()
 	return h
@@ -82,11 +79,17 @@ var errUnsubscribed = errors.New("subscription ended by the server")
 // connection until the hold ends, then answers the pings that reached the
 // hold after its release (see late).
 func (h *hold) work() {
+	// The health check's timer is set here rather than in newHold: setting
+	// a timer can wake the runtime's network poller, which Acquire's
+	// caller need not wait for.
+	if iv := h.l.cfg.HealthCheckInterval; iv > 0 && !h.releasing.Load() {
+		h.health.Store(newHealthCheck(h, iv, h.l.cfg.UnavailableTimeout))
+	}
 	h.read()
 	if h.answer != nil {
 		h.l.cl.put(h.answer)
 	}
-	h.health.stop()
+	h.health.Load().stop()
 	if t := h.drainTimer.Load(); t != nil {
 		t.Stop()
 	}
@@ -277,7 +280,7 @@ func (h *hold) release(ctx context.Context) error {
 		return err
 	}
 	h.releasing.Store(true)
-	h.health.stop() // no PING may follow the last write
+	h.health.Load().stop() // no PING may follow the last write (and on a pooled connection none can)
 	// Unsubscribe, then tell the waiters, so that a waiter woken by the
 	// notice finds the channel free; all in one write.
 	cmds := [][]string{
@@ -290,15 +293,6 @@ func (h *hold) release(ctx context.Context) error {
 		cmds = append(cmds, []string{"CLIENT", "SETNAME", h.l.cl.dc.name})
 		chans = append(chans, h.resetName)
 	}
-	// A server that never answers cannot keep the connection, and the
-	// lock, forever (nor hold up Release, when it waits).
-	h.drainTimer.Store(time.AfterFunc(h.l.cfg.UnavailableTimeout, func() {
-		select {
-		case <-h.workerDone:
-		default:
-			h.c.fatal(errDrainTimeout)
-		}
-	}))
 	var drain <-chan struct{}
 	if pooled && ctx.Err() == nil {
 		drain = h.workerDone
@@ -307,6 +301,16 @@ func (h *hold) release(ctx context.Context) error {
 	if err != nil {
 		h.c.fatal(err)
 	}
+	// A server that never answers cannot keep the connection, and the
+	// lock, forever (nor hold up Release, when it waits). The timer is set
+	// after the write, which it must not delay.
+	h.drainTimer.Store(time.AfterFunc(h.l.cfg.UnavailableTimeout, func() {
+		select {
+		case <-h.workerDone:
+		default:
+			h.c.fatal(errDrainTimeout)
+		}
+	}))
 	if err == nil && drain != nil {
 		h.end(nil)
 		h.l.cl.put(h.c)
