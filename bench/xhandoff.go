@@ -172,11 +172,12 @@ func xhandoff(cfg *config, p peer) ([]time.Duration, handoffStats, error) {
 			_ = cmd.Wait()
 		}
 	}()
+	stderr := &lockedWriter{w: cfg.log} // the processes write at once
 	for i := range xprocs {
 		cmd := exec.Command(exe)
 		cmd.Env = append(os.Environ(), contenderEnv+"="+p.name,
 			fmt.Sprintf("%s=%s|%s|%s", contenderArgsEnv, cfg.srv.addr, name, turn.Name()))
-		cmd.Stderr = cfg.log
+		cmd.Stderr = stderr
 		cmd.SysProcAttr = procAttr()
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -258,6 +259,18 @@ func xhandoff(cfg *config, p peer) ([]time.Duration, handoffStats, error) {
 		return nil, st, failed
 	}
 	return samples[warmupHandoffs:], st, failed
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (lw *lockedWriter) Write(p []byte) (int, error) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.w.Write(p)
 }
 
 func printXHandoff(cfg *config, rs *results) {
