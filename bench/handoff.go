@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pubsublock/pubsublock/resp"
 )
 
 // holdFor is how long a holder works before it releases, in the hand-off
@@ -28,6 +32,11 @@ type handoffStats struct {
 var handoffNotes = map[string]handoffStats{}
 
 func runHandoff(cfg *config, rs *results) {
+	if samples, err := idlePings(cfg, cfg.handoffs); err != nil {
+		fmt.Fprintf(cfg.log, "idle PING: %v\n", err)
+	} else {
+		rs.add(result{name: "Handoff/idle-ping", n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
+	}
 	for _, p := range cfg.peers {
 		for _, n := range cfg.waiters {
 			name := fmt.Sprintf("Handoff/waiters=%d/%s", n, p.name)
@@ -63,6 +72,32 @@ func runHandoff(cfg *config, rs *results) {
 				}})
 		}
 	}
+}
+
+// idlePings times n raw PING round trips that each follow holdFor of
+// idleness, as every thread is at a hand-off, unlike in a loop of PINGs.
+func idlePings(cfg *config, n int) ([]time.Duration, error) {
+	nc, err := net.Dial("tcp", cfg.srv.addr)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	rd := resp.NewReader(bufio.NewReader(nc), resp.Limits{})
+	cmd := resp.AppendCommand(nil, "PING")
+	samples := make([]time.Duration, 0, n)
+	for range n {
+		time.Sleep(holdFor)
+		start := time.Now()
+		if _, err := nc.Write(cmd); err != nil {
+			return nil, err
+		}
+		if _, err := rd.Read(); err != nil {
+			return nil, err
+		}
+		samples = append(samples, time.Since(start))
+	}
+	slices.Sort(samples)
+	return samples, nil
 }
 
 // handoff runs waiters+1 contenders of p on one lock. Whoever acquires works
@@ -179,6 +214,9 @@ func printHandoff(cfg *config, rs *results) {
 	fmt.Fprintln(w, "only after the next acquisition. Time from the holder calling Release to the next Acquire returning.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "p50 × PING is the p50 against the median raw-socket PING of the cycle section, when it ran.")
+	if idle, ok := rs.median("Handoff/idle-ping"); ok {
+		fmt.Fprintf(w, "A raw-socket PING sent after %v of idleness, as at a hand-off, took %s (p50).\n", holdFor, dur(idle.ns))
+	}
 	fmt.Fprintln(w)
 	floor, hasFloor := rs.median("Cycle/ping-rawsocket")
 	t := table{head: []string{"peer", "waiters", "p50", "p50 × PING", "p99", "max", "mean", "samples", "notes"}, align: "lrrrrrrrl"}
