@@ -225,18 +225,21 @@ func (c *conn) close() {
 // deadline. The returned stop must be called when the round trip ends; it
 // reports whether ctx ended during it.
 func (c *conn) watch(ctx context.Context) (stop func() bool) {
-	return c.watchFor(ctx, c.replyTimeout)
+	var limit time.Time
+	if c.replyTimeout > 0 {
+		limit = time.Now().Add(c.replyTimeout)
+	}
+	return c.watchUntil(ctx, limit)
 }
 
-// watchFor is watch with the bound d instead of replyTimeout; 0: none.
-func (c *conn) watchFor(ctx context.Context, d time.Duration) (stop func() bool) {
+// watchUntil is watch bounded by limit (zero: no bound but ctx's) instead
+// of replyTimeout.
+func (c *conn) watchUntil(ctx context.Context, limit time.Time) (stop func() bool) {
 	// No deadline left by an earlier user (a send's write deadline, a
 	// listener's) may apply.
 	dl, _ := ctx.Deadline()
-	if d > 0 {
-		if b := time.Now().Add(d); dl.IsZero() || b.Before(dl) {
-			dl = b
-		}
+	if !limit.IsZero() && (dl.IsZero() || limit.Before(dl)) {
+		dl = limit
 	}
 	_ = c.nc.SetDeadline(dl)
 	if ctx.Done() == nil {

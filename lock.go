@@ -585,7 +585,7 @@ func awaitPush(ctx context.Context, c *conn, done func() bool) error {
 		return nil
 	}
 	// Waiting for a push is not a round trip: only ctx bounds it.
-	stop := c.watchFor(ctx, 0)
+	stop := c.watchUntil(ctx, time.Time{})
 	defer stop()
 	for !done() {
 		v, push, err := c.readFrame()

@@ -100,7 +100,7 @@ func (ls *listener) wait(ctx context.Context, pause time.Duration, until time.Ti
 // read reads the listener's connection until a notice or end. An error
 // means the connection is unusable (it failed, or ctx ended while it was
 // read).
-func (ls *listener) read(ctx context.Context, end time.Time, last woke) (woke, error) {
+func (ls *listener) read(ctx context.Context, end time.Time, last woke) (w woke, err error) {
 	c := ls.c
 	// Frames that came while the Acquire was trying.
 	noticed := false
@@ -114,34 +114,22 @@ func (ls *listener) read(ctx context.Context, end time.Time, last woke) (woke, e
 	if noticed {
 		return wokeByNotice, nil
 	}
-	unblock := context.AfterFunc(ctx, func() { _ = c.nc.SetReadDeadline(time.Unix(1, 0)) })
-	defer unblock()
-	deadline := func(t time.Time) error {
-		_ = c.nc.SetReadDeadline(t)
-		if ctx.Err() != nil { // the AfterFunc may have run before
-			return context.Cause(ctx)
+	// end bounds the wait, and any frame under way then: a server that
+	// stops in the middle of one loses the listener. ctx ends it at once.
+	stop := c.watchUntil(ctx, end)
+	defer func() {
+		if stop() && err == nil { // the socket's deadline is in the past
+			err = context.Cause(ctx)
 		}
-		return nil
-	}
-	for {
-		if err := deadline(end); err != nil {
-			return 0, err
-		}
+	}()
+	for !noticed {
 		if _, err := c.br.Peek(1); err != nil {
-			if ctx.Err() != nil {
-				return 0, context.Cause(ctx)
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(end) {
-				// Nothing was read: the connection is intact.
-				return last, deadline(time.Time{})
+			if ctx.Err() == nil && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(end) {
+				return last, nil // nothing was read: the connection is intact
 			}
 			return 0, err
 		}
-		// A frame is coming: read it, and any that came with it, whole;
-		// a server that stops in the middle of one loses the listener.
-		if err := deadline(time.Now().Add(ls.l.cfg.UnavailableTimeout)); err != nil {
-			return 0, err
-		}
+		// A frame is coming: read it, and any that came with it, whole.
 		for first := true; first || c.rd.Buffered() > 0; first = false {
 			n, err := ls.frame()
 			if err != nil {
@@ -149,10 +137,8 @@ func (ls *listener) read(ctx context.Context, end time.Time, last woke) (woke, e
 			}
 			noticed = noticed || n
 		}
-		if noticed {
-			return wokeByNotice, deadline(time.Time{})
-		}
 	}
+	return wokeByNotice, nil
 }
 
 // frame reads one frame and reports whether it is a release notice.
