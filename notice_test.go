@@ -3,7 +3,6 @@ package pubsublock
 import (
 	"context"
 	"io"
-	"strconv"
 	"testing"
 	"time"
 
@@ -32,8 +31,10 @@ func TestNoticeWakesWaiter(t *testing.T) {
 		}
 		got := make(chan error, 1)
 		go func() { got <- waiter.Acquire(ctx) }()
-		notices := func() string { st, _ := oneCount(ctx, holder, "jobs-released"); return st }
-		waitFor(t, func() bool { return notices() == "1" }) // the waiter listens
+		// The notice channel's subscribers, counted as a lock's.
+		noticeCh := newLock(t, "jobs-released", Config{URL: url})
+		notices := func() int64 { st, _ := noticeCh.Status(ctx); return st.Subscribers }
+		waitFor(t, func() bool { return notices() == 1 }) // the waiter listens
 		start := time.Now()
 		if err := holder.Release(ctx); err != nil {
 			t.Fatal(err)
@@ -42,7 +43,7 @@ func TestNoticeWakesWaiter(t *testing.T) {
 			t.Fatalf("waiter: %v", err)
 		}
 		t.Logf("woken by the notice: held %v after Release", time.Since(start))
-		waitFor(t, func() bool { return notices() == "0" })
+		waitFor(t, func() bool { return notices() == 0 })
 		// The Client's one idle connection is the listener's, unsubscribed
 		// lazily: its next user reads past the confirmation.
 		for range 3 {
@@ -52,22 +53,6 @@ func TestNoticeWakesWaiter(t *testing.T) {
 			}
 		}
 	})
-}
-
-// oneCount returns the subscriber count of channel as PUBSUB NUMSUB
-// reports it, through l's Client.
-func oneCount(ctx context.Context, l *Lock, channel string) (string, error) {
-	c, err := l.cl.get(ctx, channel)
-	if err != nil {
-		return "", err
-	}
-	defer l.cl.put(c)
-	v, err := c.do(ctx, "PUBSUB", "NUMSUB", channel)
-	if err != nil {
-		return "", err
-	}
-	n, err := numsubCount(v, channel)
-	return strconv.FormatInt(n, 10), err
 }
 
 // TestNoticeRefusedFallsBackToPolling: a user the server does not allow on
@@ -118,7 +103,7 @@ func TestUnsubscribeLaterSkipsMessages(t *testing.T) {
 		{"resp2", "-ERR unknown command 'HELLO'\r\n", func(parts ...string) string { return "*" + push(parts...)[1:] }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeServer(t, tc.hello, func(w io.Writer, args []string) {
+			f := newFakeServer(t, answerHello(tc.hello, func(w io.Writer, args []string) {
 				switch args[0] {
 				case "SUBSCRIBE":
 					io.WriteString(w, tc.push("subscribe", args[1], ":1"))
@@ -128,7 +113,7 @@ func TestUnsubscribeLaterSkipsMessages(t *testing.T) {
 				case "CLIENT":
 					io.WriteString(w, "+OK\r\n")
 				}
-			})
+			}))
 			ctx := context.Background()
 			c, err := dialConn(ctx, dialConfig{network: "tcp", addr: f.addr()})
 			if err != nil {

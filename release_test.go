@@ -1,19 +1,15 @@
 package pubsublock
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/pubsublock/pubsublock/resp"
 )
 
 // TestReleaseReusesConnection: on a shared Client, Release does not wait
@@ -65,78 +61,6 @@ func TestReleaseReusesConnection(t *testing.T) {
 	})
 }
 
-// fakeRedis is a RESP3 server for one client connection at a time, driven
-// by a handler that sees each command and writes raw replies.
-type fakeRedis struct {
-	ln   net.Listener
-	wg   sync.WaitGroup
-	eofs chan time.Time // when each client connection was closed by the client
-}
-
-func newFakeRedis(t *testing.T, handle func(w io.Writer, args []string)) *fakeRedis {
-	t.Helper()
-	return newFakeServer(t, helloReply, handle)
-}
-
-// newFakeServer is newFakeRedis answering HELLO with hello: an error
-// reply makes a RESP2 server.
-func newFakeServer(t *testing.T, hello string, handle func(w io.Writer, args []string)) *fakeRedis {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeRedis{ln: ln, eofs: make(chan time.Time, 16)}
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			f.wg.Add(1)
-			go func() {
-				defer f.wg.Done()
-				defer c.Close()
-				rd := resp.NewReader(bufio.NewReader(c), resp.Limits{})
-				for {
-					v, err := rd.Read()
-					if err != nil {
-						f.eofs <- time.Now()
-						return
-					}
-					args := make([]string, len(v.Elems))
-					for i, e := range v.Elems {
-						args[i] = string(e.Str)
-					}
-					if strings.EqualFold(args[0], "HELLO") {
-						io.WriteString(c, hello)
-						continue
-					}
-					handle(c, args)
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); f.wg.Wait() })
-	return f
-}
-
-func (f *fakeRedis) addr() string { return f.ln.Addr().String() }
-
-func push(parts ...string) string {
-	b := []byte(">" + strconv.Itoa(len(parts)) + "\r\n")
-	for _, p := range parts {
-		if strings.HasPrefix(p, ":") {
-			b = append(b, p+"\r\n"...)
-			continue
-		}
-		b = append(b, "$"+strconv.Itoa(len(p))+"\r\n"+p+"\r\n"...)
-	}
-	return string(b)
-}
-
 // TestReleaseAnswersPingsSeenWhileDraining: a ping that reaches the
 // released hold after Release returned, while the next Acquire's commands
 // already follow on the same connection, is still answered (from another
@@ -184,11 +108,7 @@ func TestReleaseAnswersPingsSeenWhileDraining(t *testing.T) {
 			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
 		}
 	})
-	cl, err := NewClient(ClientConfig{Addr: f.addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := f.client(t)
 	cl.subCmds.Store(1) // as real Redis: a subscribed RESP3 connection may publish
 	l := newLock(t, "jobs", Config{Client: cl, FailWhenLocked: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -226,11 +146,7 @@ func TestReleaseUnansweredClosesConnection(t *testing.T) {
 			io.WriteString(w, "*2\r\n$4\r\njobs\r\n:1\r\n")
 		} // the release (UNSUBSCRIBE, PUBLISH, CLIENT SETNAME "") goes unanswered
 	})
-	cl, err := NewClient(ClientConfig{Addr: f.addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := f.client(t)
 	const unavailable = 200 * time.Millisecond
 	l := newLock(t, "jobs", Config{Client: cl, UnavailableTimeout: unavailable})
 	ctx := context.Background()
@@ -299,11 +215,7 @@ func TestTryAcquireHolderGoneAtPing(t *testing.T) {
 			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
 		}
 	})
-	cl, err := NewClient(ClientConfig{Addr: f.addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := f.client(t)
 	l := newLock(t, "jobs", Config{Client: cl})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -340,11 +252,7 @@ func TestLosingTryAnswersPings(t *testing.T) {
 			io.WriteString(w, "-ERR unknown command\r\n")
 		}
 	})
-	cl, err := NewClient(ClientConfig{Addr: f.addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := f.client(t)
 	l := newLock(t, "jobs", Config{Client: cl})
 	if err := l.TryAcquire(context.Background()); !errors.Is(err, ErrAlreadyLocked) {
 		t.Fatalf("TryAcquire = %v, want ErrAlreadyLocked", err)

@@ -1,9 +1,9 @@
 package pubsublock
 
 import (
-	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"runtime"
 	"slices"
@@ -131,36 +131,9 @@ func deadAddr(t *testing.T) string {
 func fakeSentinel(t *testing.T, addr string) string {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer nc.Close()
-				rd := resp.NewReader(bufio.NewReader(nc), resp.Limits{})
-				for {
-					if _, err := rd.Read(); err != nil {
-						return
-					}
-					if _, err := nc.Write(resp.AppendCommand(nil, host, port)); err != nil {
-						return
-					}
-				}
-			})
-		}
-	})
-	return ln.Addr().String()
+	return newFakeServer(t, func(w io.Writer, _ []string) {
+		w.Write(resp.AppendCommand(nil, host, port))
+	}).addr()
 }
 
 func TestSentinel(t *testing.T) {

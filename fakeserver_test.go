@@ -1,0 +1,105 @@
+package pubsublock
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// fakeServer is a RESP server for tests: the commands of every connection
+// go, one by one, to a handler that writes raw replies (or none).
+type fakeServer struct {
+	ln   net.Listener
+	wg   sync.WaitGroup
+	eofs chan time.Time // when client connections were closed by the client
+}
+
+func newFakeServer(t *testing.T, handle func(w io.Writer, args []string)) *fakeServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeServer{ln: ln, eofs: make(chan time.Time, 16)}
+	f.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.wg.Go(func() {
+				defer c.Close()
+				rd := resp.NewReader(bufio.NewReader(c), resp.Limits{})
+				for {
+					v, err := rd.Read()
+					if err != nil {
+						select {
+						case f.eofs <- time.Now():
+						default:
+						}
+						return
+					}
+					args := make([]string, len(v.Elems))
+					for i, e := range v.Elems {
+						args[i] = string(e.Str)
+					}
+					handle(c, args)
+				}
+			})
+		}
+	})
+	t.Cleanup(func() { ln.Close(); f.wg.Wait() })
+	return f
+}
+
+// newFakeRedis is a fakeServer that speaks RESP3: it answers HELLO itself.
+func newFakeRedis(t *testing.T, handle func(w io.Writer, args []string)) *fakeServer {
+	t.Helper()
+	return newFakeServer(t, answerHello(helloReply, handle))
+}
+
+// answerHello answers HELLO with hello (an error reply makes a RESP2
+// server) and gives every other command to handle.
+func answerHello(hello string, handle func(w io.Writer, args []string)) func(w io.Writer, args []string) {
+	return func(w io.Writer, args []string) {
+		if strings.EqualFold(args[0], "HELLO") {
+			io.WriteString(w, hello)
+			return
+		}
+		handle(w, args)
+	}
+}
+
+func (f *fakeServer) addr() string { return f.ln.Addr().String() }
+
+// client returns a Client of the fake server, closed when the test ends.
+func (f *fakeServer) client(t *testing.T) *Client {
+	t.Helper()
+	cl, err := NewClient(ClientConfig{Addr: f.addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// push is a RESP3 push frame; parts starting with ':' are integers, the
+// others bulk strings.
+func push(parts ...string) string {
+	b := []byte(">" + strconv.Itoa(len(parts)) + "\r\n")
+	for _, p := range parts {
+		if strings.HasPrefix(p, ":") {
+			b = append(b, p+"\r\n"...)
+			continue
+		}
+		b = append(b, "$"+strconv.Itoa(len(p))+"\r\n"+p+"\r\n"...)
+	}
+	return string(b)
+}
