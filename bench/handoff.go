@@ -48,30 +48,57 @@ func runHandoff(cfg *config, rs *results) {
 			if st.firstErr != "" {
 				fmt.Fprintf(cfg.log, "%s: %d errors, the first: %s\n", name, st.errors, st.firstErr)
 			}
-			prev := handoffNotes[name]
-			st.violations += prev.violations
-			st.errors += prev.errors
-			st.timedOut = st.timedOut || prev.timedOut
-			if prev.firstErr != "" {
-				st.firstErr = prev.firstErr
-			}
-			handoffNotes[name] = st
-			if len(samples) == 0 {
-				continue
-			}
-			slices.Sort(samples)
-			var sum time.Duration
-			for _, s := range samples {
-				sum += s
-			}
-			rs.add(result{name: name, n: len(samples), ns: float64(sum.Nanoseconds()) / float64(len(samples)),
-				bytes: -1, allocs: -1, extra: []metric{
-					{"p50-ns", float64(percentile(samples, 50))},
-					{"p99-ns", float64(percentile(samples, 99))},
-					{"max-ns", float64(samples[len(samples)-1])},
-				}})
+			noteHandoff(name, st)
+			addLatencies(rs, name, samples)
 		}
 	}
+}
+
+// noteHandoff adds st to what earlier repeats of the measurement name
+// found.
+func noteHandoff(name string, st handoffStats) {
+	prev := handoffNotes[name]
+	st.violations += prev.violations
+	st.errors += prev.errors
+	st.timedOut = st.timedOut || prev.timedOut
+	if prev.firstErr != "" {
+		st.firstErr = prev.firstErr
+	}
+	handoffNotes[name] = st
+}
+
+// note describes for a table what went wrong in the measurement.
+func (st handoffStats) note() string {
+	note := ""
+	if st.violations > 0 {
+		note += fmt.Sprintf("%d EXCLUSION VIOLATIONS; ", st.violations)
+	}
+	if st.errors > 0 {
+		note += fmt.Sprintf("%d errors, the first: %s; ", st.errors, st.firstErr)
+	}
+	if st.timedOut {
+		note += "timed out before all hand-offs; "
+	}
+	return note
+}
+
+// addLatencies records samples as the result name: the mean as ns/op,
+// and the p50, p99 and max.
+func addLatencies(rs *results, name string, samples []time.Duration) {
+	if len(samples) == 0 {
+		return
+	}
+	slices.Sort(samples)
+	var sum time.Duration
+	for _, s := range samples {
+		sum += s
+	}
+	rs.add(result{name: name, n: len(samples), ns: float64(sum.Nanoseconds()) / float64(len(samples)),
+		bytes: -1, allocs: -1, extra: []metric{
+			{"p50-ns", float64(percentile(samples, 50))},
+			{"p99-ns", float64(percentile(samples, 99))},
+			{"max-ns", float64(samples[len(samples)-1])},
+		}})
 }
 
 // idlePings times n raw PING round trips that each follow holdFor of
@@ -223,17 +250,7 @@ func printHandoff(cfg *config, rs *results) {
 	for _, p := range cfg.peers {
 		for _, n := range cfg.waiters {
 			name := fmt.Sprintf("Handoff/waiters=%d/%s", n, p.name)
-			st := handoffNotes[name]
-			note := ""
-			if st.violations > 0 {
-				note += fmt.Sprintf("%d EXCLUSION VIOLATIONS; ", st.violations)
-			}
-			if st.errors > 0 {
-				note += fmt.Sprintf("%d errors, the first: %s; ", st.errors, st.firstErr)
-			}
-			if st.timedOut {
-				note += "timed out before all hand-offs; "
-			}
+			note := handoffNotes[name].note()
 			m, ok := rs.median(name)
 			if !ok {
 				t.row(p.name, fmt.Sprint(n), "failed", "", "", "", "", "", note)

@@ -113,26 +113,8 @@ func runXHandoff(cfg *config, rs *results) {
 			st.errors++
 			st.firstErr = err.Error()
 		}
-		prev := handoffNotes[name]
-		prev.violations += st.violations
-		prev.errors += st.errors
-		if prev.firstErr == "" {
-			prev.firstErr = st.firstErr
-		}
-		handoffNotes[name] = prev
-		if len(samples) == 0 {
-			continue
-		}
-		slices.Sort(samples)
-		var sum time.Duration
-		for _, d := range samples {
-			sum += d
-		}
-		rs.add(result{name: name, n: len(samples), ns: float64(sum) / float64(len(samples)), bytes: -1, allocs: -1,
-			extra: []metric{
-				{"p50-ns", float64(percentile(samples, 50))},
-				{"p99-ns", float64(percentile(samples, 99))},
-			}})
+		noteHandoff(name, st)
+		addLatencies(rs, name, samples)
 	}
 }
 
@@ -285,14 +267,7 @@ func printXHandoff(cfg *config, rs *results) {
 	t := table{head: []string{"peer", "p50", "p50 × PING", "p99", "mean", "samples", "notes"}, align: "lrrrrrl"}
 	for _, p := range cfg.peers {
 		name := "XHandoff/procs=" + strconv.Itoa(xprocs) + "/" + p.name
-		st := handoffNotes[name]
-		note := ""
-		if st.violations > 0 {
-			note += fmt.Sprintf("%d EXCLUSION VIOLATIONS; ", st.violations)
-		}
-		if st.errors > 0 {
-			note += "failed: " + st.firstErr
-		}
+		note := handoffNotes[name].note()
 		m, ok := rs.median(name)
 		if !ok {
 			t.row(p.name, "failed", "", "", "", "", note)
