@@ -44,6 +44,15 @@ type Client struct {
 	// killCmds is 1 when CLIENT LIST works (so silent holders can be
 	// killed), 0 until known, -1 when it is refused (miniredis, ACL).
 	killCmds atomic.Int32
+
+	// noBell is set once the server refused BLPOP on a release bell
+	// (ACL, or a key of another type): waiters then poll.
+	noBell atomic.Bool
+
+	// noUnblock is set once the server refused CLIENT UNBLOCK (ACL,
+	// miniredis): a waiter's pause then ends at the server's BLPOP
+	// timeout, which an idle Redis applies only every 1/hz seconds.
+	noUnblock atomic.Bool
 }
 
 // ErrClientClosed is returned when a closed Client is asked for a
@@ -195,14 +204,15 @@ func (cl *Client) pubsub() pubsub {
 	return classic
 }
 
-// fenceKey returns the key of the fencing counter of channel:
-// "<channel>-fence", or on a cluster a key in the channel's hash slot, so
-// that it is served by the node that serves the channel.
+// fenceKey returns the key of the fencing counter of channel.
 func (cl *Client) fenceKey(channel string) string {
-	if cl.cluster != nil {
-		return sameSlot(channel, "fence")
-	}
-	return channel + "-fence"
+	return cl.sideName(channel, "fence")
+}
+
+// bellKey returns the key of the release bell of channel: a list a Go
+// holder's Release pushes to, and waiters block on with BLPOP.
+func (cl *Client) bellKey(channel string) string {
+	return cl.sideName(channel, "released")
 }
 
 // serves reports whether c is connected to the server that serves
@@ -238,20 +248,14 @@ func (cl *Client) redirected(err error, c *conn) bool {
 // replyChannel returns a fresh channel for the answer to a ping about
 // channel, in portalocker's form "<channel>-<random float>".
 func (cl *Client) replyChannel(channel string) string {
-	return cl.sideChannel(channel, strconv.FormatFloat(rand.Float64(), 'f', -1, 64))
+	return cl.sideName(channel, strconv.FormatFloat(rand.Float64(), 'f', -1, 64))
 }
 
-// noticeChannel is where a Go holder announces its release, so waiters
-// try at once instead of at their next poll.
-func (cl *Client) noticeChannel(channel string) string {
-	return cl.sideChannel(channel, "released")
-}
-
-// sideChannel names a channel that goes with the lock channel (ping
-// replies, release notices): "<channel>-<suffix>", or on a cluster a name
-// in the lock channel's hash slot (see sameSlot), so that the lock's node
-// serves it.
-func (cl *Client) sideChannel(channel, suffix string) string {
+// sideName names a channel or key that goes with the lock channel (ping
+// replies, the fencing counter, the release bell): "<channel>-<suffix>",
+// or on a cluster a name in the lock channel's hash slot (see sameSlot),
+// so that the lock's node serves it.
+func (cl *Client) sideName(channel, suffix string) string {
 	if cl.cluster != nil {
 		return sameSlot(channel, suffix)
 	}

@@ -51,8 +51,9 @@ type conn struct {
 	br    *bufio.Reader // what rd reads from
 	rd    *resp.Reader
 	resp3 bool   // HELLO 3 accepted
+	id    int64  // the server's client ID (from HELLO or CLIENT ID); 0: unknown
 	addr  string // the server's address, where the Client pools it
-	// replyTimeout bounds each synchronous round trip (see watch): the
+	// replyTimeout bounds each synchronous round trip (see pipelineBlocking): the
 	// Client's DialTimeout. 0: no bound but the context's.
 	replyTimeout time.Duration
 
@@ -145,11 +146,12 @@ func (c *conn) handshake(ctx context.Context, dc dialConfig) error {
 		if dc.name != "" {
 			hello = append(hello, "SETNAME", dc.name)
 		}
-		_, err := c.do(ctx, hello...)
+		v, err := c.do(ctx, hello...)
 		var re resp.Error
 		switch {
 		case err == nil:
 			c.resp3 = true
+			c.id = helloID(v)
 		case errors.As(err, &re) && (re.Code() == "NOPROTO" || re.Code() == "ERR"):
 			// Not a RESP3 server: fall back to RESP2 below. An auth failure
 			// comes as WRONGPASS or NOAUTH and is returned.
@@ -175,6 +177,16 @@ func (c *conn) handshake(ctx context.Context, dc dialConfig) error {
 		return nil
 	}
 	return handshakeErr(c.pipeline(ctx, cmds, nil))
+}
+
+// helloID returns the client ID in a HELLO reply (a map), or 0.
+func helloID(v resp.Value) int64 {
+	for i := 0; i+1 < len(v.Elems); i += 2 {
+		if string(v.Elems[i].Str) == "id" && v.Elems[i+1].Type == resp.TypeInteger {
+			return v.Elems[i+1].Int
+		}
+	}
+	return 0
 }
 
 func handshakeErr(err error) error {
@@ -218,22 +230,12 @@ func (c *conn) close() {
 	}
 }
 
-// watch applies ctx to the connection for the duration of one round trip:
-// its deadline becomes the connection's, and cancellation makes blocked I/O
-// return at once. The round trip is also bounded by replyTimeout: a server
-// that stops answering must not hang a caller whose context has no
-// deadline. The returned stop must be called when the round trip ends; it
-// reports whether ctx ended during it.
-func (c *conn) watch(ctx context.Context) (stop func() bool) {
-	var limit time.Time
-	if c.replyTimeout > 0 {
-		limit = time.Now().Add(c.replyTimeout)
-	}
-	return c.watchUntil(ctx, limit)
-}
-
-// watchUntil is watch bounded by limit (zero: no bound but ctx's) instead
-// of replyTimeout.
+// watchUntil applies ctx to the connection for the duration of one round
+// trip: its deadline becomes the connection's, and cancellation makes
+// blocked I/O return at once. The round trip is also bounded by limit
+// (zero: no bound but ctx's): a server that stops answering must not hang a
+// caller whose context has no deadline. The returned stop must be called
+// when the round trip ends; it reports whether ctx ended during it.
 func (c *conn) watchUntil(ctx context.Context, limit time.Time) (stop func() bool) {
 	// No deadline left by an earlier user (a send's write deadline, a
 	// listener's) may apply.
@@ -292,10 +294,21 @@ func (c *conn) do(ctx context.Context, args ...string) (resp.Value, error) {
 // cluster, NOPERM). It returns the first error reply (after reading every
 // reply), or a fatal error.
 func (c *conn) pipeline(ctx context.Context, cmds [][]string, fn func(i int, v resp.Value) error) error {
+	return c.pipelineBlocking(ctx, 0, cmds, fn)
+}
+
+// pipelineBlocking is pipeline for commands of which one may block in the
+// server for up to block (BLPOP): the round trip is bounded by block
+// plus replyTimeout.
+func (c *conn) pipelineBlocking(ctx context.Context, block time.Duration, cmds [][]string, fn func(i int, v resp.Value) error) error {
 	if err := c.failed(); err != nil {
 		return err
 	}
-	stop := c.watch(ctx)
+	var limit time.Time
+	if c.replyTimeout > 0 {
+		limit = time.Now().Add(block + c.replyTimeout)
+	}
+	stop := c.watchUntil(ctx, limit)
 	err := c.roundTrip(cmds, fn)
 	ended := stop()
 	var re resp.Error

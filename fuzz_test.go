@@ -71,10 +71,14 @@ func FuzzClient(f *testing.F) {
 		// on the same connection.
 		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n" +
 			">3\r\n$7\r\nmessage\r\n$4\r\njobs\r\n$30\r\n{\"response_channel\": \"jobs-1\"}\r\n" +
-			">3\r\n$11\r\nunsubscribe\r\n$4\r\njobs\r\n:0\r\n:0\r\n+OK\r\n" +
+			">3\r\n$11\r\nunsubscribe\r\n$4\r\njobs\r\n:0\r\n:1\r\n+OK\r\n:1\r\n+OK\r\n" +
 			"+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n",
 		"$9223372036854775807\r\n", "*1000000000\r\n", "$1\r\naXY",
 		hello + "+OK\r\n*2\r\n$4\r\njobs\r\n:1\r\n", hello + ":1\r\n:2\r\n:3\r\n",
+		// Held elsewhere, then a try woken by the bell takes it.
+		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:2\r\n" +
+			">3\r\n$11\r\nunsubscribe\r\n$4\r\njobs\r\n:0\r\n+OK\r\n" +
+			"*2\r\n$13\r\njobs-released\r\n$1\r\n1\r\n+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -106,6 +110,20 @@ func FuzzClient(f *testing.F) {
 			err = l.TryAcquire(ctx)
 			if time.Since(start) > 5*time.Second {
 				t.Fatalf("Release and TryAcquire took %v", time.Since(start))
+			}
+		}
+		if errors.Is(err, ErrAlreadyLocked) {
+			// Wait: the tries are held back by the release bell (BLPOP),
+			// whose reply comes from the script too.
+			w, werr := New("jobs", Config{Client: cl, Timeout: 30 * time.Millisecond, CheckInterval: 10 * time.Millisecond,
+				HealthCheckInterval: 20 * time.Millisecond, UnavailableTimeout: 20 * time.Millisecond})
+			if werr != nil {
+				t.Fatal(werr)
+			}
+			l = w
+			err = l.Acquire(ctx)
+			if time.Since(start) > 6*time.Second {
+				t.Fatalf("waiting Acquire took %v", time.Since(start))
 			}
 		}
 		if err == nil {

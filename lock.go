@@ -38,6 +38,7 @@ type Lock struct {
 	channel string
 	name    string // client name of the holder connection: channel + "-lock"
 	fence   string // key of the fencing counter: channel + "-fence" (see Client.fenceKey)
+	bell    string // key of the release bell: channel + "-released" (see bell.go)
 	cfg     Config
 	cl      *Client
 	ps      pubsub // classic, or sharded on a cluster
@@ -76,6 +77,7 @@ func New(channel string, cfg Config) (*Lock, error) {
 		channel: channel,
 		name:    channel + "-lock",
 		fence:   cl.fenceKey(channel),
+		bell:    cl.bellKey(channel),
 		cfg:     cfg,
 		cl:      cl,
 		ps:      cl.pubsub(),
@@ -175,15 +177,16 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		defer cancel()
 	}
 	a := &attempt{l: l}
-	defer func() { a.close(ctx) }()
-	optimistic := true // subscribe without counting first
-	polled := once     // a scheduled poll (not a notice or a race): ping a holder found
-	tookOver := false  // once: the one extra try after killing a silent holder was made
+	defer func() { a.close() }()
+	optimistic := true     // subscribe without counting first
+	ping := once           // ping a holder found (a scheduled poll, or TryAcquire)
+	tookOver := false      // once: the one extra try after killing a silent holder was made
+	var wait time.Duration // the try first waits up to this long for the release bell
 	for try := 0; ; try++ {
 		if err := ctx.Err(); err != nil {
 			return l.opErr("acquire", context.Cause(ctx))
 		}
-		h, err := a.try(ctx, optimistic, polled)
+		h, err := a.try(ctx, optimistic, ping, wait)
 		if h != nil {
 			l.mu.Lock()
 			l.h = h
@@ -209,31 +212,27 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			}
 			return ErrAlreadyLocked
 		}
-		raced := optimistic && a.raced
-		optimistic = a.freed
 		if a.freed { // the holder was dead or gone: try again at once
+			optimistic, ping, wait = true, false, 0
 			continue
 		}
-		if a.lst == nil || a.lst.lapsed() {
-			a.lst = l.listen(ctx) // the first wait, or the connection failed
-		}
-		pause := jitter(l.cfg.CheckInterval)
-		if raced {
-			// Contenders woken by the same notice (or started together)
-			// can all see each other and back off, leaving no holder to
-			// send the next notice: count again after a short, random
-			// pause instead of a whole interval.
-			pause = min(pause, time.Duration(rand.Int64N(int64(raceBackoff))))
-		}
-		polled = !raced
-		switch a.lst.wait(ctx, pause, until) {
-		case wokeByNotice: // a Go holder released: try at once
-			optimistic, polled = true, false
-		case wokeAtDeadline:
+		now := time.Now()
+		if !until.IsZero() && !now.Before(until) {
 			return ErrAlreadyLocked
-		case wokeByContext:
-			return l.opErr("acquire", context.Cause(ctx))
 		}
+		wait = jitter(l.cfg.CheckInterval)
+		if a.raced && !a.checked {
+			// Contenders that tried together (a bell and a new Acquire,
+			// or Acquires started together) can all see each other and
+			// back off, leaving no holder to ring the bell: try again
+			// after a short, random pause instead of a whole interval,
+			// pinging what is found then.
+			wait = min(wait, time.Duration(rand.Int64N(int64(raceBackoff))))
+		}
+		if !until.IsZero() {
+			wait = min(wait, until.Sub(now))
+		}
+		optimistic, ping = true, true
 	}
 }
 
@@ -263,28 +262,24 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
 }
 
-// attempt is the state of one Acquire: the connection it subscribes on,
-// the auxiliary one it counts, pings and kills with, and the listener for
-// release notices.
+// attempt is the state of one Acquire: the connection it subscribes (and
+// waits for the release bell) on, and the auxiliary one it counts, pings,
+// kills and unblocks with.
 type attempt struct {
-	l     *Lock
-	sub   *conn // the would-be holder connection
-	aux   *conn // commands while sub is subscribed (RESP2, miniredis)
-	freed bool  // the last try's check killed a silent holder, or found it gone
-	raced bool  // the last try subscribed and found other subscribers
-	redo  bool  // the last try's connection failed: try again at once
+	l       *Lock
+	sub     *conn // the would-be holder connection
+	aux     *conn // commands while sub is subscribed (RESP2, miniredis) or blocked
+	freed   bool  // the last try's check killed a silent holder, or found it gone
+	raced   bool  // the last try subscribed and found other subscribers
+	checked bool  // the last try pinged the holder it found (or could not)
+	redo    bool  // the last try's connection failed: try again at once
 
 	connFailures int // tries in a row whose connection failed
-
-	lst *listener // release notices; nil until the first wait
 }
 
-func (a *attempt) close(ctx context.Context) {
+func (a *attempt) close() {
 	a.l.cl.put(a.sub)
 	a.l.cl.put(a.aux)
-	if a.lst != nil {
-		a.lst.stop(ctx)
-	}
 }
 
 func (a *attempt) getAux(ctx context.Context) (*conn, error) {
@@ -311,13 +306,21 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 // (dialing, authentication, ctx).
 //
 // An optimistic try subscribes at once, which takes an unheld lock in one
-// round trip; other tries first count the subscribers, so a waiting
-// contender does not disturb the holder. A holder found is pinged only when
-// ping is set, on scheduled polls: a try woken by a release notice or
-// after a lost race has just seen a live holder win.
-func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error) {
+// round trip; other tries first count the subscribers. With wait > 0 the
+// try is first held back by the server until the release bell rings or
+// wait is over (see bell.go); where the bell is refused, the try sleeps
+// for wait instead and counts first, as portalocker does. A holder found
+// is pinged when ping is set, unless the bell woke the try: a holder that
+// took the lock since the bell rang is alive.
+func (a *attempt) try(ctx context.Context, optimistic, ping bool, wait time.Duration) (*hold, error) {
 	l := a.l
-	a.freed, a.raced, a.redo = false, false, false
+	a.freed, a.raced, a.checked, a.redo = false, false, false, false
+	if wait > 0 && l.cl.noBell.Load() {
+		if err := sleepCtx(ctx, wait); err != nil {
+			return nil, err
+		}
+		optimistic, wait = false, 0
+	}
 	if !optimistic {
 		aux, err := a.getAux(ctx)
 		if err != nil {
@@ -336,6 +339,7 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error)
 			return nil, nil
 		}
 		if n > 0 && (!ping || !a.check(ctx)) {
+			a.checked = ping
 			return nil, ctx.Err()
 		}
 	}
@@ -350,7 +354,7 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error)
 		}
 		a.sub = c
 	}
-	n, token, err := a.subscribe(ctx)
+	n, token, belled, err := a.subscribe(ctx, wait)
 	for r := 0; err != nil && r < maxRedirects && l.cl.redirected(err, a.sub); r++ {
 		// Cluster: the channel's slot moved (MOVED); the Client has
 		// learnt where to.
@@ -359,7 +363,17 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error)
 		if a.sub, err = l.cl.get(ctx, l.channel); err != nil {
 			return nil, err
 		}
-		n, token, err = a.subscribe(ctx)
+		n, token, belled, err = a.subscribe(ctx, 0)
+	}
+	if errors.Is(err, errBellRefused) {
+		// The connection may hold a subscription it did not count:
+		// drop it, and wait as portalocker does from now on.
+		l.log.Debug("no release bell: waiters poll", "err", err)
+		l.cl.noBell.Store(true)
+		a.sub.close()
+		a.sub = nil
+		a.redo = true
+		return nil, nil
 	}
 	if err != nil {
 		var re resp.Error
@@ -409,8 +423,9 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool) (*hold, error)
 		// named; it may be again by the time they decide, so answer.
 		a.answer(ctx, pings)
 	}
-	if optimistic && ping && n > 1 {
+	if optimistic && ping && !belled && n > 1 {
 		a.freed = a.check(ctx)
+		a.checked = true
 	}
 	return nil, ctx.Err()
 }
@@ -513,15 +528,21 @@ func (l *Lock) logCheck(st holderState, err error) {
 // subscription is in place. Where a subscribed connection may run commands
 // (RESP3 on real Redis) this is one round trip; otherwise the count and
 // the token come from the auxiliary connection after the subscription is
-// confirmed.
-func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err error) {
+// confirmed. With wait > 0 the server holds it all back until the release
+// bell rings (belled) or wait is over.
+func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, token int64, belled bool, err error) {
 	l := a.l
 	c := a.sub
 	// The token is taken after our SUBSCRIBE and before the count, so a
 	// later holder, who must subscribe after our count, gets a larger one.
 	c.onPush = func(v resp.Value) { l.notePing(c, v) }
 	defer func() { c.onPush = nil }()
-	cmds := [][]string{{"CLIENT", "SETNAME", l.name}, {l.ps.subscribe, l.channel}}
+	var cmds [][]string
+	if wait > 0 {
+		cmds = append(cmds, l.bellWait(wait))
+	}
+	first := len(cmds) // replies before SETNAME's
+	cmds = append(cmds, []string{"CLIENT", "SETNAME", l.name}, []string{l.ps.subscribe, l.channel})
 	inline := c.resp3 && l.cl.subCmds.Load() >= 0
 	if inline {
 		if l.cfg.Fencing {
@@ -529,8 +550,15 @@ func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err erro
 		}
 		cmds = append(cmds, []string{"PUBSUB", l.ps.numsub, l.channel})
 	}
-	err = c.pipeline(ctx, cmds, func(i int, v resp.Value) error {
-		switch {
+	var stopUnblock func()
+	if wait > 0 {
+		stopUnblock = a.unblockAfter(ctx, c, wait)
+	}
+	waited := wait == 0 // BLPOP answered
+	err = c.pipelineBlocking(ctx, wait, cmds, func(i int, v resp.Value) error {
+		switch i -= first; {
+		case i < 0:
+			waited, belled = true, !v.IsNull()
 		case i == 1 && l.cfg.Fencing:
 			token = v.Int
 		case i >= 1:
@@ -539,6 +567,15 @@ func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err erro
 		}
 		return nil
 	})
+	if stopUnblock != nil {
+		stopUnblock()
+	}
+	var re resp.Error
+	if !waited && errors.As(err, &re) {
+		if _, redirect := isRedirect(err); !redirect {
+			return 0, 0, false, fmt.Errorf("%w: %w", errBellRefused, err)
+		}
+	}
 	if inline && err != nil && strings.Contains(err.Error(), "only (P") {
 		// miniredis: a subscribed connection refuses other commands even
 		// in RESP3. Remember, and count from the auxiliary connection.
@@ -549,15 +586,15 @@ func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err erro
 		n, token, err = l.fenceAsked(ctx, c)
 	}
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, belled, err
 	}
 	if inline {
 		l.cl.subCmds.Store(1)
-		return n, token, nil
+		return n, token, belled, nil
 	}
 	aux, err := a.getAux(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, belled, err
 	}
 	cmds = cmds[:0]
 	if l.cfg.Fencing {
@@ -575,8 +612,12 @@ func (a *attempt) subscribe(ctx context.Context) (n int64, token int64, err erro
 	if code, _ := isRedirect(err); code == "ASK" && l.cfg.Fencing {
 		n, token, err = l.fenceAsked(ctx, aux)
 	}
-	return n, token, err
+	return n, token, belled, err
 }
+
+// errBellRefused reports a BLPOP on the release bell answered with an
+// error.
+var errBellRefused = errors.New("release bell refused")
 
 // awaitPush reads frames from c until done reports true. Replies are not
 // expected and are an error.
@@ -603,6 +644,12 @@ func awaitPush(ctx context.Context, c *conn, done func() bool) error {
 		}
 	}
 	return nil
+}
+
+// subscribeSync subscribes c to channel and waits for the confirmation.
+func subscribeSync(ctx context.Context, c *conn, ps pubsub, channel string) error {
+	// pipeline reads up to the subscribe confirmation.
+	return c.pipeline(ctx, [][]string{{ps.subscribe, channel}}, nil)
 }
 
 // unsubscribe sends cmd (UNSUBSCRIBE or SUNSUBSCRIBE) for channel on a

@@ -266,7 +266,7 @@ func parsePing(payload []byte) (replyCh string, ok bool) {
 // release unsubscribes. See Lock.Release.
 //
 // On a pooled connection it does not wait for the server: the unsubscribe,
-// the release notice and the name reset go out in one write, the hold ends,
+// the release bell and the name reset go out in one write, the hold ends,
 // and the connection goes back to the Client at once while the worker
 // reads the replies. The next user of the connection writes behind them
 // (so on this connection the lock is free before its next command runs)
@@ -281,13 +281,10 @@ func (h *hold) release(ctx context.Context) error {
 	}
 	h.releasing.Store(true)
 	h.health.Load().stop() // no PING may follow the last write (and on a pooled connection none can)
-	// Unsubscribe, then tell the waiters, so that a waiter woken by the
-	// notice finds the channel free; all in one write.
-	cmds := [][]string{
-		{h.l.ps.unsubscribe, h.l.channel},
-		{h.l.ps.publish, h.l.cl.noticeChannel(h.l.channel), ""},
-	}
-	chans := []chan<- reply{nil, nil}
+	// Unsubscribe, then ring the bell, so that the waiter it wakes finds
+	// the channel free; all in one write (see ring).
+	cmds := append([][]string{{h.l.ps.unsubscribe, h.l.channel}}, h.l.ring()...)
+	chans := make([]chan<- reply, len(cmds), len(cmds)+1)
 	pooled := h.l.cl.maxIdle > 0
 	if pooled {
 		cmds = append(cmds, []string{"CLIENT", "SETNAME", h.l.cl.dc.name})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -126,10 +127,10 @@ func (c *ClusterServers) Owner(t testing.TB, slot int) *Server {
 	return nil
 }
 
-// MigrateSlot moves slot, which must hold no keys, from the node that owns
-// it to another node, as redis-cli --cluster reshard would: CLUSTER SETSLOT
-// IMPORTING on to, MIGRATING on from, then NODE on to, from and the other
-// nodes. It returns once every node agrees that to owns the slot. Shard
+// MigrateSlot moves slot from the node that owns it to another node, as
+// redis-cli --cluster reshard would: CLUSTER SETSLOT IMPORTING on to,
+// MIGRATING on from, MIGRATE of the slot's keys, then NODE on to, from and
+// the other nodes. It returns once every node agrees that to owns the slot. Shard
 // subscribers of the slot on from get an sunsubscribe push.
 func (c *ClusterServers) MigrateSlot(t testing.TB, slot int, from, to *Server) {
 	t.Helper()
@@ -140,6 +141,22 @@ func (c *ClusterServers) MigrateSlot(t testing.TB, slot int, from, to *Server) {
 	s := strconv.Itoa(slot)
 	mustDo(t, to, "CLUSTER", "SETSLOT", s, "IMPORTING", fromID)
 	mustDo(t, from, "CLUSTER", "SETSLOT", s, "MIGRATING", toID)
+	host, port, err := net.SplitHostPort(to.Addr())
+	if err != nil {
+		t.Fatalf("redistest: MigrateSlot: %v", err)
+	}
+	for {
+		v, err := do(from.Addr(), "CLUSTER", "GETKEYSINSLOT", s, "100")
+		keys, _ := v.([]any)
+		if err != nil || len(keys) == 0 {
+			break
+		}
+		args := []string{"MIGRATE", host, port, "", "0", "5000", "KEYS"}
+		for _, k := range keys {
+			args = append(args, fmt.Sprint(k))
+		}
+		mustDo(t, from, args...)
+	}
 	mustDo(t, to, "CLUSTER", "SETSLOT", s, "NODE", toID)
 	mustDo(t, from, "CLUSTER", "SETSLOT", s, "NODE", toID)
 	for _, n := range c.nodes {

@@ -1,0 +1,92 @@
+package pubsublock
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// The release bell wakes the next waiter of a lock within one trip to the
+// server. A waiting Acquire does not sleep between tries: it sends, in one
+// write,
+//
+//	BLPOP <channel>-released <pause>
+//	CLIENT SETNAME <channel>-lock
+//	SUBSCRIBE <channel>
+//	PUBSUB NUMSUB <channel>
+//
+// and the server holds the try back until the pause ends or a Go holder's
+// Release pushes to the bell list ("<channel>-released", see
+// Client.bellKey). Release unsubscribes before it pushes, so the woken
+// try, which the server runs at once, finds the channel free and the
+// lock is handed over with no trip back to the waiter in between. BLPOP
+// serves the longest waiting client first, and only one per push, so
+// waiters take the lock in the order they began to wait and a release
+// wakes no herd.
+//
+// The bell is only a wake-up call: the lock is still held by the
+// subscription alone, and a try woken by a stale bell finds the holder and
+// waits again. Release trims the list to one element and lets it expire
+// after CheckInterval, so a bell nobody waited for leaves nothing behind
+// for long. Python holders ring no bell; their waiters, and the waiters of
+// a holder that crashed, try when the pause ends. Where the server refuses
+// the bell (an ACL, a key of another type) waiters poll as portalocker
+// does.
+
+// ring returns the commands of a release's bell.
+func (l *Lock) ring() [][]string {
+	ms := strconv.FormatInt(max(l.cfg.CheckInterval.Milliseconds(), 1), 10)
+	return [][]string{
+		{"LPUSH", l.bell, "1"},
+		{"LTRIM", l.bell, "0", "0"},
+		{"PEXPIRE", l.bell, ms},
+	}
+}
+
+// bellWait returns the BLPOP that holds a try back for up to d (at least
+// a millisecond).
+func (l *Lock) bellWait(d time.Duration) []string {
+	return []string{"BLPOP", l.bell, strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)}
+}
+
+// unblockAfter ends c's BLPOP from the auxiliary connection after d with
+// CLIENT UNBLOCK: an idle Redis applies blocking timeouts only every 1/hz
+// seconds (100 ms by default), which would stretch every pause. The
+// returned stop cancels the timer, or waits for the unblock under way, and
+// must be called before the auxiliary connection is used again. Where the
+// server refuses CLIENT UNBLOCK the server's timeout is left to end the
+// pause.
+func (a *attempt) unblockAfter(ctx context.Context, c *conn, d time.Duration) (stop func()) {
+	cl := a.l.cl
+	if cl.noUnblock.Load() {
+		return func() {}
+	}
+	aux, err := a.getAux(ctx)
+	if err == nil && c.id == 0 { // RESP2: HELLO did not tell
+		var v resp.Value
+		if v, err = c.do(ctx, "CLIENT", "ID"); err == nil {
+			c.id = v.Int
+		}
+	}
+	if err != nil || c.id == 0 {
+		return func() {}
+	}
+	id := strconv.FormatInt(c.id, 10)
+	done := make(chan struct{})
+	t := time.AfterFunc(d, func() {
+		defer close(done)
+		var re resp.Error
+		if _, err := aux.do(ctx, "CLIENT", "UNBLOCK", id); errors.As(err, &re) {
+			a.l.log.Debug("pauses end at the server's BLPOP timeout", "err", err)
+			cl.noUnblock.Store(true)
+		}
+	})
+	return func() {
+		if !t.Stop() {
+			<-done
+		}
+	}
+}
