@@ -29,22 +29,28 @@ import (
 //
 // The bell is only a wake-up call: the lock is still held by the
 // subscription alone, and a try woken by a stale bell finds the holder and
-// waits again. Release trims the list to one element and lets it expire
-// after CheckInterval, so a bell nobody waited for leaves nothing behind
-// for long. Python holders ring no bell; their waiters, and the waiters of
+// waits again. Release (a script: LPUSH, LTRIM, PEXPIRE) trims the list to
+// one element and lets it expire after CheckInterval, so a bell nobody
+// waited for leaves nothing behind for long. Python holders ring no bell; their waiters, and the waiters of
 // a holder that crashed, try when the pause ends. Where the server refuses
 // the bell (an ACL, a key of another type) waiters poll as portalocker
 // does.
 
-// ring returns the commands of a release's bell.
+// ring returns the commands of a release's bell: one script, so that a
+// key of another type under the bell's name is left alone (a PEXPIRE
+// sent on its own would set a TTL on it).
 func (l *Lock) ring() [][]string {
 	ms := strconv.FormatInt(max(l.cfg.CheckInterval.Milliseconds(), 1), 10)
-	return [][]string{
-		{"LPUSH", l.bell, "1"},
-		{"LTRIM", l.bell, "0", "0"},
-		{"PEXPIRE", l.bell, ms},
-	}
+	return [][]string{{"EVAL", ringScript, "1", l.bell, ms}}
 }
+
+// ringScript pushes a bell, keeps the list at one, and lets it expire
+// after ARGV[1] milliseconds; on a key of another type it does nothing.
+const ringScript = `local r = redis.pcall('LPUSH', KEYS[1], '1')
+if type(r) == 'table' and r.err then return r end
+redis.call('LTRIM', KEYS[1], 0, 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1`
 
 // bellWait returns the BLPOP that holds a try back for up to d (at least
 // a millisecond).

@@ -105,9 +105,11 @@ type Config struct {
 	Timeout time.Duration
 	// CheckInterval is the pause between tries while waiting, jittered by
 	// ±25% so contenders that start together do not stay in step. Default
-	// 250ms. A Go holder's release wakes waiters at once (a notice on
-	// "<channel>-released"); polls find holders that crashed, and Python
-	// holders, which send no notice.
+	// 250ms. A Go holder's release wakes the first waiter at once (the
+	// release bell, see the package documentation); the tries at the end
+	// of each pause find holders that crashed, and Python holders, which
+	// ring no bell. A release's bell expires after the releasing Lock's
+	// CheckInterval.
 	CheckInterval time.Duration
 	// FailWhenLocked makes Acquire return ErrAlreadyLocked after the first
 	// failed try instead of waiting.

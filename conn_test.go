@@ -344,3 +344,51 @@ func TestUnixSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUnsubscribeLaterSkipsMessages: the round trip after a lazy
+// unsubscribe reads past the messages that came before the confirmation,
+// and, in RESP2, still takes the confirmation of its own SUBSCRIBE for one
+// although the old confirmation left subscribed mode after it was written.
+func TestUnsubscribeLaterSkipsMessages(t *testing.T) {
+	for _, tc := range []struct {
+		name, hello string
+		push        func(parts ...string) string
+	}{
+		{"resp3", helloReply, push},
+		{"resp2", "-ERR unknown command 'HELLO'\r\n", func(parts ...string) string { return "*" + push(parts...)[1:] }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeServer(t, answerHello(tc.hello, func(w io.Writer, args []string) {
+				switch args[0] {
+				case "SUBSCRIBE":
+					io.WriteString(w, tc.push("subscribe", args[1], ":1"))
+				case "UNSUBSCRIBE":
+					io.WriteString(w, tc.push("message", args[1], "")+tc.push("message", args[1], "")+
+						tc.push("unsubscribe", args[1], ":0"))
+				case "CLIENT":
+					io.WriteString(w, "+OK\r\n")
+				}
+			}))
+			ctx := context.Background()
+			c, err := dialConn(ctx, dialConfig{network: "tcp", addr: f.addr()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.close()
+			if err := subscribeSync(ctx, c, classic, "jobs-released"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.unsubscribeLater("UNSUBSCRIBE", "jobs-released"); err != nil {
+				t.Fatal(err)
+			}
+			var pushes []string
+			c.onPush = func(v resp.Value) { pushes = append(pushes, pushKind(v)+" "+string(v.Elems[1].Str)) }
+			if err := c.pipeline(ctx, [][]string{{"CLIENT", "SETNAME", "jobs-lock"}, {"SUBSCRIBE", "jobs"}}, nil); err != nil {
+				t.Fatalf("subscribe after a lazy unsubscribe: %v", err)
+			}
+			if len(pushes) != 1 || pushes[0] != "subscribe jobs" {
+				t.Fatalf("pushes seen by the round trip: %q, want only its own confirmation", pushes)
+			}
+		})
+	}
+}

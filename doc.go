@@ -61,7 +61,7 @@
 // returns, and the server frees the lock when it reads it, about half a
 // round trip later (or when the connection closes, if the server stays
 // silent for UnavailableTimeout). Until then another client may still find
-// the lock held; a waiting Acquire is woken by the release notice, a
+// the lock held; a waiting Acquire is woken by the release bell, a
 // TryAcquire that pings the leaving holder and finds it gone takes the
 // lock, and an Acquire through the same Client queues its commands behind
 // the release on the same connection.
@@ -72,8 +72,9 @@
 // lock on the master that serves its channel's hash slot, with sharded
 // pub/sub (SSUBSCRIBE, SPUBLISH, PUBSUB SHARDNUMSUB). The seeds may be any
 // nodes: the slot map is learnt from them (CLUSTER SHARDS, or CLUSTER SLOTS)
-// and corrected by MOVED redirects. Reply channels and the fence key are
-// named to fall in the channel's slot ("{jobs}-0.42", "{jobs}-fence"). When
+// and corrected by MOVED redirects. Reply channels, the fence key and the
+// release bell are named to fall in the channel's slot ("{jobs}-0.42",
+// "{jobs}-fence", "{jobs}-released"). When
 // the slot migrates or its master fails over, the master unsubscribes the
 // holder and the hold is lost; a master cut off from the rest of the
 // cluster is noticed by the health check once it answers CLUSTERDOWN.
@@ -105,9 +106,25 @@
 // replies to the release (within UnavailableTimeout, or the connection is
 // closed) and exits, without Release waiting for it. A lost hold's
 // goroutines stop by themselves. A waiting Acquire runs no goroutine of
-// its own: between tries it reads the release notices on a connection
-// subscribed to "<channel>-released" (see Config.CheckInterval), and
-// unsubscribes it, without waiting, when it returns.
+// its own: its next try waits in the server for the release bell (see
+// Config.CheckInterval).
+//
+// # The release bell
+//
+// A waiting Acquire sends its next try behind a BLPOP on the list
+// "<channel>-released", with the pause as timeout, and a Go holder's
+// Release pushes to that list right after it unsubscribes. The server then
+// runs the try of the longest waiting contender at once, so the lock
+// changes hands in about one trip to the server, waiters are served first
+// come, first served, and a release wakes one waiter, not all. The list
+// holds at most one element and expires after CheckInterval when nobody
+// waits. It is never the lock, only a wake-up call: a try woken by it
+// still subscribes and counts. Where the server refuses it (an ACL without
+// list commands or EVAL, a key of another type under that name, which is
+// left alone) waiters poll, as portalocker does. A pause is ended on time
+// by CLIENT UNBLOCK from the waiter's second connection: an idle Redis
+// applies blocking timeouts only every 1/hz seconds. Where that is refused,
+// pauses run up to 100ms (at the default hz 10) longer.
 //
 // # Contexts and connections
 //
@@ -118,13 +135,15 @@
 //
 // # Redis permissions
 //
-// With Redis ACLs the lock needs, on the lock channel, its reply channels
-// and (for fencing) the fence key:
+// With Redis ACLs the lock needs, on the lock channel, its reply channels,
+// the release bell and (for fencing) the fence key:
 //
-//	ACL SETUSER locker on >secret resetchannels &jobs &jobs-* ~jobs-fence
+//	ACL SETUSER locker on >secret resetchannels &jobs &jobs-* ~jobs-released ~jobs-fence
 //	    +subscribe +unsubscribe +publish +pubsub|numsub +client|setname
-//	    +client|list +client|kill +ping +hello +incr +select
+//	    +client|list +client|kill +client|unblock +client|id +blpop +eval
+//	    +lpush +ltrim +pexpire +ping +hello +incr +select
 //
 // Without +client|list and +client|kill a contender cannot kill a silent
-// holder (ErrKillUnsupported), but everything else works.
+// holder (ErrKillUnsupported); without the bell's commands waiters poll;
+// everything else works.
 package pubsublock

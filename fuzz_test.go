@@ -71,7 +71,7 @@ func FuzzClient(f *testing.F) {
 		// on the same connection.
 		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n" +
 			">3\r\n$7\r\nmessage\r\n$4\r\njobs\r\n$30\r\n{\"response_channel\": \"jobs-1\"}\r\n" +
-			">3\r\n$11\r\nunsubscribe\r\n$4\r\njobs\r\n:0\r\n:1\r\n+OK\r\n:1\r\n+OK\r\n" +
+			">3\r\n$11\r\nunsubscribe\r\n$4\r\njobs\r\n:0\r\n:1\r\n+OK\r\n" +
 			"+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n",
 		"$9223372036854775807\r\n", "*1000000000\r\n", "$1\r\naXY",
 		hello + "+OK\r\n*2\r\n$4\r\njobs\r\n:1\r\n", hello + ":1\r\n:2\r\n:3\r\n",

@@ -683,13 +683,13 @@ func numsubCount(v resp.Value, channel string) (int64, error) {
 	return v.Elems[1].Int, nil
 }
 
-// Release gives the lock up. It writes the unsubscribe, a release notice
-// for waiting contenders and the reset of the connection's name in one
-// write, ends the hold (Lost is closed), and returns the connection to the
-// Client without waiting for the server's replies: the server frees the
-// lock as soon as it reads them, about half a round trip later, and until
-// then other clients may still find it held (waiting Acquires are woken by
-// the notice). The worker goroutine reads the replies and exits; the next
+// Release gives the lock up. It writes the unsubscribe, the release bell
+// for the first waiting contender and the reset of the connection's name
+// in one write, ends the hold (Lost is closed), and returns the connection
+// to the Client without waiting for the server's replies: the server frees
+// the lock as soon as it reads them, about half a round trip later, and
+// until then other clients may still find it held (a waiting Acquire is
+// handed the lock by the bell). The worker goroutine reads the replies and exits; the next
 // user of the connection writes behind the release, so an Acquire through
 // the same Client finds the lock free. If the replies do not come within
 // UnavailableTimeout the connection is closed, which frees the lock too.

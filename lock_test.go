@@ -79,28 +79,50 @@ func TestAcquireRelease(t *testing.T) {
 }
 
 // TestMinimalACL runs the lock as a user with exactly the permissions the
-// package documentation lists, including killing a silent holder.
+// package documentation lists, including killing a silent holder, the
+// release bell and the unblocking of a waiter's pause.
 func TestMinimalACL(t *testing.T) {
-	s := redistest.Redis(t, "--user", "locker", "on", ">secret", "resetchannels", "&jobs", "&jobs-*", "~jobs-fence",
+	s := redistest.Redis(t, "--user", "locker", "on", ">secret", "resetchannels", "&jobs", "&jobs-*",
+		"~jobs-released", "~jobs-fence",
 		"+subscribe", "+unsubscribe", "+publish", "+pubsub|numsub", "+client|setname", "+client|list",
-		"+client|kill", "+ping", "+hello", "+incr", "+select")
+		"+client|kill", "+client|unblock", "+client|id", "+blpop", "+eval", "+lpush", "+ltrim", "+pexpire",
+		"+ping", "+hello", "+incr", "+select")
 	url := "redis://locker:secret@" + s.Addr()
 	ctx := context.Background()
 	a := newLock(t, "jobs", Config{URL: url, Fencing: true})
 	if err := a.Acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b := newLock(t, "jobs", Config{URL: url, Fencing: true, UnavailableTimeout: 200 * time.Millisecond})
-	if alive, err := b.CheckOrKill(ctx); err != nil || !alive {
-		t.Fatalf("CheckOrKill of a live holder: %v %v", alive, err)
+	for _, proto := range []string{"3", "2"} {
+		cl, err := NewClient(ClientConfig{URL: url + "?protocol=" + proto})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		b := newLock(t, "jobs", Config{Client: cl, Fencing: true, UnavailableTimeout: 200 * time.Millisecond,
+			CheckInterval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond})
+		if alive, err := b.CheckOrKill(ctx); err != nil || !alive {
+			t.Fatalf("CheckOrKill of a live holder: %v %v", alive, err)
+		}
+		if err := b.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+			t.Fatalf("TryAcquire: %v", err)
+		}
+		if err := b.Acquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+			t.Fatalf("Acquire of a held lock: %v", err)
+		}
+		if cl.noBell.Load() || cl.noUnblock.Load() {
+			t.Fatalf("protocol %s: bell refused %v, CLIENT UNBLOCK refused %v", proto, cl.noBell.Load(), cl.noUnblock.Load())
+		}
 	}
-	if err := b.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
-		t.Fatalf("TryAcquire: %v", err)
-	}
+	// Woken by the bell: its pause is far longer than its Timeout.
+	b := newLock(t, "jobs", Config{URL: url, Fencing: true, CheckInterval: time.Minute, Timeout: 5 * time.Second})
+	got := make(chan error, 1)
+	go func() { got <- b.Acquire(ctx) }()
+	awaitBlocked(t, s.URL(), 1)
 	if err := a.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Acquire(ctx); err != nil {
+	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
 	// A user without the lock's channel gets a clear permission error.

@@ -43,7 +43,7 @@ type peer struct {
 var lockPeers = []peer{
 	{
 		name:  "pubsublock",
-		waits: "woken by the holder's release notice; polls NUMSUB every CheckInterval 250ms ±25% (default) for crashed holders",
+		waits: "handed the lock by the release bell (BLPOP, first come first served); tries every CheckInterval 250ms ±25% (default) for crashed holders",
 		ttl:   "none: the server drops a dead holder's subscription",
 		new: func(addr, name string, _ time.Duration) (*locker, error) {
 			cl, err := pubsublock.NewClient(pubsublock.ClientConfig{Addr: addr})

@@ -1,0 +1,290 @@
+package pubsublock
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pubsublock/pubsublock/internal/redistest"
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// serverDo runs one command on a fresh connection to the server of url
+// (redis://host:port, any query ignored) and returns its reply.
+func serverDo(t *testing.T, url string, args ...string) resp.Value {
+	t.Helper()
+	addr, _, _ := strings.Cut(strings.TrimPrefix(url, "redis://"), "?")
+	addr = addr[strings.LastIndexByte(addr, '@')+1:]
+	ctx := context.Background()
+	c, err := dialConn(ctx, dialConfig{network: "tcp", addr: addr, dialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	v, err := c.do(ctx, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", strings.Join(args, " "), err)
+	}
+	return v.Clone()
+}
+
+// blockedClients returns the server's blocked_clients (INFO clients), or
+// -1 where INFO does not tell (miniredis).
+func blockedClients(t *testing.T, url string) int {
+	info := string(serverDo(t, url, "INFO", "clients").Str)
+	_, rest, ok := strings.Cut(info, "blocked_clients:")
+	if !ok {
+		return -1
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]))
+	return n
+}
+
+// awaitBlocked waits until n clients are blocked (BLPOP), or, where the
+// server does not tell, a while.
+func awaitBlocked(t *testing.T, url string, n int) {
+	t.Helper()
+	if blockedClients(t, url) < 0 {
+		time.Sleep(100 * time.Millisecond)
+		return
+	}
+	waitFor(t, func() bool { return blockedClients(t, url) == n })
+}
+
+// TestBellWakesWaiter: a waiter whose next poll is seconds away takes the
+// lock as soon as the holder releases, woken by the bell; the bell is
+// taken, so no key is left; the waiter's connections serve the Client's
+// next round trips.
+func TestBellWakesWaiter(t *testing.T) {
+	servers(t, func(t *testing.T, url string) {
+		cl, err := NewClient(ClientConfig{URL: url, MaxIdle: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		ctx := context.Background()
+		holder := newLock(t, "jobs", Config{URL: url})
+		// Polls every 10s (±25%), gives up after 5s: only the bell can
+		// wake it in time.
+		waiter := newLock(t, "jobs", Config{Client: cl, CheckInterval: 10 * time.Second, Timeout: 5 * time.Second})
+		if err := holder.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() { got <- waiter.Acquire(ctx) }()
+		awaitBlocked(t, url, 1)
+		start := time.Now()
+		if err := holder.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatalf("waiter: %v", err)
+		}
+		t.Logf("woken by the bell: held %v after Release", time.Since(start))
+		if v := serverDo(t, url, "EXISTS", "jobs-released"); v.Int != 0 {
+			t.Errorf("EXISTS jobs-released = %d after the bell was taken, want 0", v.Int)
+		}
+		for range 3 {
+			st, err := waiter.Status(ctx)
+			if err != nil || st.Subscribers != 1 {
+				t.Fatalf("Status through the waiter's connections: %+v, %v", st, err)
+			}
+		}
+	})
+}
+
+// TestBellOrder: waiters take the lock in the order they began to wait,
+// and each release wakes one of them only: the others stay blocked.
+func TestBellOrder(t *testing.T) {
+	s := redistest.Redis(t)
+	url := s.URL()
+	ctx := context.Background()
+	cfg := Config{URL: url, CheckInterval: 10 * time.Second, Timeout: 10 * time.Second}
+	holder := newLock(t, "jobs", cfg)
+	if err := holder.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	waiters := make([]*Lock, n)
+	acquired := make(chan int, n)
+	for i := range waiters {
+		waiters[i] = newLock(t, "jobs", cfg)
+		go func() {
+			if err := waiters[i].Acquire(ctx); err != nil {
+				t.Errorf("waiter %d: %v", i, err)
+			}
+			acquired <- i
+		}()
+		awaitBlocked(t, url, i+1) // in this order
+	}
+	current := holder
+	for k := range n {
+		if err := current.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		i := <-acquired
+		if i != k {
+			t.Fatalf("release %d went to waiter %d, want %d (first come, first served)", k, i, k)
+		}
+		if got := blockedClients(t, url); got != n-1-k {
+			t.Fatalf("after release %d: %d clients blocked, want %d: a release woke more than one waiter", k, got, n-1-k)
+		}
+		current = waiters[i]
+	}
+	if err := current.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBellBounded: releases nobody waits for leave one bell, which
+// expires after the releasing Lock's CheckInterval.
+func TestBellBounded(t *testing.T) {
+	servers(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		l := newLock(t, "jobs", Config{URL: url, CheckInterval: 300 * time.Millisecond})
+		for range 5 {
+			if err := l.Acquire(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var llen, pttl int64
+		waitFor(t, func() bool { // the last release's replies may still be on their way
+			llen = serverDo(t, url, "LLEN", "jobs-released").Int
+			pttl = serverDo(t, url, "PTTL", "jobs-released").Int
+			return llen == 1 && pttl > 0
+		})
+		if pttl > 300 {
+			t.Errorf("the bell expires in %dms, want at most CheckInterval (300ms)", pttl)
+		}
+	})
+}
+
+// TestBellRefusedFallsBackToPolling: where the server refuses the bell, a
+// key of another type under its name, or an ACL without list commands,
+// waiters still take the lock, by polling, and releases do not fail.
+func TestBellRefusedFallsBackToPolling(t *testing.T) {
+	run := func(t *testing.T, url string) {
+		ctx := context.Background()
+		cl, err := NewClient(ClientConfig{URL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		holder := newLock(t, "jobs", Config{Client: cl})
+		waiter := newLock(t, "jobs", Config{Client: cl, CheckInterval: 20 * time.Millisecond, Timeout: 5 * time.Second})
+		for i := range 3 {
+			if err := holder.Acquire(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan error, 1)
+			go func() { got <- waiter.Acquire(ctx) }()
+			time.Sleep(50 * time.Millisecond) // the waiter polls
+			if err := holder.Release(ctx); err != nil {
+				t.Fatalf("round %d: Release: %v", i, err)
+			}
+			if err := <-got; err != nil {
+				t.Fatalf("round %d: waiter without the bell: %v", i, err)
+			}
+			if err := waiter.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !cl.noBell.Load() {
+			t.Error("the Client did not learn that the bell is refused")
+		}
+	}
+	t.Run("wrongtype", func(t *testing.T) {
+		servers(t, func(t *testing.T, url string) {
+			serverDo(t, url, "SET", "jobs-released", "mine")
+			run(t, url)
+			if v := serverDo(t, url, "GET", "jobs-released"); string(v.Str) != "mine" {
+				t.Errorf("the user's key jobs-released = %q, want it untouched", v.Str)
+			}
+			if v := serverDo(t, url, "PTTL", "jobs-released"); v.Int != -1 {
+				t.Errorf("the user's key jobs-released got a TTL: PTTL %d", v.Int)
+			}
+		})
+	})
+	t.Run("acl", func(t *testing.T) {
+		s := redistest.Redis(t, "--user", "locker", "on", ">secret", "resetchannels", "&jobs", "&jobs-0.*",
+			"+subscribe", "+unsubscribe", "+publish", "+pubsub|numsub", "+client|setname", "+client|list",
+			"+client|kill", "+ping", "+hello")
+		run(t, "redis://locker:secret@"+s.Addr())
+	})
+}
+
+// TestBellPauseEndsOnTime: an idle Redis ends a BLPOP only every 1/hz
+// seconds; a waiter's pause is ended on time by CLIENT UNBLOCK from its
+// auxiliary connection. Where CLIENT UNBLOCK is refused (miniredis) the
+// server's timeout ends it, and the waiter still gives up on time.
+func TestBellPauseEndsOnTime(t *testing.T) {
+	servers(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		holder := newLock(t, "jobs", Config{URL: url})
+		if err := holder.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := NewClient(ClientConfig{URL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		waiter := newLock(t, "jobs", Config{Client: cl, CheckInterval: 20 * time.Millisecond, Timeout: 300 * time.Millisecond})
+		start := time.Now()
+		if err := waiter.Acquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+			t.Fatalf("waiter: %v, want ErrAlreadyLocked", err)
+		}
+		t.Logf("gave up after %v", time.Since(start))
+		if miniredis := blockedClients(t, url) < 0; miniredis {
+			if !cl.noUnblock.Load() {
+				t.Error("miniredis has no CLIENT UNBLOCK, but the Client did not learn it")
+			}
+			return
+		}
+		stats := string(serverDo(t, url, "INFO", "commandstats").Str)
+		_, rest, found := strings.Cut(stats, "cmdstat_client|unblock:calls=")
+		calls, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
+		if !found || calls < 3 || cl.noUnblock.Load() {
+			t.Errorf("CLIENT UNBLOCK called %d times (noUnblock %v), want one per pause", calls, cl.noUnblock.Load())
+		}
+	})
+}
+
+// TestBellWaitCanceled: a waiter blocked on the bell returns as soon as its
+// context is canceled, and the server lets go of its connection.
+func TestBellWaitCanceled(t *testing.T) {
+	servers(t, func(t *testing.T, url string) {
+		holder := newLock(t, "jobs", Config{URL: url})
+		if err := holder.Acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		waiter := newLock(t, "jobs", Config{URL: url, CheckInterval: 10 * time.Second, Timeout: -1})
+		ctx, cancel := context.WithCancel(context.Background())
+		got := make(chan error, 1)
+		go func() { got <- waiter.Acquire(ctx) }()
+		awaitBlocked(t, url, 1)
+		cancel()
+		select {
+		case err := <-got:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("canceled waiter: %v, want context.Canceled", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a waiter blocked on the bell did not return when canceled")
+		}
+		if blockedClients(t, url) >= 0 {
+			awaitBlocked(t, url, 0)
+		}
+		// The holder still holds, and its release is not taken by the
+		// canceled waiter.
+		if st, err := holder.Status(context.Background()); err != nil || st.Subscribers != 1 {
+			t.Fatalf("Status: %+v, %v", st, err)
+		}
+	})
+}
