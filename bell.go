@@ -36,12 +36,12 @@ import (
 // the bell (an ACL, a key of another type) waiters poll as portalocker
 // does.
 
-// ring returns the commands of a release's bell: one script, so that a
-// key of another type under the bell's name is left alone (a PEXPIRE
-// sent on its own would set a TTL on it).
-func (l *Lock) ring() [][]string {
-	ms := strconv.FormatInt(max(l.cfg.CheckInterval.Milliseconds(), 1), 10)
-	return [][]string{{"EVAL", ringScript, "1", l.bell, ms}}
+// ringCmd returns the command of a release's bell for channel: one
+// script, so that a key of another type under the bell's name is left
+// alone (a PEXPIRE sent on its own would set a TTL on it).
+func ringCmd(bell string, checkInterval time.Duration) []string {
+	ms := strconv.FormatInt(max(checkInterval.Milliseconds(), 1), 10)
+	return []string{"EVAL", ringScript, "1", bell, ms}
 }
 
 // ringScript pushes a bell, keeps the list at one, and lets it expire

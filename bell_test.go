@@ -139,12 +139,14 @@ func TestBellOrder(t *testing.T) {
 	}
 }
 
-// TestBellBounded: releases nobody waits for leave one bell, which
-// expires after the releasing Lock's CheckInterval.
+// TestBellBounded: a release nobody waited for rings no bell, so an
+// uncontended lock leaves no key; the last release of a queue rings one,
+// which expires after the releasing Lock's CheckInterval.
 func TestBellBounded(t *testing.T) {
 	servers(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		l := newLock(t, "jobs", Config{URL: url, CheckInterval: 300 * time.Millisecond})
+		cfg := Config{URL: url, CheckInterval: 300 * time.Millisecond}
+		l := newLock(t, "jobs", cfg)
 		for range 5 {
 			if err := l.Acquire(ctx); err != nil {
 				t.Fatal(err)
@@ -153,8 +155,35 @@ func TestBellBounded(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// The last release's replies may still be on their way: a PING
+		// through a Client whose round trips queue behind them.
+		if _, err := l.Status(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if v := serverDo(t, url, "EXISTS", "jobs-released"); v.Int != 0 {
+			t.Fatalf("uncontended releases left the bell: EXISTS %d", v.Int)
+		}
+
+		// A queue of one: the waiter, handed the lock, rings on its
+		// release although nobody waits any more.
+		w := newLock(t, "jobs", cfg)
+		if err := l.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() { got <- w.Acquire(ctx) }()
+		awaitBlocked(t, url, 1)
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
 		var llen, pttl int64
-		waitFor(t, func() bool { // the last release's replies may still be on their way
+		waitFor(t, func() bool {
 			llen = serverDo(t, url, "LLEN", "jobs-released").Int
 			pttl = serverDo(t, url, "PTTL", "jobs-released").Int
 			return llen == 1 && pttl > 0

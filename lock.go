@@ -35,14 +35,17 @@ var (
 // acquired and released any number of times. All methods are safe for
 // concurrent use; see the package documentation.
 type Lock struct {
-	channel string
-	name    string // client name of the holder connection: channel + "-lock"
-	fence   string // key of the fencing counter: channel + "-fence" (see Client.fenceKey)
-	bell    string // key of the release bell: channel + "-released" (see bell.go)
-	cfg     Config
-	cl      *Client
-	ps      pubsub // classic, or sharded on a cluster
-	log     *slog.Logger
+	channel  string
+	name     string   // client name of the holder connection: channel + "-lock"
+	fence    string   // key of the fencing counter: channel + "-fence" (see Client.fenceKey)
+	bell     string   // key of the release bell: channel + "-released" (see bell.go)
+	ring     []string // the command that rings the bell (see ringCmd)
+	waiting  string   // reply channel of a waiter's announcement: channel + "-waiting"
+	announce string   // a waiter's announcement: a ping answered on waiting
+	cfg      Config
+	cl       *Client
+	ps       pubsub // classic, or sharded on a cluster
+	log      *slog.Logger
 
 	mu    sync.Mutex // guards h and busy
 	h     *hold      // current hold, nil when not held
@@ -74,15 +77,18 @@ func New(channel string, cfg Config) (*Lock, error) {
 	ended := make(chan struct{})
 	close(ended)
 	return &Lock{
-		channel: channel,
-		name:    channel + "-lock",
-		fence:   cl.fenceKey(channel),
-		bell:    cl.bellKey(channel),
-		cfg:     cfg,
-		cl:      cl,
-		ps:      cl.pubsub(),
-		log:     log.With("channel", channel),
-		ended:   ended,
+		channel:  channel,
+		name:     channel + "-lock",
+		fence:    cl.fenceKey(channel),
+		bell:     cl.bellKey(channel),
+		ring:     ringCmd(cl.bellKey(channel), cfg.CheckInterval),
+		waiting:  cl.sideName(channel, "waiting"),
+		announce: pingMessage(cl.sideName(channel, "waiting")),
+		cfg:      cfg,
+		cl:       cl,
+		ps:       cl.pubsub(),
+		log:      log.With("channel", channel),
+		ended:    ended,
 	}, nil
 }
 
@@ -203,10 +209,11 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		if a.redo {
 			continue
 		}
+		a.waited = true
 		if once {
-			if a.freed && !tookOver {
+			if (a.freed || a.raced) && !tookOver {
 				// The holder was silent and killed, or gone by the time
-				// it was pinged: take it, once.
+				// it was pinged or told of this contender: try again, once.
 				tookOver, optimistic = true, true
 				continue
 			}
@@ -221,12 +228,10 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			return ErrAlreadyLocked
 		}
 		wait = jitter(l.cfg.CheckInterval)
-		if a.raced && !a.checked {
-			// Contenders that tried together (a bell and a new Acquire,
-			// or Acquires started together) can all see each other and
+		if a.raced {
+			// Contenders that tried together can see each other and all
 			// back off, leaving no holder to ring the bell: try again
-			// after a short, random pause instead of a whole interval,
-			// pinging what is found then.
+			// after a short, random pause instead of a whole interval.
 			wait = min(wait, time.Duration(rand.Int64N(int64(raceBackoff))))
 		}
 		if !until.IsZero() {
@@ -266,13 +271,13 @@ func jitter(d time.Duration) time.Duration {
 // waits for the release bell) on, and the auxiliary one it counts, pings,
 // kills and unblocks with.
 type attempt struct {
-	l       *Lock
-	sub     *conn // the would-be holder connection
-	aux     *conn // commands while sub is subscribed (RESP2, miniredis) or blocked
-	freed   bool  // the last try's check killed a silent holder, or found it gone
-	raced   bool  // the last try subscribed and found other subscribers
-	checked bool  // the last try pinged the holder it found (or could not)
-	redo    bool  // the last try's connection failed: try again at once
+	l      *Lock
+	sub    *conn // the would-be holder connection
+	aux    *conn // commands while sub is subscribed (RESP2, miniredis) or blocked
+	freed  bool  // the last try's check killed a silent holder, or found it gone
+	raced  bool  // the last try found others subscribed, gone by its announcement
+	redo   bool  // the last try's connection failed: try again at once
+	waited bool  // a try found the lock held: the new holder rings the bell
 
 	connFailures int // tries in a row whose connection failed
 }
@@ -314,7 +319,7 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 // took the lock since the bell rang is alive.
 func (a *attempt) try(ctx context.Context, optimistic, ping bool, wait time.Duration) (*hold, error) {
 	l := a.l
-	a.freed, a.raced, a.checked, a.redo = false, false, false, false
+	a.freed, a.raced, a.redo = false, false, false
 	if wait > 0 && l.cl.noBell.Load() {
 		if err := sleepCtx(ctx, wait); err != nil {
 			return nil, err
@@ -339,7 +344,6 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool, wait time.Dura
 			return nil, nil
 		}
 		if n > 0 && (!ping || !a.check(ctx)) {
-			a.checked = ping
 			return nil, ctx.Err()
 		}
 	}
@@ -400,17 +404,28 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool, wait time.Dura
 	}
 	a.connFailures = 0
 	if n == 1 && a.sub.failed() == nil {
-		h := newHold(l, a.sub, token)
+		h := newHold(l, a.sub, token, a.waited)
 		a.sub = nil
 		return h, nil
 	}
 	l.log.Debug("contended", "subscribers", n)
-	a.raced = n > 1
 	a.sub.onPush = func(v resp.Value) { l.notePing(a.sub, v) }
 	// Unsubscribe and drop the holder's name: a connection that lost keeps
 	// no name a contender (portalocker kills by name) would take for a
-	// holder's.
-	err = unsubscribe(ctx, a.sub, l.ps.unsubscribe, l.channel, "CLIENT", "SETNAME", l.cl.dc.name)
+	// holder's. Then announce this waiter to the holder, so that its
+	// release rings the bell; the count of receivers tells whether anyone
+	// still holds the lock.
+	receivers := int64(-1)
+	err = a.sub.pipeline(ctx, [][]string{
+		{l.ps.unsubscribe, l.channel},
+		{"CLIENT", "SETNAME", l.cl.dc.name},
+		{l.ps.publish, l.channel, l.announce},
+	}, func(i int, v resp.Value) error {
+		if i == 1 {
+			receivers = v.Int
+		}
+		return nil
+	})
 	a.sub.onPush = nil
 	pings := a.sub.pings
 	a.sub.pings = nil
@@ -423,9 +438,14 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool, wait time.Dura
 		// named; it may be again by the time they decide, so answer.
 		a.answer(ctx, pings)
 	}
-	if optimistic && ping && !belled && n > 1 {
+	switch {
+	case receivers == 0:
+		// Whoever was counted is gone: a holder that released too early
+		// to hear of this waiter and ring, or contenders that backed off
+		// too.
+		a.raced = true
+	case optimistic && ping && !belled && n > 1:
 		a.freed = a.check(ctx)
-		a.checked = true
 	}
 	return nil, ctx.Err()
 }
@@ -435,7 +455,7 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool, wait time.Dura
 func (a *attempt) answer(ctx context.Context, pings []notedPing) {
 	var chs []string
 	for _, p := range pings {
-		if p.channel == a.l.channel {
+		if p.channel == a.l.channel && p.replyCh != a.l.waiting {
 			chs = append(chs, p.replyCh)
 		}
 	}

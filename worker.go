@@ -19,11 +19,16 @@ type hold struct {
 	c     *conn
 	token int64
 
-	lost       chan struct{} // closed when the hold ends, lost or released
-	endOnce    sync.Once
-	errMu      sync.Mutex // guards err
-	err        error      // why the hold was lost; nil if released
-	releasing  atomic.Bool
+	lost      chan struct{} // closed when the hold ends, lost or released
+	endOnce   sync.Once
+	errMu     sync.Mutex // guards err
+	err       error      // why the hold was lost; nil if released
+	releasing atomic.Bool
+	// waited is set once a contender showed itself (it pinged, or this
+	// hold's Acquire had to wait, so others may be waiting too): the
+	// release then rings the bell. rang records that it did.
+	waited     atomic.Bool
+	rang       atomic.Bool
 	workerDone chan struct{}
 	health     atomic.Pointer[healthCheck] // set by the worker; nil when disabled
 	resetName  chan reply                  // reply to CLIENT SETNAME "" sent by release
@@ -35,9 +40,15 @@ type hold struct {
 	// drained, as the contender that sent one listed c and would kill it
 	// if it is subscribed again under the lock's name. Worker-owned.
 	late []string
+	// lateRing is set when a contender showed itself after the release
+	// began: the worker rings the bell once c is drained, unless the
+	// release did. Worker-owned.
+	lateRing bool
 }
 
-func newHold(l *Lock, c *conn, token int64) *hold {
+// newHold starts the worker of a new hold on c. waited says whether the
+// Acquire that took it had to wait.
+func newHold(l *Lock, c *conn, token int64, waited bool) *hold {
 	h := &hold{
 		l:          l,
 		c:          c,
@@ -46,6 +57,7 @@ func newHold(l *Lock, c *conn, token int64) *hold {
 		workerDone: make(chan struct{}),
 		resetName:  make(chan reply, 1),
 	}
+	h.waited.Store(waited || len(c.pings) > 0)
 	go h.work()
 	return h
 }
@@ -94,10 +106,14 @@ func (h *hold) work() {
 		t.Stop()
 	}
 	close(h.workerDone)
-	if len(h.late) > 0 {
+	var ring [][]string
+	if h.lateRing && !h.rang.Load() && h.lostErr() == nil {
+		ring = append(ring, h.l.ring)
+	}
+	if len(h.late) > 0 || len(ring) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), h.l.cfg.UnavailableTimeout)
 		defer cancel()
-		if err := h.l.answerPings(ctx, nil, h.late); err != nil {
+		if err := h.l.answerPings(ctx, nil, h.late, ring...); err != nil {
 			h.l.log.Debug("cannot answer ping", "err", err)
 		}
 	}
@@ -180,12 +196,22 @@ func (h *hold) onMessage(payload []byte) {
 	h.answerPing(replyCh)
 }
 
-// answerPing publishes the Unix time to replyCh.
+// answerPing publishes the Unix time to replyCh, except for a waiting
+// contender's announcement, which awaits no answer.
 func (h *hold) answerPing(replyCh string) {
+	// Set before releasing is read, as release sets releasing before it
+	// reads waited: either the release rings, or this sees it began.
+	h.waited.Store(true)
 	if h.releasing.Load() {
 		// The connection may already carry the next user's commands,
 		// and any other one may be waiting for this one to drain.
-		h.noteLate(replyCh)
+		h.lateRing = true
+		if replyCh != h.l.waiting {
+			h.noteLate(replyCh)
+		}
+		return
+	}
+	if replyCh == h.l.waiting {
 		return
 	}
 	if h.c.resp3 && h.l.cl.subCmds.Load() > 0 {
@@ -225,9 +251,9 @@ func (h *hold) noteLate(replyCh string) {
 }
 
 // answerPings publishes the Unix time, as portalocker's holder answers a
-// ping, to each of replyChs, on c or, when c is nil, on a connection of
-// the Client.
-func (l *Lock) answerPings(ctx context.Context, c *conn, replyChs []string) error {
+// ping, to each of replyChs, then sends then, on c or, when c is nil, on a
+// connection of the Client.
+func (l *Lock) answerPings(ctx context.Context, c *conn, replyChs []string, then ...[]string) error {
 	if c == nil {
 		var err error
 		if c, err = l.cl.get(ctx, l.channel); err != nil {
@@ -236,11 +262,11 @@ func (l *Lock) answerPings(ctx context.Context, c *conn, replyChs []string) erro
 		defer l.cl.put(c)
 	}
 	ts := answerStamp()
-	cmds := make([][]string, len(replyChs))
-	for i, ch := range replyChs {
-		cmds[i] = []string{l.ps.publish, ch, ts}
+	cmds := make([][]string, 0, len(replyChs)+len(then))
+	for _, ch := range replyChs {
+		cmds = append(cmds, []string{l.ps.publish, ch, ts})
 	}
-	return c.pipeline(ctx, cmds, nil)
+	return c.pipeline(ctx, append(cmds, then...), nil)
 }
 
 // answerStamp is the answer to a ping: the Unix time in seconds with 7
@@ -281,10 +307,15 @@ func (h *hold) release(ctx context.Context) error {
 	}
 	h.releasing.Store(true)
 	h.health.Load().stop() // no PING may follow the last write (and on a pooled connection none can)
-	// Unsubscribe, then ring the bell, so that the waiter it wakes finds
-	// the channel free; all in one write (see ring).
-	cmds := append([][]string{{h.l.ps.unsubscribe, h.l.channel}}, h.l.ring()...)
-	chans := make([]chan<- reply, len(cmds), len(cmds)+1)
+	// Unsubscribe, then ring the bell if a contender showed itself, so
+	// that the waiter it wakes finds the channel free; all in one write.
+	cmds := [][]string{{h.l.ps.unsubscribe, h.l.channel}}
+	chans := []chan<- reply{nil}
+	if h.waited.Load() { // after releasing is set: see answerPing
+		h.rang.Store(true)
+		cmds = append(cmds, h.l.ring)
+		chans = append(chans, nil)
+	}
 	pooled := h.l.cl.maxIdle > 0
 	if pooled {
 		cmds = append(cmds, []string{"CLIENT", "SETNAME", h.l.cl.dc.name})
