@@ -27,14 +27,25 @@ import (
 // waiters take the lock in the order they began to wait and a release
 // wakes no herd.
 //
+// A release rings only when a contender showed itself during the hold:
+// the hold's own Acquire had to wait (others may be queued behind it), or
+// a ping came, or a waiter's announcement. A try that finds the lock held
+// unsubscribes, and in the same round trip publishes that announcement
+// (a ping whose reply channel is "<channel>-waiting", which Go holders do
+// not answer); if nobody receives it, whoever was counted is gone, and the
+// waiter tries again after a short random pause instead of waiting for a
+// bell that may never come. An announcement that reaches a hold after its
+// release began is rung for by the worker once the release is drained. So
+// an uncontended lock writes no key, and a queue leaves one bell behind
+// when it empties.
+//
 // The bell is only a wake-up call: the lock is still held by the
 // subscription alone, and a try woken by a stale bell finds the holder and
-// waits again. Release (a script: LPUSH, LTRIM, PEXPIRE) trims the list to
-// one element and lets it expire after CheckInterval, so a bell nobody
-// waited for leaves nothing behind for long. Python holders ring no bell; their waiters, and the waiters of
-// a holder that crashed, try when the pause ends. Where the server refuses
-// the bell (an ACL, a key of another type) waiters poll as portalocker
-// does.
+// waits again. The ring (a script: LPUSH, LTRIM, PEXPIRE) trims the list
+// to one element and lets it expire after CheckInterval. Python holders
+// ring no bell; their waiters, and the waiters of a holder that crashed,
+// try when the pause ends. Where the server refuses the bell (an ACL, a
+// key of another type) waiters poll as portalocker does.
 
 // ringCmd returns the command of a release's bell for channel: one
 // script, so that a key of another type under the bell's name is left

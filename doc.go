@@ -116,10 +116,12 @@
 // Release pushes to that list right after it unsubscribes. The server then
 // runs the try of the longest waiting contender at once, so the lock
 // changes hands in about one trip to the server, waiters are served first
-// come, first served, and a release wakes one waiter, not all. The list
-// holds at most one element and expires after CheckInterval when nobody
-// waits. It is never the lock, only a wake-up call: a try woken by it
-// still subscribes and counts. Where the server refuses it (an ACL without
+// come, first served, and a release wakes one waiter, not all. A release
+// rings only when a contender showed itself (a waiter announces itself
+// with a ping when it finds the lock held), so an uncontended lock writes
+// no key; the list holds at most one element and expires after
+// CheckInterval when nobody waits. It is never the lock, only a wake-up
+// call: a try woken by it still subscribes and counts. Where the server refuses it (an ACL without
 // list commands or EVAL, a key of another type under that name, which is
 // left alone) waiters poll, as portalocker does. A pause is ended on time
 // by CLIENT UNBLOCK from the waiter's second connection: an idle Redis
