@@ -223,17 +223,21 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			optimistic, ping, wait = true, false, 0
 			continue
 		}
+		if a.raced {
+			// Contenders that tried together can see each other and all
+			// back off, leaving the lock free: try again after a short,
+			// random pause, which breaks the tie.
+			if err := sleepCtx(ctx, time.Duration(rand.Int64N(int64(raceBackoff)))); err != nil {
+				return l.opErr("acquire", context.Cause(ctx))
+			}
+			optimistic, ping, wait = true, false, 0
+			continue
+		}
 		now := time.Now()
 		if !until.IsZero() && !now.Before(until) {
 			return ErrAlreadyLocked
 		}
 		wait = jitter(l.cfg.CheckInterval)
-		if a.raced {
-			// Contenders that tried together can see each other and all
-			// back off, leaving no holder to ring the bell: try again
-			// after a short, random pause instead of a whole interval.
-			wait = min(wait, time.Duration(rand.Int64N(int64(raceBackoff))))
-		}
 		if !until.IsZero() {
 			wait = min(wait, until.Sub(now))
 		}
@@ -259,8 +263,9 @@ var errNoAnswer = fmt.Errorf("no answer from the server within Timeout: %w", con
 const maxConnFailures = 3
 
 // raceBackoff bounds the pause after losing a race between optimistic
-// tries.
-const raceBackoff = 2 * time.Millisecond
+// tries: a few round trips on a LAN, so that one of two contenders in step
+// is likely to be done before the other tries again.
+const raceBackoff = 500 * time.Microsecond
 
 // jitter spreads d by ±25%.
 func jitter(d time.Duration) time.Duration {
@@ -319,6 +324,7 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 // took the lock since the bell rang is alive.
 func (a *attempt) try(ctx context.Context, optimistic, ping bool, wait time.Duration) (*hold, error) {
 	l := a.l
+	raced := a.freed || a.raced // the last try found nobody left too
 	a.freed, a.raced, a.redo = false, false, false
 	if wait > 0 && l.cl.noBell.Load() {
 		if err := sleepCtx(ctx, wait); err != nil {
@@ -441,9 +447,13 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool, wait time.Dura
 	switch {
 	case receivers == 0:
 		// Whoever was counted is gone: a holder that released too early
-		// to hear of this waiter and ring, or contenders that backed off
-		// too.
-		a.raced = true
+		// to hear of this waiter and ring, or a contender that tried at
+		// the same time and announced itself first, so it heard this one
+		// still subscribed and waits for a bell. Try again at once; only
+		// when that happens twice in a row (contenders in step) after a
+		// short, random pause.
+		a.raced = raced
+		a.freed = !raced
 	case optimistic && ping && !belled && n > 1:
 		a.freed = a.check(ctx)
 	}
