@@ -3,8 +3,10 @@ package pubsublock
 import (
 	"context"
 	"errors"
+	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -316,4 +318,110 @@ func TestBellWaitCanceled(t *testing.T) {
 			t.Fatalf("Status: %+v, %v", st, err)
 		}
 	})
+}
+
+// TestBellAnnouncementUnheard: a waiter counts the holder, but the holder
+// has released by the time the waiter announces itself (nobody receives
+// the announcement), so no bell will ring for it: it tries again at once
+// instead of waiting for its next poll, a minute away.
+func TestBellAnnouncementUnheard(t *testing.T) {
+	var (
+		mu        sync.Mutex
+		counts    int
+		announced bool
+		blpops    int
+	)
+	f := newFakeRedis(t, func(w io.Writer, args []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case args[0] == "SUBSCRIBE":
+			io.WriteString(w, push("subscribe", args[1], ":1"))
+		case args[0] == "UNSUBSCRIBE":
+			io.WriteString(w, push("unsubscribe", args[1], ":0"))
+		case args[0] == "PUBSUB":
+			counts++
+			n := "2" // the first count sees the holder that is leaving
+			if counts > 1 {
+				n = "1"
+			}
+			io.WriteString(w, "*2\r\n$4\r\njobs\r\n:"+n+"\r\n")
+		case args[0] == "PUBLISH" && args[1] == "jobs":
+			announced = announced || strings.Contains(args[2], `"jobs-waiting"`)
+			io.WriteString(w, ":0\r\n") // nobody heard it
+		case args[0] == "BLPOP":
+			blpops++
+			io.WriteString(w, "-ERR not expected\r\n")
+		case args[0] == "CLIENT":
+			io.WriteString(w, "+OK\r\n")
+		default:
+			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
+		}
+	})
+	cl := f.client(t)
+	cl.subCmds.Store(1) // as real Redis: counts inline
+	l := newLock(t, "jobs", Config{Client: cl, CheckInterval: time.Minute, Timeout: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !announced || counts != 2 || blpops != 0 {
+		t.Fatalf("announced %v, counted %d times, %d BLPOPs; want an announcement, two counts and no wait", announced, counts, blpops)
+	}
+}
+
+// TestReleaseRingsForLateAnnouncement: a waiter's announcement that
+// reaches the hold after its Release was written (which rang no bell:
+// nobody had shown up) makes the worker ring once the release is drained,
+// from another connection.
+func TestReleaseRingsForLateAnnouncement(t *testing.T) {
+	announce := pingMessage("jobs-waiting")
+	rang := make(chan []string, 4)
+	f := newFakeRedis(t, func(w io.Writer, args []string) {
+		switch strings.Join(args[:min(len(args), 2)], " ") {
+		case "CLIENT SETNAME":
+			io.WriteString(w, "+OK\r\n")
+		case "SUBSCRIBE jobs":
+			io.WriteString(w, push("subscribe", "jobs", ":1"))
+		case "PUBSUB NUMSUB":
+			io.WriteString(w, "*2\r\n$4\r\njobs\r\n:1\r\n")
+		case "UNSUBSCRIBE jobs":
+			// The announcement came just before the unsubscribe.
+			io.WriteString(w, push("message", "jobs", announce)+push("unsubscribe", "jobs", ":0"))
+		case "EVAL " + ringScript:
+			rang <- args
+			io.WriteString(w, ":1\r\n")
+		case "PING":
+			io.WriteString(w, "+PONG\r\n")
+		default:
+			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
+		}
+	})
+	cl := f.client(t)
+	cl.subCmds.Store(1)
+	l := newLock(t, "jobs", Config{Client: cl})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case args := <-rang:
+		if args[3] != "jobs-released" {
+			t.Fatalf("rang %q, want the bell jobs-released", args[3])
+		}
+	case <-ctx.Done():
+		t.Fatal("a waiter announced during the release, and no bell rang")
+	}
+	select {
+	case <-rang:
+		t.Fatal("the bell rang twice")
+	case <-time.After(100 * time.Millisecond):
+	}
 }
