@@ -425,3 +425,57 @@ func TestReleaseRingsForLateAnnouncement(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestBellWaitInterrupted: a BLPOP ended by a change of the server's state
+// (-UNBLOCKED, as after a failover) is not a refusal: the waiter tries
+// again on a new connection and keeps the bell.
+func TestBellWaitInterrupted(t *testing.T) {
+	var (
+		mu             sync.Mutex
+		counts, blpops int
+	)
+	f := newFakeRedis(t, func(w io.Writer, args []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case args[0] == "SUBSCRIBE":
+			io.WriteString(w, push("subscribe", args[1], ":1"))
+		case args[0] == "UNSUBSCRIBE":
+			io.WriteString(w, push("unsubscribe", args[1], ":0"))
+		case args[0] == "PUBSUB":
+			counts++
+			n := "2" // held at first
+			if counts > 1 {
+				n = "1"
+			}
+			io.WriteString(w, "*2\r\n$4\r\njobs\r\n:"+n+"\r\n")
+		case args[0] == "PUBLISH":
+			io.WriteString(w, ":1\r\n") // the holder heard the announcement
+		case args[0] == "BLPOP":
+			blpops++
+			if blpops == 1 {
+				io.WriteString(w, "-UNBLOCKED force unblock from blocking operation, instance state changed\r\n")
+			} else {
+				io.WriteString(w, "*2\r\n$13\r\njobs-released\r\n$1\r\n1\r\n")
+			}
+		case args[0] == "CLIENT":
+			io.WriteString(w, "+OK\r\n")
+		default:
+			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
+		}
+	})
+	cl := f.client(t)
+	cl.subCmds.Store(1)
+	cl.noUnblock.Store(true) // no pause ends here: the BLPOPs answer at once
+	l := newLock(t, "jobs", Config{Client: cl, CheckInterval: time.Minute, Timeout: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if blpops != 2 || cl.noBell.Load() {
+		t.Fatalf("%d BLPOPs, bell refused %v; want a second wait and the bell kept", blpops, cl.noBell.Load())
+	}
+}

@@ -375,11 +375,16 @@ func (a *attempt) try(ctx context.Context, optimistic, ping bool, wait time.Dura
 		}
 		n, token, belled, err = a.subscribe(ctx, 0)
 	}
-	if errors.Is(err, errBellRefused) {
-		// The connection may hold a subscription it did not count:
-		// drop it, and wait as portalocker does from now on.
-		l.log.Debug("no release bell: waiters poll", "err", err)
-		l.cl.noBell.Store(true)
+	if refused := errors.Is(err, errBellRefused); refused || errors.Is(err, errBellInterrupted) {
+		// The connection may hold a subscription it did not count: drop
+		// it and try again; if the bell is refused, wait as portalocker
+		// does from now on.
+		l.log.Debug("no release bell", "err", err)
+		if refused {
+			l.cl.noBell.Store(true)
+		} else if a.connFailures++; a.connFailures > maxConnFailures {
+			return nil, err
+		}
 		a.sub.close()
 		a.sub = nil
 		a.redo = true
@@ -602,7 +607,13 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	}
 	var re resp.Error
 	if !waited && errors.As(err, &re) {
-		if _, redirect := isRedirect(err); !redirect {
+		switch re.Code() {
+		case "MOVED", "ASK": // the commands after BLPOP got it too
+		case "UNBLOCKED", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
+			// The server's state changed under the wait (a failover, a
+			// slot moving): not a refusal.
+			return 0, 0, false, fmt.Errorf("%w: %w", errBellInterrupted, err)
+		default: // NOPERM, WRONGTYPE, a server without float timeouts
 			return 0, 0, false, fmt.Errorf("%w: %w", errBellRefused, err)
 		}
 	}
@@ -645,9 +656,12 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	return n, token, belled, err
 }
 
-// errBellRefused reports a BLPOP on the release bell answered with an
-// error.
-var errBellRefused = errors.New("release bell refused")
+// errBellRefused reports a BLPOP on the release bell refused by the
+// server; errBellInterrupted one ended by a change of the server's state.
+var (
+	errBellRefused     = errors.New("release bell refused")
+	errBellInterrupted = errors.New("wait for the release bell interrupted")
+)
 
 // awaitPush reads frames from c until done reports true. Replies are not
 // expected and are an error.
