@@ -6,7 +6,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -325,51 +324,25 @@ func TestBellWaitCanceled(t *testing.T) {
 // the announcement), so no bell will ring for it: it tries again at once
 // instead of waiting for its next poll, a minute away.
 func TestBellAnnouncementUnheard(t *testing.T) {
-	var (
-		mu        sync.Mutex
-		counts    int
-		announced bool
-		blpops    int
-	)
-	f := newFakeRedis(t, func(w io.Writer, args []string) {
-		mu.Lock()
-		defer mu.Unlock()
+	announced, blpops := false, 0
+	f := newFakeLockServer(t, func(w io.Writer, args []string) bool {
 		switch {
-		case args[0] == "SUBSCRIBE":
-			io.WriteString(w, push("subscribe", args[1], ":1"))
-		case args[0] == "UNSUBSCRIBE":
-			io.WriteString(w, push("unsubscribe", args[1], ":0"))
-		case args[0] == "PUBSUB":
-			counts++
-			n := "2" // the first count sees the holder that is leaving
-			if counts > 1 {
-				n = "1"
-			}
-			io.WriteString(w, "*2\r\n$4\r\njobs\r\n:"+n+"\r\n")
 		case args[0] == "PUBLISH" && args[1] == "jobs":
 			announced = announced || strings.Contains(args[2], `"jobs-waiting"`)
-			io.WriteString(w, ":0\r\n") // nobody heard it
+			io.WriteString(w, ":0\r\n") // nobody heard it: the holder left
 		case args[0] == "BLPOP":
 			blpops++
 			io.WriteString(w, "-ERR not expected\r\n")
-		case args[0] == "CLIENT":
-			io.WriteString(w, "+OK\r\n")
 		default:
-			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
+			return false
 		}
+		return true
 	})
-	cl := f.client(t)
-	cl.subCmds.Store(1) // as real Redis: counts inline
-	l := newLock(t, "jobs", Config{Client: cl, CheckInterval: time.Minute, Timeout: 5 * time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := l.Acquire(ctx); err != nil {
-		t.Fatalf("Acquire: %v", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !announced || counts != 2 || blpops != 0 {
-		t.Fatalf("announced %v, counted %d times, %d BLPOPs; want an announcement, two counts and no wait", announced, counts, blpops)
+	f.acquireWaiting(t, func(*Client) {})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !announced || f.counts != 2 || blpops != 0 {
+		t.Fatalf("announced %v, counted %d times, %d BLPOPs; want an announcement, two counts and no wait", announced, f.counts, blpops)
 	}
 }
 
@@ -430,51 +403,27 @@ func TestReleaseRingsForLateAnnouncement(t *testing.T) {
 // (-UNBLOCKED, as after a failover) is not a refusal: the waiter tries
 // again on a new connection and keeps the bell.
 func TestBellWaitInterrupted(t *testing.T) {
-	var (
-		mu             sync.Mutex
-		counts, blpops int
-	)
-	f := newFakeRedis(t, func(w io.Writer, args []string) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case args[0] == "SUBSCRIBE":
-			io.WriteString(w, push("subscribe", args[1], ":1"))
-		case args[0] == "UNSUBSCRIBE":
-			io.WriteString(w, push("unsubscribe", args[1], ":0"))
-		case args[0] == "PUBSUB":
-			counts++
-			n := "2" // held at first
-			if counts > 1 {
-				n = "1"
-			}
-			io.WriteString(w, "*2\r\n$4\r\njobs\r\n:"+n+"\r\n")
-		case args[0] == "PUBLISH":
+	blpops := 0
+	f := newFakeLockServer(t, func(w io.Writer, args []string) bool {
+		switch args[0] {
+		case "PUBLISH":
 			io.WriteString(w, ":1\r\n") // the holder heard the announcement
-		case args[0] == "BLPOP":
+		case "BLPOP":
 			blpops++
 			if blpops == 1 {
 				io.WriteString(w, "-UNBLOCKED force unblock from blocking operation, instance state changed\r\n")
 			} else {
 				io.WriteString(w, "*2\r\n$13\r\njobs-released\r\n$1\r\n1\r\n")
 			}
-		case args[0] == "CLIENT":
-			io.WriteString(w, "+OK\r\n")
 		default:
-			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
+			return false
 		}
+		return true
 	})
-	cl := f.client(t)
-	cl.subCmds.Store(1)
-	cl.noUnblock.Store(true) // no pause ends here: the BLPOPs answer at once
-	l := newLock(t, "jobs", Config{Client: cl, CheckInterval: time.Minute, Timeout: 5 * time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := l.Acquire(ctx); err != nil {
-		t.Fatalf("Acquire: %v", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	// No pause ends here: the BLPOPs answer at once.
+	cl := f.acquireWaiting(t, func(cl *Client) { cl.noUnblock.Store(true) })
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if blpops != 2 || cl.noBell.Load() {
 		t.Fatalf("%d BLPOPs, bell refused %v; want a second wait and the bell kept", blpops, cl.noBell.Load())
 	}

@@ -2,6 +2,7 @@ package pubsublock
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"strconv"
@@ -102,4 +103,59 @@ func push(parts ...string) string {
 		b = append(b, "$"+strconv.Itoa(len(p))+"\r\n"+p+"\r\n"...)
 	}
 	return string(b)
+}
+
+// fakeLockServer is a fake Redis for one contender's tries on "jobs": it
+// confirms subscriptions and unsubscriptions, answers CLIENT SETNAME with
+// +OK, and its PUBSUB NUMSUB counts 2 subscribers the first time (the lock
+// held elsewhere) and 1 after. Other commands go to other, called with mu
+// held, which reports false for an unexpected one.
+type fakeLockServer struct {
+	*fakeServer
+	mu     sync.Mutex // guards counts and the test's own state
+	counts int        // PUBSUB NUMSUB calls
+}
+
+func newFakeLockServer(t *testing.T, other func(w io.Writer, args []string) bool) *fakeLockServer {
+	t.Helper()
+	f := &fakeLockServer{}
+	f.fakeServer = newFakeRedis(t, func(w io.Writer, args []string) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		switch {
+		case args[0] == "SUBSCRIBE":
+			io.WriteString(w, push("subscribe", args[1], ":1"))
+		case args[0] == "UNSUBSCRIBE":
+			io.WriteString(w, push("unsubscribe", args[1], ":0"))
+		case args[0] == "PUBSUB":
+			f.counts++
+			n := "2"
+			if f.counts > 1 {
+				n = "1"
+			}
+			io.WriteString(w, "*2\r\n$4\r\njobs\r\n:"+n+"\r\n")
+		case args[0] == "CLIENT" && args[1] == "SETNAME":
+			io.WriteString(w, "+OK\r\n")
+		case !other(w, args):
+			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
+		}
+	})
+	return f
+}
+
+// acquireWaiting runs an Acquire on the fake server whose polls are a
+// minute apart, so only a bell, or a try at once, can take the lock in
+// time, and returns its Client. setup adjusts the Client first.
+func (f *fakeLockServer) acquireWaiting(t *testing.T, setup func(*Client)) *Client {
+	t.Helper()
+	cl := f.client(t)
+	cl.subCmds.Store(1) // as real Redis: counts inline
+	setup(cl)
+	l := newLock(t, "jobs", Config{Client: cl, CheckInterval: time.Minute, Timeout: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	return cl
 }

@@ -184,36 +184,18 @@ func TestReleaseUnansweredClosesConnection(t *testing.T) {
 // the server yet), pings it, and finds nobody there any more: it takes
 // the lock rather than report it held.
 func TestTryAcquireHolderGoneAtPing(t *testing.T) {
-	var (
-		mu     sync.Mutex
-		counts int
-		pinged bool
-	)
-	f := newFakeRedis(t, func(w io.Writer, args []string) {
-		mu.Lock()
-		defer mu.Unlock()
+	pinged := false
+	f := newFakeLockServer(t, func(w io.Writer, args []string) bool {
 		switch {
-		case args[0] == "SUBSCRIBE":
-			io.WriteString(w, push("subscribe", args[1], ":1"))
-		case args[0] == "UNSUBSCRIBE":
-			io.WriteString(w, push("unsubscribe", args[1], ":0"))
-		case args[0] == "PUBSUB":
-			counts++
-			n := "2" // the first count sees the releasing holder too
-			if counts > 1 {
-				n = "1"
-			}
-			io.WriteString(w, "*2\r\n$4\r\njobs\r\n:"+n+"\r\n")
 		case args[0] == "PUBLISH":
 			pinged = pinged || args[1] == "jobs"
 			io.WriteString(w, ":0\r\n") // nobody received it: the holder is gone
 		case args[0] == "CLIENT" && args[1] == "LIST":
 			io.WriteString(w, "$0\r\n\r\n")
-		case args[0] == "CLIENT":
-			io.WriteString(w, "+OK\r\n")
 		default:
-			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
+			return false
 		}
+		return true
 	})
 	cl := f.client(t)
 	l := newLock(t, "jobs", Config{Client: cl})
@@ -222,10 +204,10 @@ func TestTryAcquireHolderGoneAtPing(t *testing.T) {
 	if err := l.TryAcquire(ctx); err != nil {
 		t.Fatalf("TryAcquire with the holder gone by the ping: %v", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !pinged || counts != 2 {
-		t.Fatalf("pinged %v, counted %d times; want a ping and two counts", pinged, counts)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !pinged || f.counts != 2 {
+		t.Fatalf("pinged %v, counted %d times; want a ping and two counts", pinged, f.counts)
 	}
 }
 
