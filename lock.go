@@ -183,8 +183,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		defer cancel()
 	}
 	a := &attempt{l: l}
-	defer func() { a.close() }()
-	optimistic := true     // subscribe without counting first
+	defer a.close()
 	ping := once           // ping a holder found (a scheduled poll, or TryAcquire)
 	tookOver := false      // once: the one extra try after killing a silent holder was made
 	var wait time.Duration // the try first waits up to this long for the release bell
@@ -192,7 +191,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		if err := ctx.Err(); err != nil {
 			return l.opErr("acquire", context.Cause(ctx))
 		}
-		h, err := a.try(ctx, optimistic, ping, wait)
+		h, err := a.try(ctx, ping, wait)
 		if h != nil {
 			l.mu.Lock()
 			l.h = h
@@ -214,13 +213,13 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			if (a.freed || a.raced) && !tookOver {
 				// The holder was silent and killed, or gone by the time
 				// it was pinged or told of this contender: try again, once.
-				tookOver, optimistic = true, true
+				tookOver = true
 				continue
 			}
 			return ErrAlreadyLocked
 		}
 		if a.freed { // the holder was dead or gone: try again at once
-			optimistic, ping, wait = true, false, 0
+			ping, wait = false, 0
 			continue
 		}
 		if a.raced {
@@ -230,7 +229,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			if err := sleepCtx(ctx, time.Duration(rand.Int64N(int64(raceBackoff)))); err != nil {
 				return l.opErr("acquire", context.Cause(ctx))
 			}
-			optimistic, ping, wait = true, false, 0
+			ping, wait = false, 0
 			continue
 		}
 		now := time.Now()
@@ -241,7 +240,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		if !until.IsZero() {
 			wait = min(wait, until.Sub(now))
 		}
-		optimistic, ping = true, true
+		ping = true
 	}
 }
 
@@ -315,17 +314,18 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 // nil when the lock is held elsewhere, or an error that ends Acquire
 // (dialing, authentication, ctx).
 //
-// An optimistic try subscribes at once, which takes an unheld lock in one
-// round trip; other tries first count the subscribers. With wait > 0 the
-// try is first held back by the server until the release bell rings or
-// wait is over (see bell.go); where the bell is refused, the try sleeps
-// for wait instead and counts first, as portalocker does. A holder found
-// is pinged when ping is set, unless the bell woke the try: a holder that
-// took the lock since the bell rang is alive.
-func (a *attempt) try(ctx context.Context, optimistic, ping bool, wait time.Duration) (*hold, error) {
+// A try subscribes at once (optimistic), which takes an unheld lock in
+// one round trip. With wait > 0 it is first held back by the server until
+// the release bell rings or wait is over (see bell.go); where the bell is
+// refused, the try sleeps for wait instead and counts the subscribers
+// before it subscribes, as portalocker does. A holder found is pinged when
+// ping is set, unless the bell woke the try: a holder that took the lock
+// since the bell rang is alive.
+func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold, error) {
 	l := a.l
 	raced := a.freed || a.raced // the last try found nobody left too
 	a.freed, a.raced, a.redo = false, false, false
+	optimistic := true
 	if wait > 0 && l.cl.noBell.Load() {
 		if err := sleepCtx(ctx, wait); err != nil {
 			return nil, err
