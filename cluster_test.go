@@ -194,6 +194,7 @@ func TestCluster(t *testing.T) {
 	t.Run("PipelineMovedInSync", e.testPipelineMovedInSync)
 	t.Run("AcquireViaNonOwnerSeed", e.testAcquireViaNonOwnerSeed)
 	t.Run("MutualExclusion", e.testMutualExclusion)
+	t.Run("BellHandsOver", e.testBellHandsOver)
 	t.Run("FrozenHolderKilled", e.testFrozenHolderKilled)
 	t.Run("Fencing", e.testFencing)
 	t.Run("SlotMigrationLosesLock", e.testSlotMigration)
@@ -320,6 +321,42 @@ func (e clusterEnv) testAcquireViaNonOwnerSeed(t *testing.T) {
 		t.Errorf("no idle connection to the owner %s: %v", owner.Addr(), cl.idle)
 	}
 	cl.mu.Unlock()
+}
+
+// A waiter whose polls are a minute apart takes the lock at the release,
+// woken by the bell, which lives in the channel's slot on its owner (as the
+// waiter's announcement, a sharded message, does).
+func (e clusterEnv) testBellHandsOver(t *testing.T) {
+	ctx := context.Background()
+	const ch = "belled"
+	owner, other := e.owner(t, ch)
+	holder := newLock(t, ch, Config{ClusterAddrs: e.seedsFrom(other)})
+	waiter := newLock(t, ch, Config{ClusterAddrs: e.seedsFrom(other), CheckInterval: time.Minute, Timeout: 5 * time.Second})
+	if err := holder.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- waiter.Acquire(ctx) }()
+	awaitBlocked(t, owner.URL(), 1)
+	if err := holder.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	if n := shardNumsub(t, owner, ch); n != 1 {
+		t.Fatalf("SHARDNUMSUB on the owner = %d, want the waiter alone", n)
+	}
+	if err := waiter.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The waiter had waited, so its release rang too: the bell is on the
+	// owner, under a name in the channel's slot.
+	bell := sameSlot(ch, "released")
+	if Slot(bell) != Slot(ch) {
+		t.Fatalf("bell %q in slot %d, channel in %d", bell, Slot(bell), Slot(ch))
+	}
+	waitFor(t, func() bool { n, _ := owner.Do("EXISTS", bell); return n == "1" })
 }
 
 // Contenders that reach the cluster through different seeds exclude each
