@@ -65,10 +65,6 @@ type conn struct {
 	// released hold has read the last reply it awaits (see sendFinal); the
 	// next synchronous user writes at once but reads only after that.
 	drain <-chan struct{}
-	// skip, when not "", is the kind of unsubscribe confirmation (with no
-	// subscription left) that the next round trip reads up to before its
-	// own replies (see unsubscribeLater). Owned by the connection's user.
-	skip string
 
 	emu sync.Mutex // guards err
 	err error      // sticky fatal error
@@ -363,15 +359,7 @@ func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) er
 		c.drain = nil
 		c.wmu.Unlock()
 	}
-	skipped := c.skip != ""
-	if skipped {
-		kind := c.skip
-		c.skip = ""
-		if err := c.skipTo(kind); err != nil {
-			return err
-		}
-	}
-	if drain != nil || skipped {
+	if drain != nil {
 		// The unsubscribe read before our replies may have left subscribed
 		// mode after our SUBSCRIBE was written.
 		c.wmu.Lock()
@@ -421,45 +409,6 @@ func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) er
 		}
 	}
 	return first
-}
-
-// skipTo reads pushes up to an unsubscribe confirmation of kind that
-// leaves no subscription, dropping messages on the way.
-func (c *conn) skipTo(kind string) error {
-	for {
-		v, push, err := c.readFrame()
-		if err != nil {
-			return err
-		}
-		if !push {
-			return fmt.Errorf("%w: reply %.64s before the %s confirmation", resp.ErrProtocol, v.String(), kind)
-		}
-		if isKind(v, kind) && len(v.Elems) == 3 && v.Elems[2].Type == resp.TypeInteger && v.Elems[2].Int == 0 {
-			return nil
-		}
-	}
-}
-
-// unsubscribeLater writes cmd (UNSUBSCRIBE or SUNSUBSCRIBE) for channel,
-// the connection's only subscription, without waiting: the next round
-// trip reads up to the confirmation first, dropping the messages before it.
-func (c *conn) unsubscribeLater(cmd, channel string) error {
-	kind, _ := confirmKind([]string{cmd, channel})
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.failed(); err != nil {
-		return err
-	}
-	if c.drain != nil || len(c.pending) > 0 || c.skip != "" {
-		return errors.New("unsubscribeLater on a connection with replies awaited")
-	}
-	c.wbuf = resp.AppendCommand(c.wbuf[:0], cmd, channel)
-	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := c.nc.Write(c.wbuf); err != nil {
-		return c.fatal(fmt.Errorf("write: %w", err))
-	}
-	c.skip = kind
-	return nil
 }
 
 // confirmKind returns the kind of push that confirms a command of the
