@@ -33,8 +33,8 @@ import (
 // unsubscribes, and in the same round trip publishes that announcement
 // (a ping whose reply channel is "<channel>-waiting", which Go holders do
 // not answer); if nobody receives it, whoever was counted is gone, and the
-// waiter tries again after a short random pause instead of waiting for a
-// bell that may never come. An announcement that reaches a hold after its
+// waiter tries again at once (after a short random pause when that happens
+// twice in a row) instead of waiting for a bell that may never come. An announcement that reaches a hold after its
 // release began is rung for by the worker once the release is drained. So
 // an uncontended lock writes no key, and a queue leaves one bell behind
 // when it empties.
