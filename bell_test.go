@@ -68,14 +68,18 @@ func TestBellWakesWaiter(t *testing.T) {
 		defer cl.Close()
 		ctx := context.Background()
 		holder := newLock(t, "jobs", Config{URL: url})
-		// Polls every 10s (±25%), gives up after 5s: only the bell can
-		// wake it in time.
-		waiter := newLock(t, "jobs", Config{Client: cl, CheckInterval: 10 * time.Second, Timeout: 5 * time.Second})
+		// Polls every 10s (±25%), and its context ends after 5s: only the
+		// bell can wake it in time.
+		waiter := newLock(t, "jobs", Config{Client: cl, CheckInterval: 10 * time.Second, Timeout: -1})
 		if err := holder.Acquire(ctx); err != nil {
 			t.Fatal(err)
 		}
 		got := make(chan error, 1)
-		go func() { got <- waiter.Acquire(ctx) }()
+		go func() {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			got <- waiter.Acquire(ctx)
+		}()
 		awaitBlocked(t, url, 1)
 		start := time.Now()
 		if err := holder.Release(ctx); err != nil {

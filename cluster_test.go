@@ -331,12 +331,16 @@ func (e clusterEnv) testBellHandsOver(t *testing.T) {
 	const ch = "belled"
 	owner, other := e.owner(t, ch)
 	holder := newLock(t, ch, Config{ClusterAddrs: e.seedsFrom(other)})
-	waiter := newLock(t, ch, Config{ClusterAddrs: e.seedsFrom(other), CheckInterval: time.Minute, Timeout: 5 * time.Second})
+	waiter := newLock(t, ch, Config{ClusterAddrs: e.seedsFrom(other), CheckInterval: time.Minute, Timeout: -1})
 	if err := holder.Acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan error, 1)
-	go func() { got <- waiter.Acquire(ctx) }()
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		got <- waiter.Acquire(ctx)
+	}()
 	awaitBlocked(t, owner.URL(), 1)
 	if err := holder.Release(ctx); err != nil {
 		t.Fatal(err)

@@ -144,14 +144,14 @@ func newFakeLockServer(t *testing.T, other func(w io.Writer, args []string) bool
 }
 
 // acquireWaiting runs an Acquire on the fake server whose polls are a
-// minute apart, so only a bell, or a try at once, can take the lock in
-// time, and returns its Client. setup adjusts the Client first.
+// minute apart and whose context ends after 5s, so only a bell, or a try
+// at once, can take the lock in time, and returns its Client. setup adjusts the Client first.
 func (f *fakeLockServer) acquireWaiting(t *testing.T, setup func(*Client)) *Client {
 	t.Helper()
 	cl := f.client(t)
 	cl.subCmds.Store(1) // as real Redis: counts inline
 	setup(cl)
-	l := newLock(t, "jobs", Config{Client: cl, CheckInterval: time.Minute, Timeout: 5 * time.Second})
+	l := newLock(t, "jobs", Config{Client: cl, CheckInterval: time.Minute, Timeout: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := l.Acquire(ctx); err != nil {

@@ -114,10 +114,14 @@ func TestMinimalACL(t *testing.T) {
 			t.Fatalf("protocol %s: bell refused %v, CLIENT UNBLOCK refused %v", proto, cl.noBell.Load(), cl.noUnblock.Load())
 		}
 	}
-	// Woken by the bell: its pause is far longer than its Timeout.
-	b := newLock(t, "jobs", Config{URL: url, Fencing: true, CheckInterval: time.Minute, Timeout: 5 * time.Second})
+	// Woken by the bell: its pause is far longer than its context.
+	b := newLock(t, "jobs", Config{URL: url, Fencing: true, CheckInterval: time.Minute, Timeout: -1})
 	got := make(chan error, 1)
-	go func() { got <- b.Acquire(ctx) }()
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		got <- b.Acquire(ctx)
+	}()
 	awaitBlocked(t, s.URL(), 1)
 	if err := a.Release(ctx); err != nil {
 		t.Fatal(err)
