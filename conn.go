@@ -48,7 +48,6 @@ var errConnClosed = errors.New("connection closed")
 // every later call returns that error (redigo's conn.fatal).
 type conn struct {
 	nc    net.Conn
-	br    *bufio.Reader // what rd reads from
 	rd    *resp.Reader
 	resp3 bool   // HELLO 3 accepted
 	id    int64  // the server's client ID (from HELLO or CLIENT ID); 0: unknown
@@ -122,8 +121,7 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 }
 
 func newConn(nc net.Conn, lim resp.Limits) *conn {
-	br := bufio.NewReaderSize(nc, 4096)
-	return &conn{nc: nc, br: br, rd: resp.NewReader(br, lim), wbuf: make([]byte, 0, 256)}
+	return &conn{nc: nc, rd: resp.NewReader(bufio.NewReaderSize(nc, 4096), lim), wbuf: make([]byte, 0, 256)}
 }
 
 // handshake runs HELLO 3 (with AUTH and SETNAME folded in), or, where the
@@ -355,14 +353,10 @@ func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) er
 		if err := c.failed(); err != nil {
 			return err
 		}
-		c.wmu.Lock()
-		c.drain = nil
-		c.wmu.Unlock()
-	}
-	if drain != nil {
 		// The unsubscribe read before our replies may have left subscribed
 		// mode after our SUBSCRIBE was written.
 		c.wmu.Lock()
+		c.drain = nil
 		c.subMode = c.subMode || subscribes
 		c.wmu.Unlock()
 	}

@@ -525,18 +525,14 @@ func (l *Lock) notePing(c *conn, v resp.Value) {
 	if !isKind(v, l.ps.message) || len(v.Elems) != 3 || string(v.Elems[1].Str) != l.channel {
 		return
 	}
-	if ch, ok := parsePing(v.Elems[2].Str); ok {
-		c.notePing(l.channel, ch)
+	ch, ok := parsePing(v.Elems[2].Str)
+	if !ok {
+		return
 	}
-}
-
-// notePing records a ping on channel, to be answered at replyCh by the
-// connection's next hold of channel.
-func (c *conn) notePing(channel, replyCh string) {
 	if len(c.pings) == maxNotedPings {
 		c.pings = slices.Delete(c.pings, 0, 1)
 	}
-	c.pings = append(c.pings, notedPing{channel: channel, replyCh: replyCh})
+	c.pings = append(c.pings, notedPing{channel: l.channel, replyCh: ch})
 }
 
 // notedPing is a ping seen by a contending connection.
@@ -699,13 +695,9 @@ func subscribeSync(ctx context.Context, c *conn, ps pubsub, channel string) erro
 // unsubscribe sends cmd (UNSUBSCRIBE or SUNSUBSCRIBE) for channel on a
 // connection read synchronously and drains it up to the confirmation, so
 // messages already queued for the channel are consumed.
-func unsubscribe(ctx context.Context, c *conn, cmd, channel string, then ...string) error {
-	cmds := [][]string{{cmd, channel}}
-	if len(then) > 0 {
-		cmds = append(cmds, then)
-	}
+func unsubscribe(ctx context.Context, c *conn, cmd, channel string) error {
 	// pipeline reads up to the confirmation; pushes on the way go to onPush.
-	return c.pipeline(ctx, cmds, nil)
+	return c.pipeline(ctx, [][]string{{cmd, channel}}, nil)
 }
 
 // numsub counts the subscribers of the lock's channel.
