@@ -76,14 +76,15 @@ func New(channel string, cfg Config) (*Lock, error) {
 	}
 	ended := make(chan struct{})
 	close(ended)
+	bell, waiting := cl.bellKey(channel), cl.sideName(channel, "waiting") // on a cluster, searched for once
 	return &Lock{
 		channel:  channel,
 		name:     channel + "-lock",
 		fence:    cl.fenceKey(channel),
-		bell:     cl.bellKey(channel),
-		ring:     ringCmd(cl.bellKey(channel), cfg.CheckInterval),
-		waiting:  cl.sideName(channel, "waiting"),
-		announce: pingMessage(cl.sideName(channel, "waiting")),
+		bell:     bell,
+		ring:     ringCmd(bell, cfg.CheckInterval),
+		waiting:  waiting,
+		announce: pingMessage(waiting),
 		cfg:      cfg,
 		cl:       cl,
 		ps:       cl.pubsub(),
