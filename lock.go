@@ -376,21 +376,6 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 		}
 		n, token, belled, err = a.subscribe(ctx, 0)
 	}
-	if refused := errors.Is(err, errBellRefused); refused || errors.Is(err, errBellInterrupted) {
-		// The connection may hold a subscription it did not count: drop
-		// it and try again; if the bell is refused, wait as portalocker
-		// does from now on.
-		l.log.Debug("no release bell", "err", err)
-		if refused {
-			l.cl.noBell.Store(true)
-		} else if a.connFailures++; a.connFailures > maxConnFailures {
-			return nil, err
-		}
-		a.sub.close()
-		a.sub = nil
-		a.redo = true
-		return nil, nil
-	}
 	if err != nil {
 		var re resp.Error
 		if errors.As(err, &re) && re.Code() != "" && !strings.Contains(err.Error(), "only (P") {
@@ -400,7 +385,8 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 			return nil, ctx.Err()
 		}
 		// Our connection died (a stale pooled connection, or killed by a
-		// contender): try again at once on a new one.
+		// contender), or its wait for the bell failed: try again at once
+		// on a new one.
 		l.log.Debug("try failed", "err", err)
 		a.sub.close()
 		// Its idle siblings likely died with it (a restart, a mass kill):
@@ -603,16 +589,19 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 		stopUnblock()
 	}
 	var re resp.Error
-	if !waited && errors.As(err, &re) {
+	if _, redirect := isRedirect(err); !waited && !redirect && errors.As(err, &re) {
 		switch re.Code() {
-		case "MOVED", "ASK": // the commands after BLPOP got it too
 		case "UNBLOCKED", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
 			// The server's state changed under the wait (a failover, a
 			// slot moving): not a refusal.
-			return 0, 0, false, fmt.Errorf("%w: %w", errBellInterrupted, err)
 		default: // NOPERM, WRONGTYPE, a server without float timeouts
-			return 0, 0, false, fmt.Errorf("%w: %w", errBellRefused, err)
+			l.log.Debug("no release bell: waiters poll", "err", err)
+			l.cl.noBell.Store(true)
 		}
+		// The commands behind the BLPOP ran at once and may have left c
+		// subscribed, uncounted: the try gives c up as a failed connection
+		// and tries again (%v: not an error reply that ends Acquire).
+		return 0, 0, false, fmt.Errorf("waiting for the release bell: %v", err)
 	}
 	if inline && err != nil && strings.Contains(err.Error(), "only (P") {
 		// miniredis: a subscribed connection refuses other commands even
@@ -652,13 +641,6 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	}
 	return n, token, belled, err
 }
-
-// errBellRefused reports a BLPOP on the release bell refused by the
-// server; errBellInterrupted one ended by a change of the server's state.
-var (
-	errBellRefused     = errors.New("release bell refused")
-	errBellInterrupted = errors.New("wait for the release bell interrupted")
-)
 
 // awaitPush reads frames from c until done reports true. Replies are not
 // expected and are an error.
