@@ -74,12 +74,7 @@ func TestBellWakesWaiter(t *testing.T) {
 		if err := holder.Acquire(ctx); err != nil {
 			t.Fatal(err)
 		}
-		got := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			got <- waiter.Acquire(ctx)
-		}()
+		got := acquireAsync(ctx, waiter)
 		awaitBlocked(t, url, 1)
 		start := time.Now()
 		if err := holder.Release(ctx); err != nil {
@@ -175,8 +170,7 @@ func TestBellBounded(t *testing.T) {
 		if err := l.Acquire(ctx); err != nil {
 			t.Fatal(err)
 		}
-		got := make(chan error, 1)
-		go func() { got <- w.Acquire(ctx) }()
+		got := acquireAsync(ctx, w)
 		awaitBlocked(t, url, 1)
 		if err := l.Release(ctx); err != nil {
 			t.Fatal(err)
@@ -216,8 +210,7 @@ func TestBellRefusedFallsBackToPolling(t *testing.T) {
 			if err := holder.Acquire(ctx); err != nil {
 				t.Fatal(err)
 			}
-			got := make(chan error, 1)
-			go func() { got <- waiter.Acquire(ctx) }()
+			got := acquireAsync(ctx, waiter)
 			time.Sleep(50 * time.Millisecond) // the waiter polls
 			if err := holder.Release(ctx); err != nil {
 				t.Fatalf("round %d: Release: %v", i, err)
@@ -300,8 +293,7 @@ func TestBellWaitCanceled(t *testing.T) {
 		}
 		waiter := newLock(t, "jobs", Config{URL: url, CheckInterval: 10 * time.Second, Timeout: -1})
 		ctx, cancel := context.WithCancel(context.Background())
-		got := make(chan error, 1)
-		go func() { got <- waiter.Acquire(ctx) }()
+		got := acquireAsync(ctx, waiter)
 		awaitBlocked(t, url, 1)
 		cancel()
 		select {
@@ -329,7 +321,7 @@ func TestBellWaitCanceled(t *testing.T) {
 // instead of waiting for its next poll, a minute away.
 func TestBellAnnouncementUnheard(t *testing.T) {
 	announced, blpops := false, 0
-	f := newFakeLockServer(t, func(w io.Writer, args []string) bool {
+	f := newFakeLockServer(t, 1, func(w io.Writer, args []string) bool {
 		switch {
 		case args[0] == "PUBLISH" && args[1] == "jobs":
 			announced = announced || strings.Contains(args[2], `"jobs-waiting"`)
@@ -357,29 +349,20 @@ func TestBellAnnouncementUnheard(t *testing.T) {
 func TestReleaseRingsForLateAnnouncement(t *testing.T) {
 	announce := pingMessage("jobs-waiting")
 	rang := make(chan []string, 4)
-	f := newFakeRedis(t, func(w io.Writer, args []string) {
+	f := newFakeLockServer(t, 0, func(w io.Writer, args []string) bool {
 		switch strings.Join(args[:min(len(args), 2)], " ") {
-		case "CLIENT SETNAME":
-			io.WriteString(w, "+OK\r\n")
-		case "SUBSCRIBE jobs":
-			io.WriteString(w, push("subscribe", "jobs", ":1"))
-		case "PUBSUB NUMSUB":
-			io.WriteString(w, "*2\r\n$4\r\njobs\r\n:1\r\n")
 		case "UNSUBSCRIBE jobs":
 			// The announcement came just before the unsubscribe.
 			io.WriteString(w, push("message", "jobs", announce)+push("unsubscribe", "jobs", ":0"))
 		case "EVAL " + ringScript:
 			rang <- args
 			io.WriteString(w, ":1\r\n")
-		case "PING":
-			io.WriteString(w, "+PONG\r\n")
 		default:
-			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
+			return false
 		}
+		return true
 	})
-	cl := f.client(t)
-	cl.subCmds.Store(1)
-	l := newLock(t, "jobs", Config{Client: cl})
+	l := newLock(t, "jobs", Config{Client: f.redisClient(t)})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := l.Acquire(ctx); err != nil {
@@ -408,7 +391,7 @@ func TestReleaseRingsForLateAnnouncement(t *testing.T) {
 // again on a new connection and keeps the bell.
 func TestBellWaitInterrupted(t *testing.T) {
 	blpops := 0
-	f := newFakeLockServer(t, func(w io.Writer, args []string) bool {
+	f := newFakeLockServer(t, 1, func(w io.Writer, args []string) bool {
 		switch args[0] {
 		case "PUBLISH":
 			io.WriteString(w, ":1\r\n") // the holder heard the announcement

@@ -335,12 +335,7 @@ func (e clusterEnv) testBellHandsOver(t *testing.T) {
 	if err := holder.Acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		got <- waiter.Acquire(ctx)
-	}()
+	got := acquireAsync(ctx, waiter)
 	awaitBlocked(t, owner.URL(), 1)
 	if err := holder.Release(ctx); err != nil {
 		t.Fatal(err)

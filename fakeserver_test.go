@@ -105,42 +105,55 @@ func push(parts ...string) string {
 	return string(b)
 }
 
-// fakeLockServer is a fake Redis for one contender's tries on "jobs": it
-// confirms subscriptions and unsubscriptions, answers CLIENT SETNAME with
-// +OK, and its PUBSUB NUMSUB counts 2 subscribers the first time (the lock
-// held elsewhere) and 1 after. Other commands go to other, called with mu
-// held, which reports false for an unexpected one.
+// fakeLockServer is a fake Redis for one contender's tries on "jobs". Each
+// command goes first to other, called with mu held, which reports whether
+// it answered; if not, the server confirms subscriptions and
+// unsubscriptions, answers CLIENT SETNAME and PING, and counts the
+// subscribers for PUBSUB NUMSUB: 2 for the first held counts (the lock held
+// elsewhere), 1 after. Any other command is unexpected.
 type fakeLockServer struct {
 	*fakeServer
 	mu     sync.Mutex // guards counts and the test's own state
 	counts int        // PUBSUB NUMSUB calls
 }
 
-func newFakeLockServer(t *testing.T, other func(w io.Writer, args []string) bool) *fakeLockServer {
+func newFakeLockServer(t *testing.T, held int, other func(w io.Writer, args []string) bool) *fakeLockServer {
 	t.Helper()
 	f := &fakeLockServer{}
 	f.fakeServer = newFakeRedis(t, func(w io.Writer, args []string) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		switch {
+		case other(w, args):
 		case args[0] == "SUBSCRIBE":
 			io.WriteString(w, push("subscribe", args[1], ":1"))
 		case args[0] == "UNSUBSCRIBE":
 			io.WriteString(w, push("unsubscribe", args[1], ":0"))
 		case args[0] == "PUBSUB":
 			f.counts++
-			n := "2"
-			if f.counts > 1 {
-				n = "1"
+			n := "1"
+			if f.counts <= held {
+				n = "2"
 			}
 			io.WriteString(w, "*2\r\n$4\r\njobs\r\n:"+n+"\r\n")
 		case args[0] == "CLIENT" && args[1] == "SETNAME":
 			io.WriteString(w, "+OK\r\n")
-		case !other(w, args):
+		case args[0] == "PING":
+			io.WriteString(w, "+PONG\r\n")
+		default:
 			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
 		}
 	})
 	return f
+}
+
+// redisClient is client for a fake server that, as real Redis, lets a
+// subscribed RESP3 connection run other commands (count, publish).
+func (f *fakeServer) redisClient(t *testing.T) *Client {
+	t.Helper()
+	cl := f.client(t)
+	cl.subCmds.Store(1)
+	return cl
 }
 
 // acquireWaiting runs an Acquire on the fake server whose polls are a
@@ -148,8 +161,7 @@ func newFakeLockServer(t *testing.T, other func(w io.Writer, args []string) bool
 // at once, can take the lock in time, and returns its Client. setup adjusts the Client first.
 func (f *fakeLockServer) acquireWaiting(t *testing.T, setup func(*Client)) *Client {
 	t.Helper()
-	cl := f.client(t)
-	cl.subCmds.Store(1) // as real Redis: counts inline
+	cl := f.redisClient(t)
 	setup(cl)
 	l := newLock(t, "jobs", Config{Client: cl, CheckInterval: time.Minute, Timeout: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

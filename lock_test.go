@@ -116,12 +116,7 @@ func TestMinimalACL(t *testing.T) {
 	}
 	// Woken by the bell: its pause is far longer than its context.
 	b := newLock(t, "jobs", Config{URL: url, Fencing: true, CheckInterval: time.Minute, Timeout: -1})
-	got := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		got <- b.Acquire(ctx)
-	}()
+	got := acquireAsync(ctx, b)
 	awaitBlocked(t, s.URL(), 1)
 	if err := a.Release(ctx); err != nil {
 		t.Fatal(err)
@@ -232,6 +227,18 @@ func TestStalePooledConnection(t *testing.T) {
 }
 
 // TestTryAcquireTakesOverSilentHolder: one TryAcquire pings a holder that
+// acquireAsync starts l.Acquire under ctx, cut to 5s, and returns where
+// its error comes.
+func acquireAsync(ctx context.Context, l *Lock) <-chan error {
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		got <- l.Acquire(ctx)
+	}()
+	return got
+}
+
 // never answers, kills it, and takes the lock.
 func TestTryAcquireTakesOverSilentHolder(t *testing.T) {
 	s := redistest.Redis(t)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,14 +68,11 @@ func TestReleaseReusesConnection(t *testing.T) {
 func TestReleaseAnswersPingsSeenWhileDraining(t *testing.T) {
 	ping := pingMessage("jobs-0.5")
 	var (
-		mu       sync.Mutex
 		stash    strings.Builder // replies to the release, held back
 		acquires int
 	)
 	answered := make(chan string, 1)
-	f := newFakeRedis(t, func(w io.Writer, args []string) {
-		mu.Lock()
-		defer mu.Unlock()
+	f := newFakeLockServer(t, 0, func(w io.Writer, args []string) bool {
 		switch strings.Join(args[:min(len(args), 2)], " ") {
 		case "CLIENT SETNAME":
 			if args[2] == "jobs-lock" {
@@ -88,13 +84,9 @@ func TestReleaseAnswersPingsSeenWhileDraining(t *testing.T) {
 					io.WriteString(w, stash.String())
 				}
 				io.WriteString(w, "+OK\r\n")
-				return
+				return true
 			}
 			stash.WriteString("+OK\r\n") // the release's name reset
-		case "SUBSCRIBE jobs":
-			io.WriteString(w, push("subscribe", "jobs", ":1"))
-		case "PUBSUB NUMSUB":
-			io.WriteString(w, "*2\r\n$4\r\njobs\r\n:1\r\n")
 		case "UNSUBSCRIBE jobs":
 			stash.WriteString(push("message", "jobs", ping) + push("unsubscribe", "jobs", ":0"))
 		case "EVAL " + ringScript: // the release bell
@@ -102,15 +94,12 @@ func TestReleaseAnswersPingsSeenWhileDraining(t *testing.T) {
 		case "PUBLISH jobs-0.5":
 			answered <- args[2]
 			io.WriteString(w, ":1\r\n")
-		case "PING":
-			io.WriteString(w, "+PONG\r\n")
 		default:
-			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
+			return false
 		}
+		return true
 	})
-	cl := f.client(t)
-	cl.subCmds.Store(1) // as real Redis: a subscribed RESP3 connection may publish
-	l := newLock(t, "jobs", Config{Client: cl, FailWhenLocked: true})
+	l := newLock(t, "jobs", Config{Client: f.redisClient(t), FailWhenLocked: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := l.Acquire(ctx); err != nil {
@@ -185,7 +174,7 @@ func TestReleaseUnansweredClosesConnection(t *testing.T) {
 // the lock rather than report it held.
 func TestTryAcquireHolderGoneAtPing(t *testing.T) {
 	pinged := false
-	f := newFakeLockServer(t, func(w io.Writer, args []string) bool {
+	f := newFakeLockServer(t, 1, func(w io.Writer, args []string) bool {
 		switch {
 		case args[0] == "PUBLISH":
 			pinged = pinged || args[1] == "jobs"
