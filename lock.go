@@ -568,7 +568,7 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 		}
 		cmds = append(cmds, []string{"PUBSUB", l.ps.numsub, l.channel})
 	}
-	var stopUnblock func()
+	stopUnblock := func() {}
 	if wait > 0 {
 		stopUnblock = a.unblockAfter(ctx, c, wait)
 	}
@@ -585,9 +585,7 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 		}
 		return nil
 	})
-	if stopUnblock != nil {
-		stopUnblock()
-	}
+	stopUnblock()
 	var re resp.Error
 	if _, redirect := isRedirect(err); !waited && !redirect && errors.As(err, &re) {
 		switch re.Code() {
