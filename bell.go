@@ -2,7 +2,10 @@ package pubsublock
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -13,7 +16,7 @@ import (
 // server. A waiting Acquire does not sleep between tries: it sends, in one
 // write,
 //
-//	BLPOP <channel>-released <pause>
+//	BLPOP <channel>-released <channel>-wake-<random> <pause>
 //	CLIENT SETNAME <channel>-lock
 //	SUBSCRIBE <channel>
 //	PUBSUB NUMSUB <channel>
@@ -47,58 +50,104 @@ import (
 // try when the pause ends. Where the server refuses the bell (an ACL, a
 // key of another type) waiters poll as portalocker does.
 
+// bellValue is the element a ring pushes: a list under the bell's name
+// holding exactly this one element is the bell's own.
+const bellValue = "pubsublock-bell"
+
 // ringCmd returns the command of a release's bell for channel: one
-// script, so that a key of another type under the bell's name is left
-// alone (a PEXPIRE sent on its own would set a TTL on it).
+// script, so that a key the user owns under the bell's name (another
+// type, or a list that is not the bell) is left alone.
 func ringCmd(bell string, checkInterval time.Duration) []string {
 	ms := strconv.FormatInt(max(checkInterval.Milliseconds(), 1), 10)
-	return []string{"EVAL", ringScript, "1", bell, ms}
+	return []string{"EVAL", ringScript, "1", bell, bellValue, ms}
 }
 
-// ringScript pushes a bell, keeps the list at one, and lets it expire
-// after ARGV[1] milliseconds; on a key of another type it does nothing.
-const ringScript = `local r = redis.pcall('LPUSH', KEYS[1], '1')
-if type(r) == 'table' and r.err then return r end
+// bellOurs is the Lua test that KEYS[1] is absent or the bell's own: a
+// list holding only ARGV[1]. TYPE answers a status reply, a table in Lua.
+const bellOurs = `local t = redis.call('TYPE', KEYS[1])
+if type(t) == 'table' then t = t.ok end
+local ours = t == 'none' or (t == 'list' and redis.call('LLEN', KEYS[1]) == 1 and redis.call('LINDEX', KEYS[1], 0) == ARGV[1])
+`
+
+// ringScript pushes a bell where the key is absent or the bell's own,
+// keeps the list at one element, and lets it expire after ARGV[2]
+// milliseconds. It returns 1 when it rang, 0 when it left the key alone.
+const ringScript = bellOurs + `if not ours then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], 0, 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`
+
+// bellFreeScript returns 1 when the bell's key is absent or the bell's
+// own, so that a waiter may block on it without taking a user's element.
+const bellFreeScript = bellOurs + `if ours then return 1 end
+return 0`
+
+// wakeScript pushes to a waiter's wake list, which only that waiter
+// blocks on, and lets it expire after ARGV[1] milliseconds; a key that
+// exists already is left alone.
+const wakeScript = `if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('LPUSH', KEYS[1], '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1`
 
-// bellWait returns the BLPOP that holds a try back for up to d (at least
-// a millisecond).
-func (l *Lock) bellWait(d time.Duration) []string {
-	return []string{"BLPOP", l.bell, strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)}
+// bellWait returns the BLPOP that holds a try back on the bell and the
+// attempt's wake list, for up to d (at least a millisecond) plus
+// wakeSlack: the attempt's own wake push ends the pause on time (see
+// wakeAfter), and the server's timeout is the backstop.
+func (a *attempt) bellWait(d time.Duration) []string {
+	if !a.l.cl.noWake.Load() {
+		d += wakeSlack
+	}
+	return []string{"BLPOP", a.l.bell, a.wakeKey(), strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)}
 }
 
-// unblockAfter ends c's BLPOP from the auxiliary connection after d with
-// CLIENT UNBLOCK: an idle Redis applies blocking timeouts only every 1/hz
-// seconds (100 ms by default), which would stretch every pause. The
-// returned stop cancels the timer, or waits for the unblock under way, and
-// must be called before the auxiliary connection is used again. Where the
-// server refuses CLIENT UNBLOCK the server's timeout is left to end the
-// pause.
-func (a *attempt) unblockAfter(ctx context.Context, c *conn, d time.Duration) (stop func()) {
+// wakeSlack is how much longer than its pause a BLPOP may block when the
+// attempt's wake push is to end it: an idle Redis applies blocking
+// timeouts only every 1/hz seconds (100 ms by default), so the server's
+// timeout, set a little later, rarely races the push.
+const wakeSlack = 100 * time.Millisecond
+
+// wakeKey returns the attempt's wake list: a name of its own beside the
+// lock's, in the channel's hash slot on a cluster (BLPOP takes keys of
+// one slot).
+func (a *attempt) wakeKey() string {
+	if a.wake == "" {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+		a.wake = a.l.cl.sideName(a.l.channel, "wake-"+hex.EncodeToString(b[:]))
+	}
+	return a.wake
+}
+
+// wakeAfter ends c's wait on the bell after d by pushing to the
+// attempt's wake list from the auxiliary connection. A push is a write:
+// a server in CLIENT PAUSE WRITE (a failover, an operator) holds it back
+// with the BLPOP, and runs both when the pause ends. (CLIENT UNBLOCK, the
+// obvious means, crashes Redis 7.0, 8.0 and Valkey 8.1 when it names a
+// BLPOP that a write pause holds back: valkey-io/valkey#2111.)
+//
+// The returned stop cancels the timer, or waits for the push under way,
+// and must be called before the auxiliary connection is used again. Where
+// the server refuses the push (an ACL without the wake key) the server's
+// timeout ends the pause.
+func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) {
 	cl := a.l.cl
-	if cl.noUnblock.Load() {
+	if cl.noWake.Load() {
 		return func() {}
 	}
 	aux, err := a.getAux(ctx)
-	if err == nil && c.id == 0 { // RESP2: HELLO did not tell
-		var v resp.Value
-		if v, err = c.do(ctx, "CLIENT", "ID"); err == nil {
-			c.id = v.Int
-		}
-	}
-	if err != nil || c.id == 0 {
+	if err != nil {
 		return func() {}
 	}
-	id := strconv.FormatInt(c.id, 10)
+	cmd := []string{"EVAL", wakeScript, "1", a.wakeKey(), strconv.FormatInt((d + wakeTTL).Milliseconds(), 10)}
 	done := make(chan struct{})
 	t := time.AfterFunc(d, func() {
 		defer close(done)
 		var re resp.Error
-		if _, err := aux.do(ctx, "CLIENT", "UNBLOCK", id); errors.As(err, &re) {
+		if _, err := aux.do(ctx, cmd...); errors.As(err, &re) && re.Code() == "NOPERM" {
 			a.l.log.Debug("pauses end at the server's BLPOP timeout", "err", err)
-			cl.noUnblock.Store(true)
+			cl.noWake.Store(true)
 		}
 	})
 	return func() {
@@ -106,4 +155,28 @@ func (a *attempt) unblockAfter(ctx context.Context, c *conn, d time.Duration) (s
 			<-done
 		}
 	}
+}
+
+// wakeTTL bounds how long a wake push that its waiter did not take (the
+// bell came first) stays in the keyspace.
+const wakeTTL = time.Second
+
+// bellFree reports whether the bell's key is absent or the bell's own, so
+// that this attempt may block on it. A list of the user's under that name
+// is not popped: the attempt polls instead.
+func (a *attempt) bellFree(ctx context.Context) (bool, error) {
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		return false, err
+	}
+	v, err := aux.do(ctx, "EVAL", bellFreeScript, "1", a.l.bell, bellValue)
+	var re resp.Error
+	if errors.As(err, &re) {
+		a.l.log.Debug("no release bell: waiters poll", "err", err)
+		if re.Code() == "NOPERM" { // an ACL: so for every lock of the Client
+			a.l.cl.noBell.Store(true)
+		}
+		return false, nil
+	}
+	return err == nil && v.Int == 1, err
 }

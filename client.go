@@ -49,10 +49,10 @@ type Client struct {
 	// (ACL, or a key of another type): waiters then poll.
 	noBell atomic.Bool
 
-	// noUnblock is set once the server refused CLIENT UNBLOCK (ACL,
-	// miniredis): a waiter's pause then ends at the server's BLPOP
-	// timeout, which an idle Redis applies only every 1/hz seconds.
-	noUnblock atomic.Bool
+	// noWake is set once the server refused a waiter's wake push (an ACL
+	// without the wake keys): a waiter's pause then ends at the server's
+	// BLPOP timeout, which an idle Redis applies only every 1/hz seconds.
+	noWake atomic.Bool
 }
 
 // ErrClientClosed is returned when a closed Client is asked for a

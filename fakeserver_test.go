@@ -140,6 +140,8 @@ func newFakeLockServer(t *testing.T, held int, other func(w io.Writer, args []st
 			io.WriteString(w, "+OK\r\n")
 		case args[0] == "PING":
 			io.WriteString(w, "+PONG\r\n")
+		case args[0] == "EVAL": // the bell's key is free; a wake push
+			io.WriteString(w, ":1\r\n")
 		default:
 			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
 		}

@@ -276,9 +276,19 @@ func jitter(d time.Duration) time.Duration {
 // waits for the release bell) on, and the auxiliary one it counts, pings,
 // kills and unblocks with.
 type attempt struct {
-	l      *Lock
-	sub    *conn // the would-be holder connection
-	aux    *conn // commands while sub is subscribed (RESP2, miniredis) or blocked
+	l   *Lock
+	sub *conn // the would-be holder connection
+	// subClean says that sub is known to be unsubscribed, to carry the
+	// Client's name and to await no reply: only then may it go back to
+	// the pool. Any other sub is closed, which makes the server drop its
+	// subscription and name.
+	subClean bool
+	aux      *conn // commands while sub is subscribed (RESP2, miniredis) or blocked
+	wake     string // the wake list of this attempt's bell waits (see wakeKey)
+	// bellChecked is set once the bell's key was found absent or the
+	// bell's own; noBell once it was found to be the user's (a list this
+	// attempt must not pop): the attempt then polls.
+	bellChecked, noBell bool
 	freed  bool  // the last try's check killed a silent holder, or found it gone
 	raced  bool  // the last try found others subscribed, gone by its announcement
 	redo   bool  // the last try's connection failed: try again at once
@@ -287,9 +297,15 @@ type attempt struct {
 	connFailures int // tries in a row whose connection failed
 }
 
+// close gives back the attempt's connections: sub only when it is clean,
+// else it is closed.
 func (a *attempt) close() {
+	if a.sub != nil && !a.subClean {
+		a.sub.close()
+	}
 	a.l.cl.put(a.sub)
 	a.l.cl.put(a.aux)
+	a.sub, a.aux = nil, nil
 }
 
 func (a *attempt) getAux(ctx context.Context) (*conn, error) {
@@ -327,7 +343,14 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 	raced := a.freed || a.raced // the last try found nobody left too
 	a.freed, a.raced, a.redo = false, false, false
 	optimistic := true
-	if wait > 0 && l.cl.noBell.Load() {
+	if wait > 0 && !a.bellChecked && !a.noBell && !l.cl.noBell.Load() {
+		free, err := a.bellFree(ctx)
+		if err != nil {
+			return nil, err
+		}
+		a.bellChecked, a.noBell = free, !free
+	}
+	if wait > 0 && (l.cl.noBell.Load() || a.noBell) {
 		if err := sleepCtx(ctx, wait); err != nil {
 			return nil, err
 		}
@@ -354,7 +377,7 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 			return nil, ctx.Err()
 		}
 	}
-	if a.sub != nil && (a.sub.failed() != nil || !l.cl.serves(a.sub, l.channel)) {
+	if a.sub != nil && (!a.subClean || a.sub.failed() != nil || !l.cl.serves(a.sub, l.channel)) {
 		a.sub.close()
 		a.sub = nil
 	}
@@ -365,6 +388,7 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 		}
 		a.sub = c
 	}
+	a.subClean = false // from the write on, it may be subscribed and named
 	n, token, belled, err := a.subscribe(ctx, wait)
 	for r := 0; err != nil && r < maxRedirects && l.cl.redirected(err, a.sub); r++ {
 		// Cluster: the channel's slot moved (MOVED); the Client has
@@ -430,6 +454,8 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 	if err != nil {
 		a.sub.close()
 		a.sub = nil
+	} else {
+		a.subClean = true
 	}
 	if len(pings) > 0 {
 		// Contenders that pinged listed this connection, subscribed and
@@ -557,7 +583,7 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	defer func() { c.onPush = nil }()
 	var cmds [][]string
 	if wait > 0 {
-		cmds = append(cmds, l.bellWait(wait))
+		cmds = append(cmds, a.bellWait(wait))
 	}
 	first := len(cmds) // replies before SETNAME's
 	cmds = append(cmds, []string{"CLIENT", "SETNAME", l.name}, []string{l.ps.subscribe, l.channel})
@@ -568,15 +594,22 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 		}
 		cmds = append(cmds, []string{"PUBSUB", l.ps.numsub, l.channel})
 	}
-	stopUnblock := func() {}
+	stopWake := func() {}
 	if wait > 0 {
-		stopUnblock = a.unblockAfter(ctx, c, wait)
+		stopWake = a.wakeAfter(ctx, wait)
 	}
 	waited := wait == 0 // BLPOP answered
-	err = c.pipelineBlocking(ctx, wait, cmds, func(i int, v resp.Value) error {
+	block := wait
+	if wait > 0 {
+		block += wakeSlack
+	}
+	err = c.pipelineBlocking(ctx, block, cmds, func(i int, v resp.Value) error {
 		switch i -= first; {
 		case i < 0:
-			waited, belled = true, !v.IsNull()
+			// [key, element]: the bell rang, or the wake list ended the
+			// pause; null: the server's timeout did.
+			waited = true
+			belled = len(v.Elems) == 2 && string(v.Elems[0].Str) == l.bell
 		case i == 1 && l.cfg.Fencing:
 			token = v.Int
 		case i >= 1:
@@ -585,14 +618,19 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 		}
 		return nil
 	})
-	stopUnblock()
+	stopWake()
 	var re resp.Error
 	if _, redirect := isRedirect(err); !waited && !redirect && errors.As(err, &re) {
 		switch re.Code() {
 		case "UNBLOCKED", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
 			// The server's state changed under the wait (a failover, a
 			// slot moving): not a refusal.
-		default: // NOPERM, WRONGTYPE, a server without float timeouts
+		case "WRONGTYPE", "READONLY", "OOM":
+			// A key of the user's under the bell's name, a replica, a
+			// full memory: this attempt polls.
+			l.log.Debug("no release bell: this attempt polls", "err", err)
+			a.noBell = true
+		default: // NOPERM, a server without float timeouts
 			l.log.Debug("no release bell: waiters poll", "err", err)
 			l.cl.noBell.Store(true)
 		}
