@@ -22,14 +22,11 @@ import (
 func TestWaitersSurvivePause(t *testing.T) {
 	for _, pause := range []string{"WRITE", "ALL", "FAILOVER"} {
 		t.Run(pause, func(t *testing.T) {
-			s := redistest.Redis(t)
+			s := redistest.Redis(t, "--repl-diskless-sync-delay", "0")
 			var replica *redistest.Server
 			if pause == "FAILOVER" {
-				replica = redistest.Redis(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.Port()))
-				waitFor(t, func() bool {
-					info, _ := s.Do("INFO", "replication")
-					return strings.Contains(info, "state=online")
-				})
+				replica = redistest.Redis(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.Port()),
+					"--repl-diskless-sync-delay", "0")
 			}
 			ctx := context.Background()
 			holder := newLock(t, "jobs", Config{URL: s.URL()})
@@ -51,18 +48,17 @@ func TestWaitersSurvivePause(t *testing.T) {
 			for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
 				var err error
 				if pause == "FAILOVER" {
-					_, err = s.Do("FAILOVER", "TO", "127.0.0.1", strconv.Itoa(replica.Port()), "TIMEOUT", "200", "FORCE")
-					time.Sleep(300 * time.Millisecond)
-					_, _ = s.Do("FAILOVER", "ABORT")
-					_, _ = s.Do("REPLICAOF", "NO", "ONE")
-					_, _ = replica.Do("REPLICAOF", "127.0.0.1", strconv.Itoa(s.Port()))
+					// To the replica and back: each pauses the primary's
+					// writes until the other has caught up.
+					failover(t, s, replica)
+					failover(t, replica, s)
 				} else {
 					ms := 20 + rand.IntN(150)
 					_, err = s.Do("CLIENT", "PAUSE", strconv.Itoa(ms), pause)
 					time.Sleep(time.Duration(ms+rand.IntN(40)) * time.Millisecond)
 				}
 				if err != nil {
-					t.Logf("pause: %v", err)
+					t.Fatalf("pause: %v", err)
 				}
 				if _, err := s.Do("PING"); err != nil {
 					t.Fatalf("the server died during the pauses: %v\n%s", err, strings.Join(lastLines(s), "\n"))
@@ -100,4 +96,22 @@ func lastLines(s *redistest.Server) []string {
 	b, _ := os.ReadFile(s.Logfile())
 	lines := strings.Split(string(b), "\n")
 	return lines[max(len(lines)-20, 0):]
+}
+
+// failover makes replica the primary with FAILOVER on primary, and waits
+// until both have switched roles.
+func failover(t *testing.T, primary, replica *redistest.Server) {
+	t.Helper()
+	waitFor(t, func() bool {
+		info, _ := primary.Do("INFO", "replication")
+		return strings.Contains(info, "state=online")
+	})
+	if _, err := primary.Do("FAILOVER", "TO", "127.0.0.1", strconv.Itoa(replica.Port()), "TIMEOUT", "2000"); err != nil {
+		t.Fatalf("FAILOVER: %v", err)
+	}
+	waitFor(t, func() bool {
+		a, _ := primary.Do("ROLE")
+		b, _ := replica.Do("ROLE")
+		return strings.HasPrefix(a, "slave") && strings.HasPrefix(b, "master")
+	})
 }
