@@ -36,6 +36,10 @@ type Client struct {
 	idle   map[string][]*conn // idle connections by server address
 	closed bool
 
+	// closing ends when Close is called: it ends the Acquires under way.
+	closing context.Context
+	close   context.CancelFunc
+
 	// subCmds is 1 when a subscribed RESP3 connection may run commands
 	// other than the SUBSCRIBE family (real Redis 6+), 0 until known,
 	// -1 when it may not (miniredis, RESP2).
@@ -75,6 +79,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		maxIdle = 16
 	}
 	cl := &Client{dc: dc, maxIdle: max(maxIdle, 0), idle: make(map[string][]*conn)}
+	cl.closing, cl.close = context.WithCancel(context.Background())
 	switch {
 	case topo.cluster != nil:
 		cl.cluster = newClusterMap(topo.cluster, dc.tls != nil)
@@ -84,11 +89,13 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	return cl, nil
 }
 
-// Close closes the idle connections, and in sentinel mode stops watching
-// the sentinels. Connections in use by held locks stay open until those
-// locks are released, and are then closed; from Close on, a failover no
-// longer ends their holds at once, only when the old primary drops them.
+// Close closes the idle connections, ends the Acquires under way with
+// ErrClientClosed, and in sentinel mode stops watching the sentinels.
+// Connections in use by held locks stay open until those locks are
+// released, and are then closed; from Close on, a failover no longer ends
+// their holds at once, only when the old primary drops them.
 func (cl *Client) Close() error {
+	cl.close()
 	cl.mu.Lock()
 	idle := cl.idle
 	cl.idle, cl.closed = nil, true

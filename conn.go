@@ -91,7 +91,13 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 	}
 	nc, err := dial(ctx, dc.network, dc.addr)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", dc.addr, err)
+		err = fmt.Errorf("dial %s: %w", dc.addr, err)
+		if ctx.Err() != nil || deadlinePassed(ctx) {
+			// The caller's deadline or DialTimeout passed during the
+			// dial: say so in a way errors.Is recognises.
+			return nil, fmt.Errorf("%w (%v)", ctxCause(ctx), err)
+		}
+		return nil, err
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
@@ -107,7 +113,11 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 		t := tls.Client(nc, cfg)
 		if err := t.HandshakeContext(ctx); err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("TLS handshake with %s: %w", dc.addr, err)
+			err = fmt.Errorf("TLS handshake with %s: %w", dc.addr, err)
+			if ctx.Err() != nil || deadlinePassed(ctx) {
+				return nil, fmt.Errorf("%w (%v; does the server speak TLS?)", ctxCause(ctx), err)
+			}
+			return nil, err
 		}
 		nc = t
 	}
@@ -258,11 +268,23 @@ func deadlinePassed(ctx context.Context) bool {
 
 // ctxErr is the error of a round trip cut short by its context.
 func ctxErr(ctx context.Context, err error) error {
-	cause := context.Cause(ctx)
-	if cause == nil {
-		cause = context.DeadlineExceeded
+	return fmt.Errorf("%w (connection closed: %v)", ctxCause(ctx), err)
+}
+
+// ctxCause is the error of an ended ctx: it matches ctx.Err()
+// (context.Canceled or context.DeadlineExceeded) and the cause given to
+// context.WithCancelCause or WithDeadlineCause, if any. A deadline that
+// passed before ctx noticed it counts as DeadlineExceeded. A Client
+// closed under an Acquire gives ErrClientClosed alone.
+func ctxCause(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	switch {
+	case err == nil:
+		return context.DeadlineExceeded
+	case cause == nil || cause == err || errors.Is(cause, err) || errors.Is(cause, ErrClientClosed):
+		return cause
 	}
-	return fmt.Errorf("%w (connection closed: %v)", cause, err)
+	return fmt.Errorf("%w: %w", err, cause)
 }
 
 // do runs one command synchronously and returns its reply. An error reply

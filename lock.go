@@ -183,6 +183,11 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		ctx, cancel = context.WithDeadlineCause(ctx, until.Add(l.cfg.UnavailableTimeout), errNoAnswer)
 		defer cancel()
 	}
+	// Client.Close ends a waiting Acquire with ErrClientClosed.
+	ctx, cancelClosed := context.WithCancelCause(ctx)
+	defer cancelClosed(nil)
+	stopClosed := context.AfterFunc(l.cl.closing, func() { cancelClosed(ErrClientClosed) })
+	defer stopClosed()
 	a := &attempt{l: l}
 	defer a.close()
 	ping := once           // ping a holder found (a scheduled poll, or TryAcquire)
@@ -190,7 +195,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	var wait time.Duration // the try first waits up to this long for the release bell
 	for try := 0; ; try++ {
 		if err := ctx.Err(); err != nil {
-			return l.opErr("acquire", context.Cause(ctx))
+			return l.opErr("acquire", ctxCause(ctx))
 		}
 		h, err := a.try(ctx, ping, wait)
 		if h != nil {
@@ -202,7 +207,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return l.opErr("acquire", context.Cause(ctx))
+				return l.opErr("acquire", ctxCause(ctx))
 			}
 			return l.opErr("acquire", err)
 		}
@@ -228,7 +233,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			// back off, leaving the lock free: try again after a short,
 			// random pause, which breaks the tie.
 			if err := sleepCtx(ctx, time.Duration(rand.Int64N(int64(raceBackoff)))); err != nil {
-				return l.opErr("acquire", context.Cause(ctx))
+				return l.opErr("acquire", ctxCause(ctx))
 			}
 			ping, wait = false, 0
 			continue
