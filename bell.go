@@ -78,19 +78,6 @@ redis.call('LTRIM', KEYS[1], 0, 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`
 
-// bellFreeScript returns 1 when the bell's key is absent or the bell's
-// own, so that a waiter may block on it without taking a user's element.
-const bellFreeScript = bellOurs + `if ours then return 1 end
-return 0`
-
-// wakeScript pushes to a waiter's wake list, which only that waiter
-// blocks on, and lets it expire after ARGV[1] milliseconds; a key that
-// exists already is left alone.
-const wakeScript = `if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('LPUSH', KEYS[1], '1')
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1`
-
 // bellWait returns the BLPOP that holds a try back on the bell and the
 // attempt's wake list, for up to d (at least a millisecond) plus
 // wakeSlack: the attempt's own wake push ends the pause on time (see
@@ -140,12 +127,14 @@ func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) 
 	if err != nil {
 		return func() {}
 	}
-	cmd := []string{"EVAL", wakeScript, "1", a.wakeKey(), strconv.FormatInt((d + wakeTTL).Milliseconds(), 10)}
+	// Two plain commands, no script: the key's random name is the wake's
+	// own, and a push the waiter did not take expires.
+	cmds := [][]string{{"LPUSH", a.wakeKey(), "1"}, {"PEXPIRE", a.wakeKey(), strconv.FormatInt((d + wakeTTL).Milliseconds(), 10)}}
 	done := make(chan struct{})
 	t := time.AfterFunc(d, func() {
 		defer close(done)
 		var re resp.Error
-		if _, err := aux.do(ctx, cmd...); errors.As(err, &re) && re.Code() == "NOPERM" {
+		if err := aux.pipeline(ctx, cmds, nil); errors.As(err, &re) && re.Code() == "NOPERM" {
 			a.l.log.Debug("pauses end at the server's BLPOP timeout", "err", err)
 			cl.noWake.Store(true)
 		}
@@ -169,14 +158,36 @@ func (a *attempt) bellFree(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	v, err := aux.do(ctx, "EVAL", bellFreeScript, "1", a.l.bell, bellValue)
+	var typ string
+	var n int64 = -1
+	var first resp.Value
+	err = aux.pipeline(ctx, [][]string{{"TYPE", a.l.bell}, {"LLEN", a.l.bell}, {"LINDEX", a.l.bell, "0"}},
+		func(i int, v resp.Value) error {
+			switch i {
+			case 0:
+				typ = string(v.Str)
+			case 1:
+				n = v.Int
+			case 2:
+				first = v
+			}
+			return nil
+		})
 	var re resp.Error
-	if errors.As(err, &re) {
+	if errors.As(err, &re) && typ == "" {
 		a.l.log.Debug("no release bell: waiters poll", "err", err)
 		if re.Code() == "NOPERM" { // an ACL: so for every lock of the Client
 			a.l.cl.noBell.Store(true)
 		}
 		return false, nil
 	}
-	return err == nil && v.Int == 1, err
+	switch {
+	case typ == "none":
+		return true, nil
+	case typ == "list":
+		return n == 1 && string(first.Str) == bellValue, nil
+	case err != nil && !errors.As(err, &re):
+		return false, err
+	}
+	return false, nil // a key of another type: LLEN refused it (WRONGTYPE)
 }

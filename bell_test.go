@@ -297,10 +297,10 @@ func TestBellPauseEndsOnTime(t *testing.T) {
 		if strings.Contains(stats, "cmdstat_client|unblock") {
 			t.Error("CLIENT UNBLOCK was sent")
 		}
-		_, rest, found := strings.Cut(stats, "cmdstat_eval:calls=")
+		_, rest, found := strings.Cut(stats, "cmdstat_lpush:calls=")
 		calls, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
-		if !found || calls < 4 {
-			t.Errorf("EVAL called %d times, want a wake push per pause and a bell check", calls)
+		if !found || calls < 3 {
+			t.Errorf("LPUSH called %d times, want a wake push per pause", calls)
 		}
 		if v := serverDo(t, url, "KEYS", "jobs-wake-*"); len(v.Elems) > 1 {
 			t.Errorf("wake keys left: %v", v)

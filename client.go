@@ -128,6 +128,19 @@ func (cl *Client) get(ctx context.Context, channel string) (*conn, error) {
 	return cl.nodeConn(ctx, cl.dc.addr)
 }
 
+// getReady is get for a hold's worker: it never returns a connection still
+// carrying another hold's release, whose reads wait for that hold's worker
+// (two workers could otherwise each wait for the other).
+func (cl *Client) getReady(ctx context.Context, channel string) (*conn, error) {
+	c, err := cl.get(ctx, channel)
+	if err != nil || !c.draining() {
+		return c, err
+	}
+	addr := c.addr
+	cl.put(c)
+	return cl.dialNode(ctx, addr)
+}
+
 // nodeConn returns an idle connection to addr or dials one.
 func (cl *Client) nodeConn(ctx context.Context, addr string) (*conn, error) {
 	if c := cl.idleConn(addr); c != nil {

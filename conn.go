@@ -64,6 +64,7 @@ type conn struct {
 	// released hold has read the last reply it awaits (see sendFinal); the
 	// next synchronous user writes at once but reads only after that.
 	drain <-chan struct{}
+	final bool // sendFinal wrote: no command may follow from the reader's side
 
 	emu sync.Mutex // guards err
 	err error      // sticky fatal error
@@ -325,7 +326,7 @@ func (c *conn) pipelineBlocking(ctx context.Context, block time.Duration, cmds [
 		limit = time.Now().Add(block + c.replyTimeout)
 	}
 	stop := c.watchUntil(ctx, limit)
-	err := c.roundTrip(cmds, fn)
+	err := c.roundTrip(ctx, limit, cmds, fn)
 	ended := stop()
 	var re resp.Error
 	if err == nil || errors.As(err, &re) || errors.Is(err, errCallback) {
@@ -349,7 +350,9 @@ func (c *conn) pipelineBlocking(ctx context.Context, block time.Duration, cmds [
 // errCallback wraps errors returned by a pipeline callback.
 var errCallback = errors.New("reply rejected")
 
-func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) error {
+// roundTrip writes cmds and reads their replies. Behind a released hold's
+// replies (drain) it waits no longer than ctx and limit allow.
+func (c *conn) roundTrip(ctx context.Context, limit time.Time, cmds [][]string, fn func(i int, v resp.Value) error) error {
 	c.wmu.Lock()
 	drain := c.drain
 	if len(c.pending) > 0 && drain == nil {
@@ -371,7 +374,9 @@ func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) er
 	if drain != nil {
 		// Our commands queue behind the released hold's; its reader
 		// stops right after their last reply.
-		<-drain
+		if err := awaitDrain(ctx, limit, drain); err != nil {
+			return err
+		}
 		if err := c.failed(); err != nil {
 			return err
 		}
@@ -425,6 +430,25 @@ func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) er
 		}
 	}
 	return first
+}
+
+// awaitDrain waits for drain to close, up to ctx's end or limit (zero:
+// no limit).
+func awaitDrain(ctx context.Context, limit time.Time, drain <-chan struct{}) error {
+	var expired <-chan time.Time
+	if !limit.IsZero() {
+		t := time.NewTimer(time.Until(limit))
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-drain:
+		return nil
+	case <-ctx.Done():
+		return ctxCause(ctx)
+	case <-expired:
+		return fmt.Errorf("released hold's replies not read: %w", os.ErrDeadlineExceeded)
+	}
 }
 
 // confirmKind returns the kind of push that confirms a command of the
@@ -529,7 +553,7 @@ func (c *conn) send(ch chan<- reply, args ...string) error {
 // sendBatch is send for several commands in one write; chans[i] receives
 // the reply to cmds[i].
 func (c *conn) sendBatch(cmds [][]string, chans []chan<- reply) error {
-	return c.sendFinal(cmds, chans, nil)
+	return c.sendQueued(cmds, chans, nil, false)
 }
 
 // errReleased is returned by send once sendFinal has handed the
@@ -542,15 +566,20 @@ var errReleased = errors.New("connection released")
 // the reader does after the last reply it awaits. Later sends fail with
 // errReleased until then.
 func (c *conn) sendFinal(cmds [][]string, chans []chan<- reply, drain <-chan struct{}) error {
+	return c.sendQueued(cmds, chans, drain, true)
+}
+
+// sendQueued is sendBatch and sendFinal.
+func (c *conn) sendQueued(cmds [][]string, chans []chan<- reply, drain <-chan struct{}, final bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.failed(); err != nil {
 		return err
 	}
-	if c.drain != nil {
+	if c.drain != nil || c.final {
 		return errReleased
 	}
-	c.drain = drain
+	c.drain, c.final = drain, final
 	c.wbuf = c.wbuf[:0]
 	for i, args := range cmds {
 		c.wbuf = resp.AppendCommand(c.wbuf, args...)
@@ -566,6 +595,35 @@ func (c *conn) sendFinal(cmds [][]string, chans []chan<- reply, drain <-chan str
 		return c.fatal(fmt.Errorf("write: %w", err))
 	}
 	return nil
+}
+
+// endUnsolicited is called by the reader goroutine when the server ends
+// the subscription: it reports true when sendFinal has written (the
+// unsubscribe is the release's own), and otherwise makes err the
+// connection's fatal error before sendFinal can write, and returns false.
+func (c *conn) endUnsolicited(err error) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.final {
+		return true
+	}
+	c.fatal(err)
+	return false
+}
+
+// beginHold readies the connection for a new hold's reader goroutine.
+func (c *conn) beginHold() {
+	c.wmu.Lock()
+	c.final = false
+	c.wmu.Unlock()
+}
+
+// draining reports whether the connection still carries a released
+// hold's replies, which its next user must wait for.
+func (c *conn) draining() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.drain != nil
 }
 
 // writeTimeout bounds a write to a connection read by another goroutine, so

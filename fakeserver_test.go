@@ -140,7 +140,11 @@ func newFakeLockServer(t *testing.T, held int, other func(w io.Writer, args []st
 			io.WriteString(w, "+OK\r\n")
 		case args[0] == "PING":
 			io.WriteString(w, "+PONG\r\n")
-		case args[0] == "EVAL": // the bell's key is free; a wake push
+		case args[0] == "TYPE": // the bell's key is free
+			io.WriteString(w, "+none\r\n")
+		case args[0] == "LINDEX":
+			io.WriteString(w, "_\r\n")
+		case args[0] == "LLEN", args[0] == "LPUSH", args[0] == "PEXPIRE", args[0] == "EVAL":
 			io.WriteString(w, ":1\r\n")
 		default:
 			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")

@@ -288,16 +288,16 @@ type attempt struct {
 	// the pool. Any other sub is closed, which makes the server drop its
 	// subscription and name.
 	subClean bool
-	aux      *conn // commands while sub is subscribed (RESP2, miniredis) or blocked
+	aux      *conn  // commands while sub is subscribed (RESP2, miniredis) or blocked
 	wake     string // the wake list of this attempt's bell waits (see wakeKey)
 	// bellChecked is set once the bell's key was found absent or the
 	// bell's own; noBell once it was found to be the user's (a list this
 	// attempt must not pop): the attempt then polls.
 	bellChecked, noBell bool
-	freed  bool  // the last try's check killed a silent holder, or found it gone
-	raced  bool  // the last try found others subscribed, gone by its announcement
-	redo   bool  // the last try's connection failed: try again at once
-	waited bool  // a try found the lock held: the new holder rings the bell
+	freed               bool // the last try's check killed a silent holder, or found it gone
+	raced               bool // the last try found others subscribed, gone by its announcement
+	redo                bool // the last try's connection failed: try again at once
+	waited              bool // a try found the lock held: the new holder rings the bell
 
 	connFailures int // tries in a row whose connection failed
 }
@@ -871,14 +871,20 @@ func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (holderState, error) 
 		return holderGone, nil
 	}
 
-	wait, cancel := context.WithTimeout(ctx, l.cfg.UnavailableTimeout)
+	watched, gone := context.WithCancelCause(ctx)
+	wait, cancel := context.WithTimeout(watched, l.cfg.UnavailableTimeout)
+	stopWatch := l.watchHolder(ctx, aux, before, listErr == nil, gone)
 	err = awaitPush(wait, r, func() bool { return answered })
 	cancel()
+	stopWatch()
+	gone(nil)
 	switch {
 	case answered:
 		return holderAlive, nil
 	case ctx.Err() != nil:
 		return holderGone, ctx.Err()
+	case errors.Is(context.Cause(watched), errHolderLeft):
+		return holderGone, nil
 	case r.failed() != nil && !errors.Is(err, context.DeadlineExceeded):
 		return holderGone, err
 	case listErr != nil:
@@ -889,6 +895,75 @@ func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (holderState, error) 
 		return holderGone, err // the silent subscribers left on their own
 	}
 	return holderKilled, nil
+}
+
+// errHolderLeft ends a contender's wait for the holder's answer when the
+// holder it pinged is gone (crashed, or released).
+var errHolderLeft = errors.New("the holder left")
+
+// watchHolder watches, while a contender waits for the holder's answer to
+// its ping, whether the holders listed before the ping (or, where clients
+// cannot be listed, any subscriber) are still there, every CheckInterval
+// on aux: a holder that crashed after the ping cannot answer, and waiting
+// UnavailableTimeout for it would hold the lock up for nothing. When they
+// are gone it calls gone(errHolderLeft). stop ends the watch and returns
+// once aux is free again.
+func (l *Lock) watchHolder(ctx context.Context, aux *conn, before []clientInfo, listed bool, gone context.CancelCauseFunc) (stop func()) {
+	var ids []int64
+	for _, b := range before {
+		if b.name == l.name && b.subscribed() {
+			ids = append(ids, b.id)
+		}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(l.cfg.CheckInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			left, err := l.holdersLeft(ctx, aux, ids, listed)
+			if err != nil {
+				return
+			}
+			if left {
+				gone(errHolderLeft)
+				return
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
+// holdersLeft reports whether none of the holder connections ids is still
+// subscribed under the lock's name, or, when they cannot be listed or none
+// was, whether the channel has no subscriber left.
+func (l *Lock) holdersLeft(ctx context.Context, aux *conn, ids []int64, listed bool) (bool, error) {
+	if !listed || len(ids) == 0 {
+		n, err := l.numsub(ctx, aux)
+		return n == 0, err
+	}
+	v, err := aux.do(ctx, "CLIENT", "LIST", "TYPE", "pubsub")
+	if err != nil {
+		return false, err
+	}
+	now, err := parseClientList(v.Str)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range now {
+		if slices.Contains(ids, n.id) && n.name == l.name && n.subscribed() {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // killSilent kills the holder connections in before that still hold the

@@ -85,7 +85,7 @@ func TestMinimalACL(t *testing.T) {
 	s := redistest.Redis(t, "--user", "locker", "on", ">secret", "resetchannels", "&jobs", "&jobs-*",
 		"~jobs-released", "~jobs-fence", "~jobs-wake-*",
 		"+subscribe", "+unsubscribe", "+publish", "+pubsub|numsub", "+client|setname", "+client|list",
-		"+client|kill", "+blpop", "+eval", "+lpush", "+ltrim", "+pexpire", "+type", "+llen", "+lindex", "+exists",
+		"+client|kill", "+blpop", "+eval", "+lpush", "+ltrim", "+pexpire", "+type", "+llen", "+lindex",
 		"+ping", "+hello", "+incr", "+select")
 	url := "redis://locker:secret@" + s.Addr()
 	ctx := context.Background()

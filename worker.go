@@ -58,6 +58,7 @@ func newHold(l *Lock, c *conn, token int64, waited bool) *hold {
 		resetName:  make(chan reply, 1),
 	}
 	h.waited.Store(waited || len(c.pings) > 0)
+	c.beginHold()
 	go h.work()
 	return h
 }
@@ -152,9 +153,13 @@ func (h *hold) read() {
 				}
 			case h.l.ps.unsubscribed:
 				if len(v.Elems) == 3 && string(v.Elems[1].Str) == h.l.channel {
-					if !h.releasing.Load() {
+					// Only the release's own UNSUBSCRIBE, written by
+					// sendFinal, ends the hold cleanly; one that comes
+					// before it was written (even once releasing is set)
+					// is the server's, and the release's replies are
+					// still to come: the connection is retired.
+					if !h.c.endUnsolicited(errUnsubscribed) {
 						h.end(errUnsubscribed)
-						h.c.fatal(errUnsubscribed) // never re-subscribed
 						return
 					}
 					unsubscribed = true
@@ -227,7 +232,7 @@ func (h *hold) answerPing(replyCh string) {
 	ctx, cancel := context.WithTimeout(context.Background(), h.l.cfg.UnavailableTimeout)
 	defer cancel()
 	if h.answer == nil || h.answer.failed() != nil {
-		c, err := h.l.cl.get(ctx, h.l.channel)
+		c, err := h.l.cl.getReady(ctx, h.l.channel)
 		if err != nil {
 			h.l.log.Debug("cannot answer ping", "err", err)
 			return
@@ -256,7 +261,7 @@ func (h *hold) noteLate(replyCh string) {
 func (l *Lock) answerPings(ctx context.Context, c *conn, replyChs []string, then ...[]string) error {
 	if c == nil {
 		var err error
-		if c, err = l.cl.get(ctx, l.channel); err != nil {
+		if c, err = l.cl.getReady(ctx, l.channel); err != nil {
 			return err
 		}
 		defer l.cl.put(c)
@@ -350,8 +355,8 @@ func (h *hold) release(ctx context.Context) error {
 		h.c.fatal(ctxErr(ctx, errConnClosed))
 		<-h.workerDone
 	}
-	h.l.cl.put(h.c) // closed if it failed: the server dropped the subscription
-	return nil
+	h.l.cl.put(h.c)    // closed if it failed: the server dropped the subscription
+	return h.lostErr() // lost before the release was written
 }
 
 // errDrainTimeout closes a released connection whose last replies did
