@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pubsublock/pubsublock/resp"
@@ -46,6 +47,11 @@ type Lock struct {
 	cl       *Client
 	ps       pubsub // classic, or sharded on a cluster
 	log      *slog.Logger
+
+	// bellFreeAt is when an attempt last found the bell's key absent or
+	// the bell's own (UnixNano; 0: never): attempts within bellRecheck of
+	// it do not look again.
+	bellFreeAt atomic.Int64
 
 	mu    sync.Mutex // guards h and busy
 	h     *hold      // current hold, nil when not held
@@ -263,6 +269,10 @@ func (l *Lock) opErr(op string, err error) error {
 // Timeout (and UnavailableTimeout more) was over.
 var errNoAnswer = fmt.Errorf("no answer from the server within Timeout: %w", context.DeadlineExceeded)
 
+// bellRecheck is how long a finding that the bell's key is free holds:
+// a list the user creates under that name is respected from then on.
+const bellRecheck = time.Second
+
 // maxConnFailures bounds the tries in a row that may fail on their
 // connection before Acquire gives up with the error.
 const maxConnFailures = 3
@@ -349,11 +359,18 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 	a.freed, a.raced, a.redo = false, false, false
 	optimistic := true
 	if wait > 0 && !a.bellChecked && !a.noBell && !l.cl.noBell.Load() {
-		free, err := a.bellFree(ctx)
-		if err != nil {
-			return nil, err
+		if at := l.bellFreeAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < bellRecheck {
+			a.bellChecked = true
+		} else {
+			free, err := a.bellFree(ctx)
+			if err != nil {
+				return nil, err
+			}
+			a.bellChecked, a.noBell = free, !free
+			if free {
+				l.bellFreeAt.Store(time.Now().UnixNano())
+			}
 		}
-		a.bellChecked, a.noBell = free, !free
 	}
 	if wait > 0 && (l.cl.noBell.Load() || a.noBell) {
 		if err := sleepCtx(ctx, wait); err != nil {
