@@ -289,7 +289,7 @@ func jitter(d time.Duration) time.Duration {
 
 // attempt is the state of one Acquire: the connection it subscribes (and
 // waits for the release bell) on, and the auxiliary one it counts, pings,
-// kills and unblocks with.
+// kills and wakes with.
 type attempt struct {
 	l   *Lock
 	sub *conn // the would-be holder connection
