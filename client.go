@@ -2,11 +2,9 @@ package pubsublock
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -58,10 +56,6 @@ type Client struct {
 	// BLPOP timeout, which an idle Redis applies only every 1/hz seconds.
 	noWake atomic.Bool
 }
-
-// ErrClientClosed is returned when a closed Client is asked for a
-// connection.
-var ErrClientClosed = errors.New("pubsublock: client closed")
 
 // NewClient returns a Client for the server cfg describes. It checks the
 // settings but does not dial.
@@ -280,27 +274,4 @@ func (cl *Client) sideName(channel, suffix string) string {
 		return sameSlot(channel, suffix)
 	}
 	return channel + "-" + suffix
-}
-
-// pubsub names the commands and push kinds of classic or sharded pub/sub.
-type pubsub struct {
-	subscribe, unsubscribe, publish string // SUBSCRIBE, UNSUBSCRIBE, PUBLISH or their S forms
-	numsub                          string // PUBSUB subcommand: NUMSUB or SHARDNUMSUB
-	subscribed, unsubscribed        string // confirmation push kinds
-	message                         string // message push kind
-}
-
-var (
-	classic = pubsub{"SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", "NUMSUB", "subscribe", "unsubscribe", "message"}
-	sharded = pubsub{"SSUBSCRIBE", "SUNSUBSCRIBE", "SPUBLISH", "SHARDNUMSUB", "ssubscribe", "sunsubscribe", "smessage"}
-)
-
-// pingMessage is the JSON a contender publishes, byte for byte as Python's
-// json.dumps writes it for an ASCII channel.
-func pingMessage(replyCh string) string {
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(replyCh) // a string always encodes
-	return `{"response_channel": ` + strings.TrimSuffix(b.String(), "\n") + `, "message": "ping"}`
 }

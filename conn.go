@@ -646,3 +646,62 @@ func (c *conn) deliver(v resp.Value) error {
 	}
 	return nil
 }
+
+// awaitPush reads frames from c until done reports true. Replies are not
+// expected and are an error.
+func awaitPush(ctx context.Context, c *conn, done func() bool) error {
+	if done() {
+		return nil
+	}
+	// Waiting for a push is not a round trip: only ctx bounds it.
+	stop := c.watchUntil(ctx, time.Time{})
+	defer stop()
+	for !done() {
+		v, push, err := c.readFrame()
+		if err != nil {
+			if ctx.Err() != nil || deadlinePassed(ctx) {
+				err = ctxErr(ctx, err)
+			}
+			return c.fatal(err)
+		}
+		if !push {
+			return c.fatal(fmt.Errorf("%w: unexpected reply %.64s", resp.ErrProtocol, v.String()))
+		}
+		if c.onPush != nil {
+			c.onPush(v)
+		}
+	}
+	return nil
+}
+
+// subscribeSync subscribes c to channel and waits for the confirmation.
+func subscribeSync(ctx context.Context, c *conn, ps pubsub, channel string) error {
+	// pipeline reads up to the subscribe confirmation.
+	return c.pipeline(ctx, [][]string{{ps.subscribe, channel}}, nil)
+}
+
+// unsubscribe sends cmd (UNSUBSCRIBE or SUNSUBSCRIBE) for channel on a
+// connection read synchronously and drains it up to the confirmation, so
+// messages already queued for the channel are consumed.
+func unsubscribe(ctx context.Context, c *conn, cmd, channel string) error {
+	// pipeline reads up to the confirmation; pushes on the way go to onPush.
+	return c.pipeline(ctx, [][]string{{cmd, channel}}, nil)
+}
+
+// idleReplies reports whether no reply is awaited.
+func (c *conn) idleReplies() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return len(c.pending) == 0
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}

@@ -126,17 +126,6 @@ func roleOf(ctx context.Context, c *conn) (string, error) {
 	return string(v.Elems[0].Str), nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
 // resolve returns the primary's address, asking the sentinels when it is
 // not known. While a failover runs (an event said so, or the sentinel
 // flags the primary o_down or failover_in_progress), no address is

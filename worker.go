@@ -2,10 +2,8 @@ package pubsublock
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,15 +178,6 @@ func (h *hold) read() {
 	}
 }
 
-// maxPing is the largest message parsed as a ping; anything longer is
-// ignored. A real ping is about 80 bytes.
-const maxPing = 4096
-
-// ping is the JSON a contender publishes on the lock channel.
-type ping struct {
-	ResponseChannel string `json:"response_channel"`
-}
-
 // onMessage answers a ping by publishing the Unix time to its
 // response_channel, as portalocker's holder does. Anything else is logged
 // and ignored: nothing published on the channel stops the worker.
@@ -274,26 +263,6 @@ func (l *Lock) answerPings(ctx context.Context, c *conn, replyChs []string, then
 	return c.pipeline(ctx, append(cmds, then...), nil)
 }
 
-// answerStamp is the answer to a ping: the Unix time in seconds with 7
-// decimals, as Python prints time.time().
-func answerStamp() string {
-	return strconv.FormatFloat(float64(time.Now().UnixNano())/1e9, 'f', 7, 64)
-}
-
-// parsePing returns the response_channel of a ping: a JSON object of at
-// most maxPing bytes with a non-empty string response_channel. Other keys
-// (portalocker sends "message": "ping") are ignored.
-func parsePing(payload []byte) (replyCh string, ok bool) {
-	if len(payload) > maxPing {
-		return "", false
-	}
-	var p ping
-	if err := json.Unmarshal(payload, &p); err != nil || p.ResponseChannel == "" {
-		return "", false
-	}
-	return p.ResponseChannel, true
-}
-
 // release unsubscribes. See Lock.Release.
 //
 // On a pooled connection it does not wait for the server: the unsubscribe,
@@ -362,10 +331,3 @@ func (h *hold) release(ctx context.Context) error {
 // errDrainTimeout closes a released connection whose last replies did
 // not come within UnavailableTimeout.
 var errDrainTimeout = errors.New("no reply to the release within UnavailableTimeout")
-
-// idleReplies reports whether no reply is awaited.
-func (c *conn) idleReplies() bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return len(c.pending) == 0
-}
