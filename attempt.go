@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pubsublock/pubsublock/resp"
@@ -37,8 +38,11 @@ func jitter(d time.Duration) time.Duration {
 // waits for the release bell) on, and the auxiliary one it counts, pings,
 // kills and wakes with.
 type attempt struct {
-	l   *Lock
-	sub *conn // the would-be holder connection
+	s *spec
+	// bellFreeAt is the Lock's record of when the bell's key was last
+	// found free (see Lock.bellFreeAt).
+	bellFreeAt *atomic.Int64
+	sub        *conn // the would-be holder connection
 	// subClean says that sub is known to be unsubscribed, to carry the
 	// Client's name and to await no reply: only then may it go back to
 	// the pool. Any other sub is closed, which makes the server drop its
@@ -64,8 +68,8 @@ func (a *attempt) close() {
 	if a.sub != nil && !a.subClean {
 		a.sub.close()
 	}
-	a.l.cl.put(a.sub)
-	a.l.cl.put(a.aux)
+	a.s.cl.put(a.sub)
+	a.s.cl.put(a.aux)
 	a.sub, a.aux = nil, nil
 }
 
@@ -74,12 +78,12 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 		a.aux.close()
 		a.aux = nil
 	}
-	if a.aux != nil && !a.l.cl.serves(a.aux, a.l.channel) { // cluster slot or primary moved
-		a.l.cl.put(a.aux)
+	if a.aux != nil && !a.s.cl.serves(a.aux, a.s.channel) { // cluster slot or primary moved
+		a.s.cl.put(a.aux)
 		a.aux = nil
 	}
 	if a.aux == nil {
-		c, err := a.l.cl.get(ctx, a.l.channel)
+		c, err := a.s.cl.get(ctx, a.s.channel)
 		if err != nil {
 			return nil, err
 		}
@@ -100,12 +104,12 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 // ping is set, unless the bell woke the try: a holder that took the lock
 // since the bell rang is alive.
 func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold, error) {
-	l := a.l
+	l := a.s
 	raced := a.freed || a.raced // the last try found nobody left too
 	a.freed, a.raced, a.redo = false, false, false
 	optimistic := true
 	if wait > 0 && !a.bellChecked && !a.noBell && !l.cl.noBell.Load() {
-		if at := l.bellFreeAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < bellRecheck {
+		if at := a.bellFreeAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < bellRecheck {
 			a.bellChecked = true
 		} else {
 			free, err := a.bellFree(ctx)
@@ -114,7 +118,7 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 			}
 			a.bellChecked, a.noBell = free, !free
 			if free {
-				l.bellFreeAt.Store(time.Now().UnixNano())
+				a.bellFreeAt.Store(time.Now().UnixNano())
 			}
 		}
 	}
@@ -251,7 +255,7 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 func (a *attempt) answer(ctx context.Context, pings []notedPing) {
 	var chs []string
 	for _, p := range pings {
-		if p.channel == a.l.channel && p.replyCh != a.l.waiting {
+		if p.channel == a.s.channel && p.replyCh != a.s.waiting {
 			chs = append(chs, p.replyCh)
 		}
 	}
@@ -260,10 +264,10 @@ func (a *attempt) answer(ctx context.Context, pings []notedPing) {
 	}
 	aux, err := a.getAux(ctx)
 	if err == nil {
-		err = a.l.answerPings(ctx, aux, chs)
+		err = a.s.answerPings(ctx, aux, chs)
 	}
 	if err != nil {
-		a.l.log.Debug("cannot answer ping", "err", err)
+		a.s.log.Debug("cannot answer ping", "err", err)
 	}
 }
 
@@ -272,7 +276,7 @@ func (a *attempt) answer(ctx context.Context, pings []notedPing) {
 // server that cannot kill clients it does not ping: a silent holder could
 // not be removed anyway.
 func (a *attempt) check(ctx context.Context) (free bool) {
-	l := a.l
+	l := a.s
 	if l.cl.killCmds.Load() < 0 {
 		return false
 	}
@@ -302,8 +306,8 @@ func (a *attempt) check(ctx context.Context) (free bool) {
 // goes on to hold the lock, its worker answers these first: the contender
 // that sent one listed this connection as a subscriber and would
 // otherwise kill it for its silence.
-func (l *Lock) notePing(c *conn, v resp.Value) {
-	if !isKind(v, l.ps.message) || len(v.Elems) != 3 || string(v.Elems[1].Str) != l.channel {
+func (s *spec) notePing(c *conn, v resp.Value) {
+	if !isKind(v, s.ps.message) || len(v.Elems) != 3 || string(v.Elems[1].Str) != s.channel {
 		return
 	}
 	ch, ok := parsePing(v.Elems[2].Str)
@@ -313,7 +317,7 @@ func (l *Lock) notePing(c *conn, v resp.Value) {
 	if len(c.pings) == maxNotedPings {
 		c.pings = slices.Delete(c.pings, 0, 1)
 	}
-	c.pings = append(c.pings, notedPing{channel: l.channel, replyCh: ch})
+	c.pings = append(c.pings, notedPing{channel: s.channel, replyCh: ch})
 }
 
 // notedPing is a ping seen by a contending connection.
@@ -330,7 +334,7 @@ const maxNotedPings = 16
 // confirmed. With wait > 0 the server holds it all back until the release
 // bell rings (belled) or wait is over.
 func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, token int64, belled bool, err error) {
-	l := a.l
+	l := a.s
 	c := a.sub
 	// The token is taken after our SUBSCRIBE and before the count, so a
 	// later holder, who must subscribe after our count, gets a larger one.
@@ -438,10 +442,10 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 // wakeSlack: the attempt's own wake push ends the pause on time (see
 // wakeAfter), and the server's timeout is the backstop.
 func (a *attempt) bellWait(d time.Duration) []string {
-	if !a.l.cl.noWake.Load() {
+	if !a.s.cl.noWake.Load() {
 		d += wakeSlack
 	}
-	return []string{"BLPOP", a.l.bell, a.wakeKey(), strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)}
+	return []string{"BLPOP", a.s.bell, a.wakeKey(), strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)}
 }
 
 // wakeSlack is how much longer than its pause a BLPOP may block when the
@@ -457,7 +461,7 @@ func (a *attempt) wakeKey() string {
 	if a.wake == "" {
 		var b [8]byte
 		binary.LittleEndian.PutUint64(b[:], rand.Uint64())
-		a.wake = a.l.cl.sideName(a.l.channel, "wake-"+hex.EncodeToString(b[:]))
+		a.wake = a.s.cl.sideName(a.s.channel, "wake-"+hex.EncodeToString(b[:]))
 	}
 	return a.wake
 }
@@ -474,7 +478,7 @@ func (a *attempt) wakeKey() string {
 // the server refuses the push (an ACL without the wake key) the server's
 // timeout ends the pause.
 func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) {
-	cl := a.l.cl
+	cl := a.s.cl
 	if cl.noWake.Load() {
 		return func() {}
 	}
@@ -490,7 +494,7 @@ func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) 
 		defer close(done)
 		var re resp.Error
 		if err := aux.pipeline(ctx, cmds, nil); errors.As(err, &re) && re.Code() == "NOPERM" {
-			a.l.log.Debug("pauses end at the server's BLPOP timeout", "err", err)
+			a.s.log.Debug("pauses end at the server's BLPOP timeout", "err", err)
 			cl.noWake.Store(true)
 		}
 	})
@@ -516,7 +520,7 @@ func (a *attempt) bellFree(ctx context.Context) (bool, error) {
 	var typ string
 	var n int64 = -1
 	var first resp.Value
-	err = aux.pipeline(ctx, [][]string{{"TYPE", a.l.bell}, {"LLEN", a.l.bell}, {"LINDEX", a.l.bell, "0"}},
+	err = aux.pipeline(ctx, [][]string{{"TYPE", a.s.bell}, {"LLEN", a.s.bell}, {"LINDEX", a.s.bell, "0"}},
 		func(i int, v resp.Value) error {
 			switch i {
 			case 0:
@@ -530,9 +534,9 @@ func (a *attempt) bellFree(ctx context.Context) (bool, error) {
 		})
 	var re resp.Error
 	if errors.As(err, &re) && typ == "" {
-		a.l.log.Debug("no release bell: waiters poll", "err", err)
+		a.s.log.Debug("no release bell: waiters poll", "err", err)
 		if re.Code() == "NOPERM" { // an ACL: so for every lock of the Client
-			a.l.cl.noBell.Store(true)
+			a.s.cl.noBell.Store(true)
 		}
 		return false, nil
 	}
@@ -553,17 +557,17 @@ func (a *attempt) bellFree(ctx context.Context) (bool, error) {
 // channel. The token comes from the importing node (ASKING, INCR), then
 // the subscribers are counted again on c, so that the count still follows
 // the token.
-func (l *Lock) fenceAsked(ctx context.Context, c *conn) (n, token int64, err error) {
-	if l.cl.cluster == nil {
+func (s *spec) fenceAsked(ctx context.Context, c *conn) (n, token int64, err error) {
+	if s.cl.cluster == nil {
 		return 0, 0, fmt.Errorf("%w: ASK redirect outside cluster mode", resp.ErrProtocol)
 	}
-	v, err := l.cl.doKey(ctx, l.fence, "INCR", l.fence)
+	v, err := s.cl.doKey(ctx, s.fence, "INCR", s.fence)
 	if err != nil {
 		return 0, 0, err
 	}
 	if v.Type != resp.TypeInteger {
 		return 0, 0, fmt.Errorf("%w: INCR reply %.40s", resp.ErrProtocol, v.String())
 	}
-	n, err = l.numsub(ctx, c)
+	n, err = s.numsub(ctx, c)
 	return n, v.Int, err
 }

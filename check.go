@@ -12,16 +12,16 @@ import (
 	"github.com/pubsublock/pubsublock/resp"
 )
 
-func (l *Lock) logCheck(st holderState, err error) {
+func (s *spec) logCheck(st holderState, err error) {
 	switch {
 	case err != nil:
-		l.log.Warn("cannot check holder", "err", err)
+		s.log.Warn("cannot check holder", "err", err)
 	case st == holderAlive:
-		l.log.Debug("holder alive")
+		s.log.Debug("holder alive")
 	case st == holderKilled:
-		l.log.Info("killed silent holder")
+		s.log.Info("killed silent holder")
 	default:
-		l.log.Debug("holder gone before the ping")
+		s.log.Debug("holder gone before the ping")
 	}
 }
 
@@ -50,27 +50,27 @@ type holderState int
 
 // checkOrKill is the contender's liveness check, using aux for commands
 // and a second connection for the reply channel.
-func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (holderState, error) {
-	replyCh := l.cl.replyChannel(l.channel)
-	r, err := l.cl.get(ctx, l.channel)
+func (s *spec) checkOrKill(ctx context.Context, aux *conn) (holderState, error) {
+	replyCh := s.cl.replyChannel(s.channel)
+	r, err := s.cl.get(ctx, s.channel)
 	if err != nil {
 		return holderGone, err
 	}
 	answered := false
 	r.onPush = func(v resp.Value) {
 		// A subscribe confirmation is not an answer.
-		if isKind(v, l.ps.message) && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh {
+		if isKind(v, s.ps.message) && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh {
 			answered = true
 		}
 	}
 	defer func() {
 		// Drain every answer up to the unsubscribe confirmation.
-		if r.failed() == nil && unsubscribe(context.WithoutCancel(ctx), r, l.ps.unsubscribe, replyCh) != nil {
+		if r.failed() == nil && unsubscribe(context.WithoutCancel(ctx), r, s.ps.unsubscribe, replyCh) != nil {
 			r.close()
 		}
-		l.cl.put(r)
+		s.cl.put(r)
 	}()
-	if err := subscribeSync(ctx, r, l.ps, replyCh); err != nil {
+	if err := subscribeSync(ctx, r, s.ps, replyCh); err != nil {
 		return holderGone, err
 	}
 
@@ -84,7 +84,7 @@ func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (holderState, error) 
 		published bool
 	)
 	ping := pingMessage(replyCh)
-	err = aux.pipeline(ctx, [][]string{{"CLIENT", "LIST", "TYPE", "pubsub"}, {l.ps.publish, l.channel, ping}},
+	err = aux.pipeline(ctx, [][]string{{"CLIENT", "LIST", "TYPE", "pubsub"}, {s.ps.publish, s.channel, ping}},
 		func(i int, v resp.Value) error {
 			if v.Type == resp.TypeInteger {
 				receivers, published = v.Int, true
@@ -96,21 +96,21 @@ func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (holderState, error) 
 	var re resp.Error
 	if errors.As(err, &re) && published {
 		listErr, err = err, nil // CLIENT LIST refused (miniredis, ACL); the ping went out
-		l.cl.killCmds.Store(-1)
+		s.cl.killCmds.Store(-1)
 	}
 	if err != nil {
 		return holderGone, err
 	}
 	if listErr == nil {
-		l.cl.killCmds.Store(1)
+		s.cl.killCmds.Store(1)
 	}
 	if receivers == 0 {
 		return holderGone, nil
 	}
 
 	watched, gone := context.WithCancelCause(ctx)
-	wait, cancel := context.WithTimeout(watched, l.cfg.UnavailableTimeout)
-	stopWatch := l.watchHolder(ctx, aux, before, listErr == nil, gone)
+	wait, cancel := context.WithTimeout(watched, s.cfg.UnavailableTimeout)
+	stopWatch := s.watchHolder(ctx, aux, before, listErr == nil, gone)
 	err = awaitPush(wait, r, func() bool { return answered })
 	cancel()
 	stopWatch()
@@ -127,7 +127,7 @@ func (l *Lock) checkOrKill(ctx context.Context, aux *conn) (holderState, error) 
 	case listErr != nil:
 		return holderGone, fmt.Errorf("%w: %w", ErrKillUnsupported, listErr)
 	}
-	killed, err := l.killSilent(ctx, aux, before)
+	killed, err := s.killSilent(ctx, aux, before)
 	if err != nil || killed == 0 {
 		return holderGone, err // the silent subscribers left on their own
 	}
@@ -145,17 +145,17 @@ var errHolderLeft = errors.New("the holder left")
 // UnavailableTimeout for it would hold the lock up for nothing. When they
 // are gone it calls gone(errHolderLeft). stop ends the watch and returns
 // once aux is free again.
-func (l *Lock) watchHolder(ctx context.Context, aux *conn, before []clientInfo, listed bool, gone context.CancelCauseFunc) (stop func()) {
+func (s *spec) watchHolder(ctx context.Context, aux *conn, before []clientInfo, listed bool, gone context.CancelCauseFunc) (stop func()) {
 	var ids []int64
 	for _, b := range before {
-		if b.name == l.name && b.subscribed() {
+		if b.name == s.name && b.subscribed() {
 			ids = append(ids, b.id)
 		}
 	}
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(l.cfg.CheckInterval)
+		t := time.NewTicker(s.cfg.CheckInterval)
 		defer t.Stop()
 		for {
 			select {
@@ -163,7 +163,7 @@ func (l *Lock) watchHolder(ctx context.Context, aux *conn, before []clientInfo, 
 				return
 			case <-t.C:
 			}
-			left, err := l.holdersLeft(ctx, aux, ids, listed)
+			left, err := s.holdersLeft(ctx, aux, ids, listed)
 			if err != nil {
 				return
 			}
@@ -182,9 +182,9 @@ func (l *Lock) watchHolder(ctx context.Context, aux *conn, before []clientInfo, 
 // holdersLeft reports whether none of the holder connections ids is still
 // subscribed under the lock's name, or, when they cannot be listed or none
 // was, whether the channel has no subscriber left.
-func (l *Lock) holdersLeft(ctx context.Context, aux *conn, ids []int64, listed bool) (bool, error) {
+func (s *spec) holdersLeft(ctx context.Context, aux *conn, ids []int64, listed bool) (bool, error) {
 	if !listed || len(ids) == 0 {
-		n, err := l.numsub(ctx, aux)
+		n, err := s.numsub(ctx, aux)
 		return n == 0, err
 	}
 	v, err := aux.do(ctx, "CLIENT", "LIST", "TYPE", "pubsub")
@@ -196,7 +196,7 @@ func (l *Lock) holdersLeft(ctx context.Context, aux *conn, ids []int64, listed b
 		return false, err
 	}
 	for _, n := range now {
-		if slices.Contains(ids, n.id) && n.name == l.name && n.subscribed() {
+		if slices.Contains(ids, n.id) && n.name == s.name && n.subscribed() {
 			return false, nil
 		}
 	}
@@ -205,7 +205,7 @@ func (l *Lock) holdersLeft(ctx context.Context, aux *conn, ids []int64, listed b
 
 // killSilent kills the holder connections in before that still hold the
 // channel's client name and a subscription, and says how many.
-func (l *Lock) killSilent(ctx context.Context, aux *conn, before []clientInfo) (killed int, err error) {
+func (s *spec) killSilent(ctx context.Context, aux *conn, before []clientInfo) (killed int, err error) {
 	v, err := aux.do(ctx, "CLIENT", "LIST", "TYPE", "pubsub")
 	if err != nil {
 		return 0, err
@@ -216,16 +216,16 @@ func (l *Lock) killSilent(ctx context.Context, aux *conn, before []clientInfo) (
 	}
 	var kill [][]string
 	for _, b := range before {
-		if b.name != l.name || !b.subscribed() {
+		if b.name != s.name || !b.subscribed() {
 			continue
 		}
 		for _, n := range now {
 			// Still subscribed and still named: a connection that has
 			// left and subscribed again since the list answers pings it
 			// saw on the way (see conn.pings), so it is not killed.
-			if n.id == b.id && n.name == l.name && n.subscribed() {
+			if n.id == b.id && n.name == s.name && n.subscribed() {
 				kill = append(kill, []string{"CLIENT", "KILL", "ID", strconv.FormatInt(n.id, 10)})
-				l.log.Info("killing silent holder", "id", n.id, "addr", n.addr)
+				s.log.Info("killing silent holder", "id", n.id, "addr", n.addr)
 			}
 		}
 	}

@@ -89,8 +89,8 @@ func (hc *healthCheck) stop() {
 // should the node stop serving the slot without unsubscribing the holder,
 // ends it too.
 func (h *hold) probe() []string {
-	if h.l.cl.cluster != nil && h.c.resp3 && h.l.cl.subCmds.Load() > 0 {
-		return []string{"EXISTS", h.l.fence}
+	if h.s.cl.cluster != nil && h.c.resp3 && h.s.cl.subCmds.Load() > 0 {
+		return []string{"EXISTS", h.s.fence}
 	}
 	return []string{"PING"}
 }

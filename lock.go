@@ -3,7 +3,6 @@ package pubsublock
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -14,17 +13,7 @@ import (
 // acquired and released any number of times. All methods are safe for
 // concurrent use; see the package documentation.
 type Lock struct {
-	channel  string
-	name     string   // client name of the holder connection: channel + "-lock"
-	fence    string   // key of the fencing counter: channel + "-fence" (see Client.fenceKey)
-	bell     string   // key of the release bell: channel + "-released" (see bell.go)
-	ring     []string // the command that rings the bell (see ringCmd)
-	waiting  string   // reply channel of a waiter's announcement: channel + "-waiting"
-	announce string   // a waiter's announcement: a ping answered on waiting
-	cfg      Config
-	cl       *Client
-	ps       pubsub // classic, or sharded on a cluster
-	log      *slog.Logger
+	*spec // what New derived from the channel and Config; never changes
 
 	// bellFreeAt is when an attempt last found the bell's key absent or
 	// the bell's own (UnixNano; 0: never): attempts within bellRecheck of
@@ -54,27 +43,9 @@ func New(channel string, cfg Config) (*Lock, error) {
 			return nil, err
 		}
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	ended := make(chan struct{})
 	close(ended)
-	bell, waiting := cl.bellKey(channel), cl.sideName(channel, "waiting") // on a cluster, searched for once
-	return &Lock{
-		channel:  channel,
-		name:     channel + "-lock",
-		fence:    cl.fenceKey(channel),
-		bell:     bell,
-		ring:     ringCmd(bell, cfg.CheckInterval),
-		waiting:  waiting,
-		announce: pingMessage(waiting),
-		cfg:      cfg,
-		cl:       cl,
-		ps:       cl.pubsub(),
-		log:      log.With("channel", channel),
-		ended:    ended,
-	}, nil
+	return &Lock{spec: newSpec(channel, cfg, cl), ended: ended}, nil
 }
 
 // Channel returns the lock's channel.
@@ -172,7 +143,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	defer cancelClosed(nil)
 	stopClosed := context.AfterFunc(l.cl.closing, func() { cancelClosed(ErrClientClosed) })
 	defer stopClosed()
-	a := &attempt{l: l}
+	a := &attempt{s: l.spec, bellFreeAt: &l.bellFreeAt}
 	defer a.close()
 	ping := once           // ping a holder found (a scheduled poll, or TryAcquire)
 	tookOver := false      // once: the one extra try after killing a silent holder was made
@@ -236,11 +207,11 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 
 // opErr wraps an error of operation op ("acquire", "check") on the lock;
 // nil stays nil.
-func (l *Lock) opErr(op string, err error) error {
+func (s *spec) opErr(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("pubsublock: %s %s: %w", op, l.channel, err)
+	return fmt.Errorf("pubsublock: %s %s: %w", op, s.channel, err)
 }
 
 // errNoAnswer ends an Acquire whose server did not answer before its

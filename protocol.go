@@ -4,12 +4,53 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pubsublock/pubsublock/resp"
 )
+
+// spec is what a Lock is about, derived once by New from the channel and
+// the Config: the names it uses on the server, the commands it sends, its
+// timings, its Client and logger. The phases (attempt, hold, check) take a
+// spec, not the Lock, and nothing changes it after New.
+type spec struct {
+	channel  string
+	name     string   // client name of the holder connection: channel + "-lock"
+	fence    string   // key of the fencing counter: channel + "-fence" (see Client.fenceKey)
+	bell     string   // key of the release bell: channel + "-released" (see bell.go)
+	ring     []string // the command that rings the bell (see ringCmd)
+	waiting  string   // reply channel of a waiter's announcement: channel + "-waiting"
+	announce string   // a waiter's announcement: a ping answered on waiting
+	cfg      Config   // with defaults applied
+	cl       *Client
+	ps       pubsub // classic, or sharded on a cluster
+	log      *slog.Logger
+}
+
+// newSpec derives the spec of a lock on channel; cfg has its defaults.
+func newSpec(channel string, cfg Config, cl *Client) *spec {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	bell, waiting := cl.bellKey(channel), cl.sideName(channel, "waiting") // on a cluster, searched for once
+	return &spec{
+		channel:  channel,
+		name:     channel + "-lock",
+		fence:    cl.fenceKey(channel),
+		bell:     bell,
+		ring:     ringCmd(bell, cfg.CheckInterval),
+		waiting:  waiting,
+		announce: pingMessage(waiting),
+		cfg:      cfg,
+		cl:       cl,
+		ps:       cl.pubsub(),
+		log:      log.With("channel", channel),
+	}
+}
 
 // pubsub names the commands and push kinds of classic or sharded pub/sub.
 type pubsub struct {
@@ -59,12 +100,12 @@ func parsePing(payload []byte) (replyCh string, ok bool) {
 }
 
 // numsub counts the subscribers of the lock's channel.
-func (l *Lock) numsub(ctx context.Context, c *conn) (int64, error) {
-	v, err := c.do(ctx, "PUBSUB", l.ps.numsub, l.channel)
+func (s *spec) numsub(ctx context.Context, c *conn) (int64, error) {
+	v, err := c.do(ctx, "PUBSUB", s.ps.numsub, s.channel)
 	if err != nil {
 		return 0, err
 	}
-	return numsubCount(v, l.channel)
+	return numsubCount(v, s.channel)
 }
 
 // numsubCount reads the count of a PUBSUB NUMSUB (or SHARDNUMSUB) reply
