@@ -54,10 +54,8 @@ type attempt struct {
 	// bell's own; noBell once it was found to be the user's (a list this
 	// attempt must not pop): the attempt then polls.
 	bellChecked, noBell bool
-	freed               bool // the last try's check killed a silent holder, or found it gone
-	raced               bool // the last try found others subscribed, gone by its announcement
-	redo                bool // the last try's connection failed: try again at once
-	waited              bool // a try found the lock held: the new holder rings the bell
+	last                outcome // what the last try found
+	waited              bool    // a try found the lock held: the new holder rings the bell
 
 	connFailures int // tries in a row whose connection failed
 }
@@ -92,9 +90,50 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 	return a.aux, nil
 }
 
-// try makes one attempt at the lock. It returns the new hold, or nil and
-// nil when the lock is held elsewhere, or an error that ends Acquire
-// (dialing, authentication, ctx).
+// errTryAgain marks a try's failure that is not the server's refusal of
+// the lock: a try on a new connection may succeed.
+var errTryAgain = errors.New("try again")
+
+// refusedWhileSubscribed reports whether err is a server's refusal to run
+// a command on a subscribed connection. It has no error code of its own
+// (it is ERR), so the wording decides, in this one place. Redis 7 and
+// Valkey say "ERR Can't execute '<cmd>': only (P|S)SUBSCRIBE /
+// (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+// Redis 6.2 "only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET
+// ...", miniredis (which refuses them even in RESP3) "only (P)SUBSCRIBE /
+// (P)UNSUBSCRIBE / PING / QUIT are allowed in this context".
+func refusedWhileSubscribed(err error) bool {
+	var re resp.Error
+	if !errors.As(err, &re) || re.Code() != "ERR" {
+		return false
+	}
+	msg := string(re)
+	return strings.Contains(msg, "only (P") && strings.Contains(msg, "allowed in this context")
+}
+
+// outcome is what one try found.
+type outcome int
+
+const (
+	// busy: the lock is held elsewhere; wait (or give up), then try again.
+	busy outcome = iota
+	// taken: the try took the lock; it returns the hold.
+	taken
+	// again: the try's connection failed (stale in the pool, killed, or
+	// its wait for the bell broke off); try again at once on a new one.
+	again
+	// freed: the holder was dead, silent and killed, or gone by the time
+	// it was pinged or told of this waiter; try again at once.
+	freed
+	// raced: as freed, for the second try in a row: contenders in step
+	// see each other and all back off; try again after a short random
+	// pause, which breaks the tie.
+	raced
+)
+
+// try makes one attempt at the lock and says what it found; with taken
+// it returns the new hold. An error ends Acquire (dialing,
+// authentication, a refused command, ctx).
 //
 // A try subscribes at once (optimistic), which takes an unheld lock in
 // one round trip. With wait > 0 it is first held back by the server until
@@ -103,18 +142,18 @@ func (a *attempt) getAux(ctx context.Context) (*conn, error) {
 // before it subscribes, as portalocker does. A holder found is pinged when
 // ping is set, unless the bell woke the try: a holder that took the lock
 // since the bell rang is alive.
-func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold, error) {
+func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out outcome, h *hold, err error) {
+	defer func() { a.last = out }()
 	l := a.s
-	raced := a.freed || a.raced // the last try found nobody left too
-	a.freed, a.raced, a.redo = false, false, false
+	inStep := a.last == freed || a.last == raced // the last try found nobody left too
 	optimistic := true
-	if wait > 0 && !a.bellChecked && !a.noBell && !l.cl.noBell.Load() {
+	if wait > 0 && !a.bellChecked && !a.noBell && !l.cl.caps.bell.no() {
 		if at := a.bellFreeAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < bellRecheck {
 			a.bellChecked = true
 		} else {
 			free, err := a.bellFree(ctx)
 			if err != nil {
-				return nil, err
+				return busy, nil, err
 			}
 			a.bellChecked, a.noBell = free, !free
 			if free {
@@ -122,31 +161,30 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 			}
 		}
 	}
-	if wait > 0 && (l.cl.noBell.Load() || a.noBell) {
+	if wait > 0 && (l.cl.caps.bell.no() || a.noBell) {
 		if err := sleepCtx(ctx, wait); err != nil {
-			return nil, err
+			return busy, nil, err
 		}
 		optimistic, wait = false, 0
 	}
 	if !optimistic {
 		aux, err := a.getAux(ctx)
 		if err != nil {
-			return nil, err
+			return busy, nil, err
 		}
 		n, err := l.numsub(ctx, aux)
 		if err != nil {
 			var re resp.Error
 			if errors.As(err, &re) || ctx.Err() != nil || a.connFailures >= maxConnFailures {
-				return nil, err
+				return busy, nil, err
 			}
-			// A stale connection: drop it and its idle siblings, and redo.
+			// A stale connection: drop it and its idle siblings.
 			a.connFailures++
 			l.cl.dropIdle(aux.addr)
-			a.redo = true
-			return nil, nil
+			return again, nil, nil
 		}
 		if n > 0 && (!ping || !a.check(ctx)) {
-			return nil, ctx.Err()
+			return busy, nil, ctx.Err()
 		}
 	}
 	if a.sub != nil && (!a.subClean || a.sub.failed() != nil || !l.cl.serves(a.sub, l.channel)) {
@@ -156,7 +194,7 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 	if a.sub == nil {
 		c, err := l.cl.get(ctx, l.channel)
 		if err != nil {
-			return nil, err
+			return busy, nil, err
 		}
 		a.sub = c
 	}
@@ -168,17 +206,17 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 		l.log.Debug("redirected", "err", err)
 		a.sub.close()
 		if a.sub, err = l.cl.get(ctx, l.channel); err != nil {
-			return nil, err
+			return busy, nil, err
 		}
 		n, token, belled, err = a.subscribe(ctx, 0)
 	}
 	if err != nil {
 		var re resp.Error
-		if errors.As(err, &re) && re.Code() != "" && !strings.Contains(err.Error(), "only (P") {
-			return nil, err // e.g. NOPERM: no use retrying
+		if errors.As(err, &re) && re.Code() != "" && !errors.Is(err, errTryAgain) && !refusedWhileSubscribed(err) {
+			return busy, nil, err // e.g. NOPERM: no use retrying
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return busy, nil, ctx.Err()
 		}
 		// Our connection died (a stale pooled connection, or killed by a
 		// contender), or its wait for the bell failed: try again at once
@@ -191,16 +229,15 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 		a.sub = nil
 		a.connFailures++
 		if a.connFailures > maxConnFailures {
-			return nil, err
+			return busy, nil, err
 		}
-		a.redo = true
-		return nil, nil
+		return again, nil, nil
 	}
 	a.connFailures = 0
 	if n == 1 && a.sub.failed() == nil {
 		h := newHold(l, a.sub, token, a.waited)
 		a.sub = nil
-		return h, nil
+		return taken, h, nil
 	}
 	l.log.Debug("contended", "subscribers", n)
 	a.sub.onPush = func(v resp.Value) { l.notePing(a.sub, v) }
@@ -242,12 +279,14 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (*hold
 		// still subscribed and waits for a bell. Try again at once; only
 		// when that happens twice in a row (contenders in step) after a
 		// short, random pause.
-		a.raced = raced
-		a.freed = !raced
-	case optimistic && ping && !belled && n > 1:
-		a.freed = a.check(ctx)
+		if inStep {
+			return raced, nil, ctx.Err()
+		}
+		return freed, nil, ctx.Err()
+	case optimistic && ping && !belled && n > 1 && a.check(ctx):
+		return freed, nil, ctx.Err()
 	}
-	return nil, ctx.Err()
+	return busy, nil, ctx.Err()
 }
 
 // answer answers pings on the lock's channel that a contending
@@ -277,24 +316,24 @@ func (a *attempt) answer(ctx context.Context, pings []notedPing) {
 // not be removed anyway.
 func (a *attempt) check(ctx context.Context) (free bool) {
 	l := a.s
-	if l.cl.killCmds.Load() < 0 {
+	if l.cl.caps.kill.no() {
 		return false
 	}
 	aux, err := a.getAux(ctx)
 	if err != nil {
 		return false
 	}
-	if l.cl.killCmds.Load() == 0 {
+	if l.cl.caps.kill.unknown() {
 		// Learn whether silent holders can be killed before pinging.
 		var re resp.Error
 		if _, err := aux.do(ctx, "CLIENT", "LIST", "TYPE", "pubsub"); errors.As(err, &re) {
 			l.log.Debug("silent holders cannot be killed here", "err", err)
-			l.cl.killCmds.Store(-1)
+			l.cl.caps.kill.set(false)
 			return false
 		} else if err != nil {
 			return false
 		}
-		l.cl.killCmds.Store(1)
+		l.cl.caps.kill.set(true)
 	}
 	st, err := l.checkOrKill(ctx, aux)
 	l.logCheck(st, err)
@@ -346,7 +385,7 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	}
 	first := len(cmds) // replies before SETNAME's
 	cmds = append(cmds, []string{"CLIENT", "SETNAME", l.name}, []string{l.ps.subscribe, l.channel})
-	inline := c.resp3 && l.cl.subCmds.Load() >= 0
+	inline := c.resp3 && !l.cl.caps.subCmds.no()
 	if inline {
 		if l.cfg.Fencing {
 			cmds = append(cmds, []string{"INCR", l.fence})
@@ -391,17 +430,17 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 			a.noBell = true
 		default: // NOPERM, a server without float timeouts
 			l.log.Debug("no release bell: waiters poll", "err", err)
-			l.cl.noBell.Store(true)
+			l.cl.caps.bell.set(false)
 		}
 		// The commands behind the BLPOP ran at once and may have left c
 		// subscribed, uncounted: the try gives c up as a failed connection
-		// and tries again (%v: not an error reply that ends Acquire).
-		return 0, 0, false, fmt.Errorf("waiting for the release bell: %v", err)
+		// and tries again.
+		return 0, 0, false, fmt.Errorf("%w: waiting for the release bell: %w", errTryAgain, err)
 	}
-	if inline && err != nil && strings.Contains(err.Error(), "only (P") {
+	if inline && err != nil && refusedWhileSubscribed(err) {
 		// miniredis: a subscribed connection refuses other commands even
 		// in RESP3. Remember, and count from the auxiliary connection.
-		l.cl.subCmds.Store(-1)
+		l.cl.caps.subCmds.set(false)
 		inline, err = false, nil
 	}
 	if code, _ := isRedirect(err); code == "ASK" && inline && l.cfg.Fencing {
@@ -411,7 +450,7 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 		return 0, 0, belled, err
 	}
 	if inline {
-		l.cl.subCmds.Store(1)
+		l.cl.caps.subCmds.set(true)
 		return n, token, belled, nil
 	}
 	aux, err := a.getAux(ctx)
@@ -442,7 +481,7 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 // wakeSlack: the attempt's own wake push ends the pause on time (see
 // wakeAfter), and the server's timeout is the backstop.
 func (a *attempt) bellWait(d time.Duration) []string {
-	if !a.s.cl.noWake.Load() {
+	if !a.s.cl.caps.wake.no() {
 		d += wakeSlack
 	}
 	return []string{"BLPOP", a.s.bell, a.wakeKey(), strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)}
@@ -479,7 +518,7 @@ func (a *attempt) wakeKey() string {
 // timeout ends the pause.
 func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) {
 	cl := a.s.cl
-	if cl.noWake.Load() {
+	if cl.caps.wake.no() {
 		return func() {}
 	}
 	aux, err := a.getAux(ctx)
@@ -495,7 +534,7 @@ func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) 
 		var re resp.Error
 		if err := aux.pipeline(ctx, cmds, nil); errors.As(err, &re) && re.Code() == "NOPERM" {
 			a.s.log.Debug("pauses end at the server's BLPOP timeout", "err", err)
-			cl.noWake.Store(true)
+			cl.caps.wake.set(false)
 		}
 	})
 	return func() {
@@ -536,7 +575,7 @@ func (a *attempt) bellFree(ctx context.Context) (bool, error) {
 	if errors.As(err, &re) && typ == "" {
 		a.s.log.Debug("no release bell: waiters poll", "err", err)
 		if re.Code() == "NOPERM" { // an ACL: so for every lock of the Client
-			a.s.cl.noBell.Store(true)
+			a.s.cl.caps.bell.set(false)
 		}
 		return false, nil
 	}

@@ -222,8 +222,8 @@ func TestBellRefusedFallsBackToPolling(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if cl.noBell.Load() != clientWide {
-			t.Errorf("the Client's noBell = %v, want %v", cl.noBell.Load(), clientWide)
+		if cl.caps.bell.no() != clientWide {
+			t.Errorf("the Client's noBell = %v, want %v", cl.caps.bell.no(), clientWide)
 		}
 	}
 	t.Run("wrongtype", func(t *testing.T) {
@@ -287,8 +287,8 @@ func TestBellPauseEndsOnTime(t *testing.T) {
 			t.Fatalf("waiter: %v, want ErrAlreadyLocked", err)
 		}
 		t.Logf("gave up after %v", time.Since(start))
-		if cl.noWake.Load() || cl.noBell.Load() {
-			t.Fatalf("wake refused %v, bell refused %v", cl.noWake.Load(), cl.noBell.Load())
+		if cl.caps.wake.no() || cl.caps.bell.no() {
+			t.Fatalf("wake refused %v, bell refused %v", cl.caps.wake.no(), cl.caps.bell.no())
 		}
 		if miniredis := blockedClients(t, url) < 0; miniredis {
 			return
@@ -433,10 +433,10 @@ func TestBellWaitInterrupted(t *testing.T) {
 		return true
 	})
 	// No pause ends here: the BLPOPs answer at once.
-	cl := f.acquireWaiting(t, func(cl *Client) { cl.noWake.Store(true) })
+	cl := f.acquireWaiting(t, func(cl *Client) { cl.caps.wake.set(false) })
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if blpops != 2 || cl.noBell.Load() {
-		t.Fatalf("%d BLPOPs, bell refused %v; want a second wait and the bell kept", blpops, cl.noBell.Load())
+	if blpops != 2 || cl.caps.bell.no() {
+		t.Fatalf("%d BLPOPs, bell refused %v; want a second wait and the bell kept", blpops, cl.caps.bell.no())
 	}
 }

@@ -96,13 +96,13 @@ func (s *spec) checkOrKill(ctx context.Context, aux *conn) (holderState, error) 
 	var re resp.Error
 	if errors.As(err, &re) && published {
 		listErr, err = err, nil // CLIENT LIST refused (miniredis, ACL); the ping went out
-		s.cl.killCmds.Store(-1)
+		s.cl.caps.kill.set(false)
 	}
 	if err != nil {
 		return holderGone, err
 	}
 	if listErr == nil {
-		s.cl.killCmds.Store(1)
+		s.cl.caps.kill.set(true)
 	}
 	if receivers == 0 {
 		return holderGone, nil

@@ -38,23 +38,7 @@ type Client struct {
 	closing context.Context
 	close   context.CancelFunc
 
-	// subCmds is 1 when a subscribed RESP3 connection may run commands
-	// other than the SUBSCRIBE family (real Redis 6+), 0 until known,
-	// -1 when it may not (miniredis, RESP2).
-	subCmds atomic.Int32
-
-	// killCmds is 1 when CLIENT LIST works (so silent holders can be
-	// killed), 0 until known, -1 when it is refused (miniredis, ACL).
-	killCmds atomic.Int32
-
-	// noBell is set once the server refused BLPOP on a release bell
-	// (ACL, or a key of another type): waiters then poll.
-	noBell atomic.Bool
-
-	// noWake is set once the server refused a waiter's wake push (an ACL
-	// without the wake keys): a waiter's pause then ends at the server's
-	// BLPOP timeout, which an idle Redis applies only every 1/hz seconds.
-	noWake atomic.Bool
+	caps capabilities // what its servers were found to do
 }
 
 // NewClient returns a Client for the server cfg describes. It checks the
@@ -274,4 +258,37 @@ func (cl *Client) sideName(channel, suffix string) string {
 		return sameSlot(channel, suffix)
 	}
 	return channel + "-" + suffix
+}
+
+// capabilities is what a Client learnt of its servers as it used them.
+type capabilities struct {
+	// subCmds: a subscribed RESP3 connection may run commands other than
+	// the SUBSCRIBE family (real Redis 6+); not miniredis, nor RESP2.
+	subCmds support
+	// kill: CLIENT LIST and CLIENT KILL work, so silent holders can be
+	// killed; not miniredis, nor an ACL user without them.
+	kill support
+	// bell: a waiter may block on the release bell; not where an ACL
+	// refuses its commands (waiters then poll).
+	bell support
+	// wake: a waiter's wake push is allowed; where an ACL refuses it, a
+	// waiter's pause ends at the server's BLPOP timeout, which an idle
+	// Redis applies only every 1/hz seconds.
+	wake support
+}
+
+// support is whether a server does one thing: unknown until found out.
+type support struct{ v atomic.Int32 } // 0 unknown, 1 yes, -1 no
+
+func (s *support) unknown() bool { return s.v.Load() == 0 }
+func (s *support) yes() bool     { return s.v.Load() > 0 }
+func (s *support) no() bool      { return s.v.Load() < 0 }
+
+// set records what was found.
+func (s *support) set(ok bool) {
+	if ok {
+		s.v.Store(1)
+	} else {
+		s.v.Store(-1)
+	}
 }

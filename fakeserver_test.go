@@ -158,7 +158,7 @@ func newFakeLockServer(t *testing.T, held int, other func(w io.Writer, args []st
 func (f *fakeServer) redisClient(t *testing.T) *Client {
 	t.Helper()
 	cl := f.client(t)
-	cl.subCmds.Store(1)
+	cl.caps.subCmds.set(true)
 	return cl
 }
 

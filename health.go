@@ -89,7 +89,7 @@ func (hc *healthCheck) stop() {
 // should the node stop serving the slot without unsubscribing the holder,
 // ends it too.
 func (h *hold) probe() []string {
-	if h.s.cl.cluster != nil && h.c.resp3 && h.s.cl.subCmds.Load() > 0 {
+	if h.s.cl.cluster != nil && h.c.resp3 && h.s.cl.caps.subCmds.yes() {
 		return []string{"EXISTS", h.s.fence}
 	}
 	return []string{"PING"}

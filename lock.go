@@ -152,26 +152,26 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		if err := ctx.Err(); err != nil {
 			return l.opErr("acquire", ctxCause(ctx))
 		}
-		h, err := a.try(ctx, ping, wait)
-		if h != nil {
-			l.mu.Lock()
-			l.h = h
-			l.mu.Unlock()
-			l.log.Debug("acquired", "tries", try+1, "token", h.token)
-			return nil
-		}
+		out, h, err := a.try(ctx, ping, wait)
 		if err != nil {
 			if ctx.Err() != nil {
 				return l.opErr("acquire", ctxCause(ctx))
 			}
 			return l.opErr("acquire", err)
 		}
-		if a.redo {
+		switch out {
+		case taken:
+			l.mu.Lock()
+			l.h = h
+			l.mu.Unlock()
+			l.log.Debug("acquired", "tries", try+1, "token", h.token)
+			return nil
+		case again:
 			continue
 		}
 		a.waited = true
 		if once {
-			if (a.freed || a.raced) && !tookOver {
+			if (out == freed || out == raced) && !tookOver {
 				// The holder was silent and killed, or gone by the time
 				// it was pinged or told of this contender: try again, once.
 				tookOver = true
@@ -179,14 +179,11 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			}
 			return ErrAlreadyLocked
 		}
-		if a.freed { // the holder was dead or gone: try again at once
+		switch out {
+		case freed: // the holder was dead or gone: try again at once
 			ping, wait = false, 0
 			continue
-		}
-		if a.raced {
-			// Contenders that tried together can see each other and all
-			// back off, leaving the lock free: try again after a short,
-			// random pause, which breaks the tie.
+		case raced:
 			if err := sleepCtx(ctx, time.Duration(rand.Int64N(int64(raceBackoff)))); err != nil {
 				return l.opErr("acquire", ctxCause(ctx))
 			}

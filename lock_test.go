@@ -110,8 +110,8 @@ func TestMinimalACL(t *testing.T) {
 		if err := b.Acquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
 			t.Fatalf("Acquire of a held lock: %v", err)
 		}
-		if cl.noBell.Load() || cl.noWake.Load() {
-			t.Fatalf("protocol %s: bell refused %v, wake refused %v", proto, cl.noBell.Load(), cl.noWake.Load())
+		if cl.caps.bell.no() || cl.caps.wake.no() {
+			t.Fatalf("protocol %s: bell refused %v, wake refused %v", proto, cl.caps.bell.no(), cl.caps.wake.no())
 		}
 	}
 	// Woken by the bell: its pause is far longer than its context.

@@ -208,7 +208,7 @@ func (h *hold) answerPing(replyCh string) {
 	if replyCh == h.s.waiting {
 		return
 	}
-	if h.c.resp3 && h.s.cl.subCmds.Load() > 0 {
+	if h.c.resp3 && h.s.cl.caps.subCmds.yes() {
 		err := h.c.send(nil, h.s.ps.publish, replyCh, answerStamp())
 		if errors.Is(err, errReleased) { // released meanwhile
 			h.noteLate(replyCh)
