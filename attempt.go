@@ -54,8 +54,9 @@ type attempt struct {
 	// bell's own; noBell once it was found to be the user's (a list this
 	// attempt must not pop): the attempt then polls.
 	bellChecked, noBell bool
-	last                outcome // what the last try found
-	waited              bool    // a try found the lock held: the new holder rings the bell
+	pings               []notedPing // pings seen on sub while it contended (see notePing)
+	last                outcome     // what the last try found
+	waited              bool        // a try found the lock held: the new holder rings the bell
 
 	connFailures int // tries in a row whose connection failed
 }
@@ -235,12 +236,12 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 	}
 	a.connFailures = 0
 	if n == 1 && a.sub.failed() == nil {
-		h := newHold(l, a.sub, token, a.waited)
-		a.sub = nil
+		h := newHold(l, a.sub, token, a.waited, a.pings)
+		a.sub, a.pings = nil, nil
 		return taken, h, nil
 	}
 	l.log.Debug("contended", "subscribers", n)
-	a.sub.onPush = func(v resp.Value) { l.notePing(a.sub, v) }
+	a.sub.onPush = a.notePing
 	// Unsubscribe and drop the holder's name: a connection that lost keeps
 	// no name a contender (portalocker kills by name) would take for a
 	// holder's. Then announce this waiter to the holder, so that its
@@ -258,8 +259,8 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 		return nil
 	})
 	a.sub.onPush = nil
-	pings := a.sub.pings
-	a.sub.pings = nil
+	pings := a.pings
+	a.pings = nil
 	if err != nil {
 		a.sub.close()
 		a.sub = nil
@@ -340,12 +341,12 @@ func (a *attempt) check(ctx context.Context) (free bool) {
 	return err == nil && st != holderAlive
 }
 
-// notePing records, on a connection subscribed outside a hold, the reply
-// channel of a ping that arrived on the lock channel. If the connection
-// goes on to hold the lock, its worker answers these first: the contender
-// that sent one listed this connection as a subscriber and would
-// otherwise kill it for its silence.
-func (s *spec) notePing(c *conn, v resp.Value) {
+// notePing records the reply channel of a ping that arrived on the lock
+// channel while sub was subscribed outside a hold. If sub goes on to hold
+// the lock, its worker answers these first: the contender that sent one
+// listed sub as a subscriber and would otherwise kill it for its silence.
+func (a *attempt) notePing(v resp.Value) {
+	s := a.s
 	if !isKind(v, s.ps.message) || len(v.Elems) != 3 || string(v.Elems[1].Str) != s.channel {
 		return
 	}
@@ -353,16 +354,16 @@ func (s *spec) notePing(c *conn, v resp.Value) {
 	if !ok {
 		return
 	}
-	if len(c.pings) == maxNotedPings {
-		c.pings = slices.Delete(c.pings, 0, 1)
+	if len(a.pings) == maxNotedPings {
+		a.pings = slices.Delete(a.pings, 0, 1)
 	}
-	c.pings = append(c.pings, notedPing{channel: s.channel, replyCh: ch})
+	a.pings = append(a.pings, notedPing{channel: s.channel, replyCh: ch})
 }
 
 // notedPing is a ping seen by a contending connection.
 type notedPing struct{ channel, replyCh string }
 
-// maxNotedPings bounds conn.pings.
+// maxNotedPings bounds attempt.pings.
 const maxNotedPings = 16
 
 // subscribe names a.sub as the holder, subscribes it to the channel, takes
@@ -377,7 +378,8 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	c := a.sub
 	// The token is taken after our SUBSCRIBE and before the count, so a
 	// later holder, who must subscribe after our count, gets a larger one.
-	c.onPush = func(v resp.Value) { l.notePing(c, v) }
+	a.pings = nil // those of an earlier subscription were answered
+	c.onPush = a.notePing
 	defer func() { c.onPush = nil }()
 	var cmds [][]string
 	if wait > 0 {

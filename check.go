@@ -222,7 +222,7 @@ func (s *spec) killSilent(ctx context.Context, aux *conn, before []clientInfo) (
 		for _, n := range now {
 			// Still subscribed and still named: a connection that has
 			// left and subscribed again since the list answers pings it
-			// saw on the way (see conn.pings), so it is not killed.
+			// saw on the way (see attempt.notePing), so it is not killed.
 			if n.id == b.id && n.name == s.name && n.subscribed() {
 				kill = append(kill, []string{"CLIENT", "KILL", "ID", strconv.FormatInt(n.id, 10)})
 				s.log.Info("killing silent holder", "id", n.id, "addr", n.addr)

@@ -70,7 +70,6 @@ type conn struct {
 	err error      // sticky fatal error
 
 	onPush func(resp.Value) // pushes seen by do and pipeline; nil drops them
-	pings  []notedPing      // pings seen while contending (Lock.notePing)
 }
 
 // reply is the outcome of an asynchronous command.

@@ -32,7 +32,8 @@ type hold struct {
 	resetName  chan reply                  // reply to CLIENT SETNAME "" sent by release
 	drainTimer atomic.Pointer[time.Timer]  // closes c if the release goes unanswered
 
-	answer *conn // where pings are answered from when c cannot publish; worker-owned
+	early  []notedPing // pings c saw while it contended, answered first; worker-owned
+	answer *conn       // where pings are answered from when c cannot publish; worker-owned
 	// late lists the reply channels of pings that reached the hold after
 	// its release: they are answered from another connection once c is
 	// drained, as the contender that sent one listed c and would kill it
@@ -46,7 +47,7 @@ type hold struct {
 
 // newHold starts the worker of a new hold on c. waited says whether the
 // Acquire that took it had to wait.
-func newHold(s *spec, c *conn, token int64, waited bool) *hold {
+func newHold(s *spec, c *conn, token int64, waited bool, early []notedPing) *hold {
 	h := &hold{
 		s:          s,
 		c:          c,
@@ -54,8 +55,9 @@ func newHold(s *spec, c *conn, token int64, waited bool) *hold {
 		lost:       make(chan struct{}),
 		workerDone: make(chan struct{}),
 		resetName:  make(chan reply, 1),
+		early:      early,
 	}
-	h.waited.Store(waited || len(c.pings) > 0)
+	h.waited.Store(waited || len(early) > 0)
 	c.beginHold()
 	go h.work()
 	return h
@@ -121,12 +123,12 @@ func (h *hold) work() {
 // read is the worker's reading loop.
 func (h *hold) read() {
 	// Pings this connection saw while it was still contending.
-	for _, p := range h.c.pings {
+	for _, p := range h.early {
 		if p.channel == h.s.channel {
 			h.answerPing(p.replyCh)
 		}
 	}
-	h.c.pings = nil
+	h.early = nil
 	unsubscribed := false
 	for {
 		v, push, err := h.c.readFrame()
