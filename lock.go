@@ -9,6 +9,41 @@ import (
 	"time"
 )
 
+// Code map, in layer order; each layer calls only the ones below it.
+//
+//	lock.go      the Lock: its state, New, the Acquire loop, Release, Lost, Err
+//	attempt.go   one contender's try (subscribe, count, the bell wait); its outcome
+//	worker.go    the hold: the worker goroutine that reads the subscribed
+//	             connection, answers pings and ends the hold; the release
+//	health.go    the hold's periodic PING (timers, no goroutine of its own)
+//	check.go     who holds it: the ping-and-kill check, CLIENT LIST, Status
+//	bell.go      the release bell: the ring, and when a release rings
+//	protocol.go  the spec New derives; the wire contract shared with portalocker
+//	config.go    Config, ClientConfig, URL parsing
+//	client.go    Client: the pool, routing, what the servers were found to do
+//	cluster.go   cluster topology; sentinel.go: following the primary; crc16.go
+//	conn.go      one connection: handshake, round trips, pushes, async sends
+//	resp/        the RESP2/RESP3 codec
+//
+// Goroutines: a hold's worker (started by newHold, ended by the end of the
+// subscription, which Release or a loss causes; Release and Acquire wait
+// for it when they must), the health check's and a waiter's wake timers
+// (stopped before their connection is reused), a contender's holder watch
+// during a check (stopped before the check returns), and a sentinel
+// Client's watcher (stopped by Client.Close).
+//
+// Glossary:
+//
+//	try           one SUBSCRIBE-and-count at the lock (attempt.try)
+//	hold          one acquisition, from the try that took it to its end
+//	bell          the list "<channel>-released" a release pushes to, that
+//	              waiting tries are held back on (BLPOP)
+//	wake          a waiter's own list, pushed to when its pause is over
+//	announcement  a waiter's ping that no Go holder answers: it tells the
+//	              holder that someone waits, so its release rings
+//	aux           an attempt's second connection, for commands while its
+//	              first is subscribed or blocked
+
 // Lock is a lock on one pub/sub channel. Create it with [New]; it may be
 // acquired and released any number of times. All methods are safe for
 // concurrent use; see the package documentation.
