@@ -212,7 +212,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 				tookOver = true
 				continue
 			}
-			return ErrAlreadyLocked
+			return l.alreadyLocked()
 		}
 		switch out {
 		case freed: // the holder was dead or gone: try again at once
@@ -227,7 +227,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		}
 		now := time.Now()
 		if !until.IsZero() && !now.Before(until) {
-			return ErrAlreadyLocked
+			return l.alreadyLocked()
 		}
 		wait = jitter(l.cfg.CheckInterval)
 		if !until.IsZero() {
@@ -244,6 +244,11 @@ func (s *spec) opErr(op string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("pubsublock: %s %s: %w", op, s.channel, err)
+}
+
+// alreadyLocked is ErrAlreadyLocked, naming the channel.
+func (l *Lock) alreadyLocked() error {
+	return fmt.Errorf("%w: %s", ErrAlreadyLocked, l.channel)
 }
 
 // errNoAnswer ends an Acquire whose server did not answer before its
