@@ -179,6 +179,7 @@ func TestSentinel(t *testing.T) {
 		waitUntil(t, time.Second, "goroutines end", func() bool { return runtime.NumGoroutine() <= before })
 	})
 	t.Run("Failover", func(t *testing.T) { testSentinelFailover(t, s) })
+	t.Run("DialStraddlesFailover", func(t *testing.T) { testSentinelDialStraddlesFailover(t, s) })
 }
 
 func sentinelWatching(cl *Client) bool {
@@ -527,5 +528,122 @@ func TestSentinelResyncRetiresStale(t *testing.T) {
 	waitUntil(t, 3*time.Second, "the held connection to the old primary is closed", func() bool { return held.failed() != nil })
 	if err := held.failed(); !errors.Is(err, errFailover) {
 		t.Errorf("held connection closed with %v, want errFailover", err)
+	}
+}
+
+// A get whose dial to the primary straddles a real failover, and whose
+// ROLE still finds a master there, is refused, and returns a connection
+// to the new primary. The old primary that still says master is a stand-in
+// (a standalone Redis dialed in its place), as a cut-off old primary, or
+// one the sentinel has not reconfigured yet, would be: Failover demotes
+// the real one at once.
+func testSentinelDialStraddlesFailover(t *testing.T, s *redistest.SentinelSet) {
+	ctx := context.Background()
+	standIn := redistest.Redis(t)
+	old, sentinel := s.Primary().Addr(), s.SentinelAddrs()[0]
+	var armed atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	defer releaseOnce.Do(func() { close(release) })
+	var mu sync.Mutex
+	var ours []string // local addresses of the Client's connections to the sentinel
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == old && armed.CompareAndSwap(true, false) {
+			close(entered)
+			<-release
+			addr = standIn.Addr()
+		}
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, network, addr)
+		if err == nil && addr == sentinel {
+			mu.Lock()
+			ours = append(ours, nc.LocalAddr().String())
+			mu.Unlock()
+		}
+		return nc, err
+	}
+	cl, err := NewClient(ClientConfig{SentinelAddrs: s.SentinelAddrs(), MasterName: s.MasterName(), Dial: dial,
+		DialTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// A held lock starts the Client's watcher. Once it has subscribed
+	// and asked for the primary (as a failover running then would close
+	// every connection), a connection the test files under an address no
+	// event names keeps it running through the failover, whose first event
+	// closes the hold: the watcher stops a tick after its last connection
+	// is gone, and would miss the switch.
+	l := newLock(t, "held", Config{Client: cl})
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := dialConn(ctx, dialConfig{network: "tcp", addr: sentinel, resp2: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.close()
+	waitUntil(t, 5*time.Second, "the watcher subscribes and asks for the primary", func() bool {
+		v, err := sc.do(ctx, "CLIENT", "LIST")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		subscribed, others := 0, 0
+		for line := range strings.Lines(string(v.Str)) {
+			for _, a := range ours {
+				if strings.Contains(line, " addr="+a+" ") {
+					if strings.Contains(line, " psub=8 ") {
+						subscribed++
+					} else {
+						others++
+					}
+				}
+			}
+		}
+		return subscribed == 1 && others == 0
+	})
+	keep, err := dialConn(ctx, dialConfig{network: "tcp", addr: standIn.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.close()
+	keep.addr = "keep.invalid:1"
+	cl.sentinel.mu.Lock()
+	cl.sentinel.live[keep.addr] = []*conn{keep}
+	cl.sentinel.mu.Unlock()
+
+	armed.Store(true)
+	type result struct {
+		c   *conn
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		c, err := cl.get(ctx, "jobs")
+		got <- result{c, err}
+	}()
+	select {
+	case <-entered:
+	case r := <-got:
+		t.Fatalf("get did not dial the primary: %v, %v", r.c, r.err)
+	}
+	s.Failover(t)
+	next := s.Primary().Addr()
+	waitUntil(t, 5*time.Second, "the Client learns the new primary", func() bool { return cl.sentinel.current() == next })
+	releaseOnce.Do(func() { close(release) })
+	r := <-got
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.c.close()
+	if r.c.addr != next {
+		t.Errorf("get returned a connection to %s, the old primary; want %s, the new one", r.c.addr, next)
+	}
+	select {
+	case <-l.Lost():
+	case <-time.After(5 * time.Second):
+		t.Error("the hold on the old primary was not lost")
 	}
 }
