@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -399,15 +400,12 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 		stopWake = a.wakeAfter(ctx, wait)
 	}
 	waited := wait == 0 // BLPOP answered
-	block := wait
-	if wait > 0 {
-		block += wakeSlack
-	}
-	err = c.pipelineBlocking(ctx, block, cmds, func(i int, v resp.Value) error {
+	err = c.pipelineBlocking(ctx, wait+wakeGrace, cmds, func(i int, v resp.Value) error {
 		switch i -= first; {
 		case i < 0:
 			// [key, element]: the bell rang, or the wake list ended the
 			// pause; null: the server's timeout did.
+			stopWake() // at once: a push now would be left for the next wait
 			waited = true
 			belled = len(v.Elems) == 2 && string(v.Elems[0].Str) == l.bell
 		case i == 1 && l.cfg.Fencing:
@@ -479,21 +477,17 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 }
 
 // bellWait returns the BLPOP that holds a try back on the bell and the
-// attempt's wake list, for up to d (at least a millisecond) plus
-// wakeSlack: the attempt's own wake push ends the pause on time (see
-// wakeAfter), and the server's timeout is the backstop.
+// attempt's wake list for up to d (at least a millisecond).
 func (a *attempt) bellWait(d time.Duration) []string {
-	if !a.s.cl.caps.wake.no() {
-		d += wakeSlack
-	}
 	return []string{"BLPOP", a.s.bell, a.wakeKey(), strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)}
 }
 
-// wakeSlack is how much longer than its pause a BLPOP may block when the
-// attempt's wake push is to end it: an idle Redis applies blocking
-// timeouts only every 1/hz seconds (100 ms by default), so the server's
-// timeout, set a little later, rarely races the push.
-const wakeSlack = 100 * time.Millisecond
+// wakeGrace is how long after its timeout a BLPOP is woken by the
+// attempt's own push. A server that ends blocking commands on time
+// (miniredis, a busy Redis) does it first, and no push is sent; an idle
+// Redis applies blocking timeouts only every 1/hz seconds (100 ms by
+// default), and the push ends the wait instead.
+const wakeGrace = 5 * time.Millisecond
 
 // wakeKey returns the attempt's wake list: a name of its own beside the
 // lock's, in the channel's hash slot on a cluster (BLPOP takes keys of
@@ -507,15 +501,15 @@ func (a *attempt) wakeKey() string {
 	return a.wake
 }
 
-// wakeAfter ends c's wait on the bell after d by pushing to the
+// wakeAfter ends c's wait on the bell after d (plus wakeGrace) by pushing to the
 // attempt's wake list from the auxiliary connection. A push is a write:
 // a server in CLIENT PAUSE WRITE (a failover, an operator) holds it back
 // with the BLPOP, and runs both when the pause ends. (CLIENT UNBLOCK, the
 // obvious means, crashes Redis 7.0, 8.0 and Valkey 8.1 when it names a
 // BLPOP that a write pause holds back: valkey-io/valkey#2111.)
 //
-// The returned stop cancels the timer, or waits for the push under way,
-// and must be called before the auxiliary connection is used again. Where
+// The returned stop cancels the timer, or waits for the push under way;
+// it may be called more than once, and must be called before the auxiliary connection is used again. Where
 // the server refuses the push (an ACL without the wake key) the server's
 // timeout ends the pause.
 func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) {
@@ -531,7 +525,7 @@ func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) 
 	// own, and a push the waiter did not take expires.
 	cmds := [][]string{{"LPUSH", a.wakeKey(), "1"}, {"PEXPIRE", a.wakeKey(), strconv.FormatInt((d + wakeTTL).Milliseconds(), 10)}}
 	done := make(chan struct{})
-	t := time.AfterFunc(d, func() {
+	t := time.AfterFunc(d+wakeGrace, func() {
 		defer close(done)
 		var re resp.Error
 		if err := aux.pipeline(ctx, cmds, nil); errors.As(err, &re) && re.Code() == "NOPERM" {
@@ -539,10 +533,13 @@ func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) 
 			cl.caps.wake.set(false)
 		}
 	})
+	var once sync.Once
 	return func() {
-		if !t.Stop() {
-			<-done
-		}
+		once.Do(func() {
+			if !t.Stop() {
+				<-done
+			}
+		})
 	}
 }
 

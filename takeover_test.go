@@ -26,7 +26,7 @@ func TestCrashTakeoverTail(t *testing.T) {
 	const (
 		kills         = 50
 		checkInterval = 20 * time.Millisecond
-		unavailable   = time.Second
+		unavailable   = 2 * time.Second
 	)
 	s := redistest.Redis(t)
 	var took []time.Duration
