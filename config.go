@@ -150,6 +150,10 @@ func configErr(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 }
 
+// withDefaults fills in the defaults of the lock's own settings and checks
+// them. The connection settings are checked once, where they become a
+// dialConfig (ClientConfig.dialConfig), whether New builds the Client from
+// them or the caller did.
 func (c Config) withDefaults() (Config, error) {
 	if c.HealthCheckInterval == 0 {
 		c.HealthCheckInterval = DefaultHealthCheckInterval
@@ -168,10 +172,6 @@ func (c Config) withDefaults() (Config, error) {
 		return c, configErr("negative CheckInterval %v", c.CheckInterval)
 	case c.UnavailableTimeout < 0:
 		return c, configErr("negative UnavailableTimeout %v", c.UnavailableTimeout)
-	case c.DialTimeout < 0:
-		return c, configErr("negative DialTimeout %v", c.DialTimeout)
-	case c.DB < 0:
-		return c, configErr("negative DB %d", c.DB)
 	case c.Client != nil && (c.URL != "" || c.Addr != "" || c.Username != "" || c.Password != "" || c.DB != 0 || c.TLSConfig != nil ||
 		c.ClusterAddrs != nil || c.SentinelAddrs != nil || c.MasterName != ""):
 		return c, configErr("Client given together with connection settings")
@@ -209,6 +209,8 @@ type ClientConfig struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+// clientConfig is the ClientConfig of the Client New builds for a Config
+// without one: the one conversion between the two.
 func (c Config) clientConfig() ClientConfig {
 	return ClientConfig{URL: c.URL, Addr: c.Addr, Username: c.Username, Password: c.Password,
 		DB: c.DB, TLSConfig: c.TLSConfig, DialTimeout: c.DialTimeout, MaxIdle: -1,
