@@ -95,7 +95,7 @@ func (cl *Client) Close() error {
 func (cl *Client) get(ctx context.Context, channel string) (*conn, error) {
 	switch {
 	case cl.cluster != nil:
-		addr, err := cl.cluster.addr(ctx, cl, Slot(channel))
+		addr, err := cl.cluster.addr(ctx, cl, hashSlot(channel))
 		if err != nil {
 			return nil, err
 		}
@@ -220,7 +220,7 @@ func (cl *Client) bellKey(channel string) string {
 func (cl *Client) serves(c *conn, channel string) bool {
 	switch {
 	case cl.cluster != nil:
-		a := cl.cluster.current(Slot(channel))
+		a := cl.cluster.current(hashSlot(channel))
 		return a == "" || a == c.addr
 	case cl.sentinel != nil:
 		return cl.sentinel.current() == c.addr

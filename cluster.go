@@ -339,7 +339,7 @@ func parseClusterSlots(v resp.Value, host string) ([]slotRange, error) {
 // which would let an importing node take subscribers while the migrating
 // node still serves the channel.
 func (cl *Client) doKey(ctx context.Context, key string, args ...string) (resp.Value, error) {
-	slot := Slot(key)
+	slot := hashSlot(key)
 	ask := ""
 	for redirects := 0; ; redirects++ {
 		addr := ask
