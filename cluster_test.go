@@ -201,7 +201,7 @@ func TestCluster(t *testing.T) {
 	t.Run("FencingDuringMigration", e.testFencingDuringMigration)
 }
 
-// Slot and the same-slot names agree with CLUSTER KEYSLOT.
+// hashSlot and the same-slot names agree with CLUSTER KEYSLOT.
 func (e clusterEnv) testSlotsMatchRedis(t *testing.T) {
 	s := e.c.Nodes()[0]
 	r := rand.New(rand.NewPCG(3, 4))

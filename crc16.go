@@ -45,7 +45,7 @@ func hashTag(key string) (tag string, tagged bool) {
 	return key[open+1 : open+1+n], true
 }
 
-// Slot returns the Redis Cluster hash slot of a key or shard channel name,
+// hashSlot returns the Redis Cluster hash slot of a key or shard channel name,
 // 0 to 16383, as CLUSTER KEYSLOT computes it: CRC-16/XMODEM of the key's
 // hash tag (see https://redis.io/docs/reference/cluster-spec/) modulo
 // 16384.
