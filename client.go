@@ -2,11 +2,15 @@ package pubsublock
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pubsublock/pubsublock/resp"
 )
@@ -30,9 +34,11 @@ type Client struct {
 	cluster  *clusterMap // cluster mode: the slot map; nil otherwise
 	sentinel *sentinels  // sentinel mode: the primary's finder and watcher; nil otherwise
 
-	mu     sync.Mutex         // guards idle and closed
-	idle   map[string][]*conn // idle connections by server address
-	closed bool
+	mu          sync.Mutex         // guards idle, closed and idleTimer
+	idle        map[string][]*conn // idle connections by server address, oldest first
+	closed      bool
+	idleTimeout time.Duration // idle connections older than this are closed; 0: never
+	idleTimer   *time.Timer   // runs expire while connections are idle
 
 	// closing ends when Close is called: it ends the Acquires under way.
 	closing context.Context
@@ -56,7 +62,11 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if maxIdle == 0 {
 		maxIdle = 16
 	}
-	cl := &Client{dc: dc, maxIdle: max(maxIdle, 0), idle: make(map[string][]*conn)}
+	idleTimeout := cfg.IdleTimeout
+	if idleTimeout == 0 {
+		idleTimeout = DefaultIdleTimeout
+	}
+	cl := &Client{dc: dc, maxIdle: max(maxIdle, 0), idle: make(map[string][]*conn), idleTimeout: max(idleTimeout, 0)}
 	cl.closing, cl.close = context.WithCancel(context.Background())
 	switch {
 	case topo.cluster != nil:
@@ -77,6 +87,9 @@ func (cl *Client) Close() error {
 	cl.mu.Lock()
 	idle := cl.idle
 	cl.idle, cl.closed = nil, true
+	if cl.idleTimer != nil {
+		cl.idleTimer.Stop()
+	}
 	cl.mu.Unlock()
 	for _, conns := range idle {
 		for _, c := range conns {
@@ -183,12 +196,136 @@ func (cl *Client) put(c *conn) {
 	cl.mu.Lock()
 	if c.failed() == nil && !cl.closed && len(cl.idle[c.addr]) < cl.maxIdle {
 		c.onPush = nil
+		c.idleSince = time.Now()
 		cl.idle[c.addr] = append(cl.idle[c.addr], c)
+		if cl.idleTimeout > 0 && cl.idleTimer == nil {
+			cl.idleTimer = time.AfterFunc(cl.idleTimeout, cl.expire)
+		}
 		c = nil
 	}
 	cl.mu.Unlock()
 	if c != nil {
 		c.close()
+	}
+}
+
+// expire closes the connections idle for idleTimeout or longer, and runs
+// again when the next one is due; it is the idle timer's callback, so an
+// idle Client costs a timer, no goroutine.
+func (cl *Client) expire() {
+	now := time.Now()
+	var old []*conn
+	cl.mu.Lock()
+	next := time.Duration(0)
+	for addr, conns := range cl.idle {
+		i := 0
+		for i < len(conns) && now.Sub(conns[i].idleSince) >= cl.idleTimeout {
+			i++
+		}
+		old = append(old, conns[:i]...)
+		if i == len(conns) {
+			delete(cl.idle, addr)
+			continue
+		}
+		cl.idle[addr] = slices.Delete(conns, 0, i)
+		if due := cl.idleTimeout - now.Sub(cl.idle[addr][0].idleSince); next == 0 || due < next {
+			next = due
+		}
+	}
+	cl.idleTimer = nil
+	if next > 0 && !cl.closed {
+		cl.idleTimer = time.AfterFunc(next, cl.expire)
+	}
+	cl.mu.Unlock()
+	for _, c := range old {
+		c.close()
+	}
+}
+
+// CloseIdleConnections closes the Client's idle connections; those in use
+// stay open. The Client stays usable.
+func (cl *Client) CloseIdleConnections() {
+	cl.mu.Lock()
+	idle := cl.idle
+	cl.idle = make(map[string][]*conn)
+	if cl.idleTimer != nil {
+		cl.idleTimer.Stop()
+		cl.idleTimer = nil
+	}
+	cl.mu.Unlock()
+	for _, conns := range idle {
+		for _, c := range conns {
+			c.close()
+		}
+	}
+}
+
+// defaultClients are the Clients of the Locks made without Config.Client,
+// one per connection setting, so that such Locks keep warm connections
+// across holds and share them, as net/http's DefaultTransport does per
+// host. It is the package's only global state: it holds only idle
+// connections, each closed after DefaultIdleTimeout (see
+// CloseIdleConnections).
+var defaultClients = struct {
+	mu sync.Mutex // guards m
+	m  map[clientKey]*Client
+}{m: make(map[clientKey]*Client)}
+
+// clientKey is the connection setting of a Config without Client.
+type clientKey struct {
+	url, addr, username, password string
+	db                            int
+	tls                           *tls.Config
+	dialTimeout                   time.Duration
+	cluster, sentinels, master    string
+}
+
+// defaultClient returns the shared Client for the connection settings of
+// cfg, which has no Client.
+func defaultClient(cfg Config) (*Client, error) {
+	k := clientKey{url: cfg.URL, addr: cfg.Addr, username: cfg.Username, password: cfg.Password, db: cfg.DB,
+		tls: cfg.TLSConfig, dialTimeout: cfg.DialTimeout, cluster: strings.Join(cfg.ClusterAddrs, ","),
+		sentinels: strings.Join(cfg.SentinelAddrs, ","), master: cfg.MasterName}
+	defaultClients.mu.Lock()
+	defer defaultClients.mu.Unlock()
+	if cl := defaultClients.m[k]; cl != nil {
+		return cl, nil
+	}
+	cc := cfg.clientConfig()
+	if cfg.SentinelAddrs != nil || isSentinelURL(cfg.URL) {
+		// Only a watched connection is closed at a failover, and the
+		// watch would have to run while connections are idle: none are
+		// kept.
+		cc.MaxIdle = -1
+	}
+	cl, err := NewClient(cc)
+	if err != nil {
+		return nil, err
+	}
+	defaultClients.m[k] = cl
+	return cl, nil
+}
+
+// isSentinelURL reports whether url has a sentinel scheme.
+func isSentinelURL(url string) bool {
+	scheme, _, _ := strings.Cut(url, "://")
+	scheme = strings.ToLower(scheme)
+	return scheme == "redis+sentinel" || scheme == "rediss+sentinel"
+}
+
+// CloseIdleConnections closes the idle connections that Locks made
+// without Config.Client keep for their next acquisitions (see
+// DefaultIdleTimeout); connections of held locks stay open. A long-running
+// process that is done with its locks may call it to close them at once.
+func CloseIdleConnections() {
+	defaultClients.mu.Lock()
+	cls := make([]*Client, 0, len(defaultClients.m))
+	for _, cl := range defaultClients.m {
+		cls = append(cls, cl)
+	}
+	defaultClients.mu.Unlock()
+	for _, cl := range cls {
+		cl.CloseIdleConnections()
 	}
 }
 

@@ -93,6 +93,16 @@ type Config struct {
 
 	// Client is a shared source of connections to use instead of dialing
 	// by URL or Addr, which must then be empty. The lock never closes it.
+	//
+	// Without it, the Lock uses a Client of the package's own for its
+	// connection settings, shared by every Lock made with the same
+	// settings, as net/http's DefaultTransport is: it keeps up to 16 idle
+	// connections per server warm between holds, so the second
+	// acquisition dials nothing, and closes each after DefaultIdleTimeout.
+	// A long-running process thus sees a few idle connections to its
+	// Redis between holds; CloseIdleConnections closes them at once.
+	// In sentinel mode it keeps none. Give a Client of your own for your
+	// own limits (ClientConfig.MaxIdle, IdleTimeout) or to close it.
 	Client *Client
 
 	// HealthCheckInterval is how often the holder PINGs its subscribed
@@ -137,6 +147,10 @@ const (
 	DefaultUnavailableTimeout  = time.Second
 	DefaultDialTimeout         = 5 * time.Second
 	DefaultAddr                = "127.0.0.1:6379"
+	// DefaultIdleTimeout is how long a Client keeps an idle connection
+	// (ClientConfig.IdleTimeout), the Clients of Locks made without
+	// Config.Client included.
+	DefaultIdleTimeout = 60 * time.Second
 	// DefaultMaxElements bounds the elements of one aggregate in a reply
 	// (see ClientConfig.Limits).
 	DefaultMaxElements = 1 << 16
@@ -197,6 +211,9 @@ type ClientConfig struct {
 	// MaxIdle is how many idle connections the Client keeps warm for the
 	// next acquisition, per server. Default 16; negative keeps none.
 	MaxIdle int
+	// IdleTimeout is how long an idle connection is kept before it is
+	// closed. Default DefaultIdleTimeout; negative keeps them until Close.
+	IdleTimeout time.Duration
 	// Limits bound what is read from the server (see resp.Limits). Zero
 	// fields take resp's defaults, except MaxElements, which defaults to
 	// DefaultMaxElements: a lock's largest reply (CLUSTER SHARDS of a big
@@ -213,7 +230,7 @@ type ClientConfig struct {
 // without one: the one conversion between the two.
 func (c Config) clientConfig() ClientConfig {
 	return ClientConfig{URL: c.URL, Addr: c.Addr, Username: c.Username, Password: c.Password,
-		DB: c.DB, TLSConfig: c.TLSConfig, DialTimeout: c.DialTimeout, MaxIdle: -1,
+		DB: c.DB, TLSConfig: c.TLSConfig, DialTimeout: c.DialTimeout,
 		ClusterAddrs: c.ClusterAddrs, SentinelAddrs: c.SentinelAddrs, MasterName: c.MasterName}
 }
 

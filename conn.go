@@ -52,6 +52,8 @@ type conn struct {
 	resp3 bool   // HELLO 3 accepted
 	id    int64  // the server's client ID (from HELLO or CLIENT ID); 0: unknown
 	addr  string // the server's address, where the Client pools it
+	// idleSince is when the connection went back to the Client's pool.
+	idleSince time.Time
 	// replyTimeout bounds each synchronous round trip (see pipelineBlocking): the
 	// Client's DialTimeout. 0: no bound but the context's.
 	replyTimeout time.Duration

@@ -74,7 +74,7 @@ func New(channel string, cfg Config) (*Lock, error) {
 	}
 	cl := cfg.Client
 	if cl == nil {
-		if cl, err = NewClient(cfg.clientConfig()); err != nil {
+		if cl, err = defaultClient(cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -265,8 +265,8 @@ var errNoAnswer = fmt.Errorf("no answer from the server within Timeout: %w", con
 // user of the connection writes behind the release, so an Acquire through
 // the same Client finds the lock free. If the replies do not come within
 // UnavailableTimeout the connection is closed, which frees the lock too.
-// When the connection is not pooled (a Lock without Config.Client, or
-// ClientConfig.MaxIdle < 0), or ctx has ended, Release waits for the worker
+// When the connection is not pooled (ClientConfig.MaxIdle < 0, or a Lock
+// without Config.Client in sentinel mode), or ctx has ended, Release waits for the worker
 // and closes the connection.
 //
 // If the hold was lost before, the error matches ErrLost and wraps the
