@@ -31,15 +31,15 @@ func TestSlot(t *testing.T) {
 		{"{user1000}.following", 3443},
 		{"{user1000}.followers", 3443},
 		{"user1000", 3443},
-		{"{}", 15257},           // empty tag: the whole key
-		{"foo{}{bar}", 8363},    // first '{' closed at once: the whole key
-		{"foo{{bar}}zap", 4015}, // tag "{bar"
-		{"foo{bar}{zap}", 5061}, // tag "bar"
-		{"{bar", 4015},          // never closed: the whole key
-		{"}bar{", 1498},         // '}' before '{': the whole key
-		{"a{b}c", hashSlot("b")},    // tag "b"
-		{"{a}{b}", hashSlot("a")},   // first tag wins
-		{"x{}y{z}", 15453},      // only the first '{' counts: no tag
+		{"{}", 15257},             // empty tag: the whole key
+		{"foo{}{bar}", 8363},      // first '{' closed at once: the whole key
+		{"foo{{bar}}zap", 4015},   // tag "{bar"
+		{"foo{bar}{zap}", 5061},   // tag "bar"
+		{"{bar", 4015},            // never closed: the whole key
+		{"}bar{", 1498},           // '}' before '{': the whole key
+		{"a{b}c", hashSlot("b")},  // tag "b"
+		{"{a}{b}", hashSlot("a")}, // first tag wins
+		{"x{}y{z}", 15453},        // only the first '{' counts: no tag
 	} {
 		if got := hashSlot(tc.key); got != tc.slot {
 			t.Errorf("hashSlot(%q) = %d, want %d", tc.key, got, tc.slot)
