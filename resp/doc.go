@@ -11,7 +11,8 @@
 // and memory grows only as bytes actually arrive: a header that announces a
 // gigabyte costs nothing until the gigabyte is sent. Integers are parsed with
 // overflow checks and every CRLF trailer is verified. A violation is a
-// [*ProtocolError] (errors.Is(err, [ErrProtocol]) holds); after one, the
+// [*ProtocolError] (errors.Is(err, [ErrProtocol]) holds, and
+// errors.Is(err, [ErrLimit]) too when a limit was exceeded); after one, the
 // stream is out of sync and the connection must be closed.
 //
 // Replies that are errors (simple errors and bulk errors) are returned as

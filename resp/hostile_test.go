@@ -196,10 +196,10 @@ func TestLimitsExact(t *testing.T) {
 				}
 				err := readErr(tt.over, tt.lim, keep)
 				var pe *ProtocolError
-				if !errors.As(err, &pe) {
-					t.Errorf("over the limit %+v: Read(%.60q) = %v, want a *ProtocolError", tt.lim, tt.over, err)
-				} else if !strings.Contains(pe.Reason, "limit") {
-					t.Errorf("over the limit: reason %q does not name the limit", pe.Reason)
+				if !errors.As(err, &pe) || !errors.Is(err, ErrLimit) {
+					t.Errorf("over the limit %+v: Read(%.60q) = %v, want a *ProtocolError matching ErrLimit", tt.lim, tt.over, err)
+				} else if !strings.Contains(pe.Reason, "limit") || pe.Limit == "" {
+					t.Errorf("over the limit: reason %q or field %q does not name the limit", pe.Reason, pe.Limit)
 				}
 			}
 		})

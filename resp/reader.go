@@ -130,7 +130,7 @@ func (r *Reader) readLine() ([]byte, error) {
 		r.line = append(r.line[:0], line...)
 		for err == bufio.ErrBufferFull {
 			if len(r.line) > r.lim.MaxLineLen+2 {
-				return nil, protoErr("line exceeds limit " + strconv.Itoa(r.lim.MaxLineLen))
+				return nil, limitErr("MaxLineLen", "line exceeds limit "+strconv.Itoa(r.lim.MaxLineLen))
 			}
 			line, err = r.br.ReadSlice('\n')
 			r.line = append(r.line, line...)
@@ -148,7 +148,7 @@ func (r *Reader) readLine() ([]byte, error) {
 		return nil, protoErr("line not terminated by CRLF")
 	}
 	if n-2 > r.lim.MaxLineLen {
-		return nil, protoErr("line exceeds limit " + strconv.Itoa(r.lim.MaxLineLen))
+		return nil, limitErr("MaxLineLen", "line exceeds limit "+strconv.Itoa(r.lim.MaxLineLen))
 	}
 	return line[:n-2], nil
 }
@@ -196,8 +196,8 @@ func parseInt(b []byte) (int64, bool) {
 
 // length parses a length header: digits without sign or leading zeros, the
 // RESP2 null length "-1" (returned as -1) or the RESP3 streamed length "?"
-// (returned as -2).
-func (r *Reader) length(b []byte, what string, max int) (int, error) {
+// (returned as -2). A length beyond max exceeds the Limits field limit.
+func (r *Reader) length(b []byte, what string, max int, limit string) (int, error) {
 	switch string(b) {
 	case "?":
 		return -2, nil
@@ -209,7 +209,7 @@ func (r *Reader) length(b []byte, what string, max int) (int, error) {
 		return 0, protoErr("invalid " + what + " length " + strconv.Quote(string(b)))
 	}
 	if n > int64(max) {
-		return 0, protoErr(what + " length " + strconv.FormatInt(n, 10) + " exceeds limit " + strconv.Itoa(max))
+		return 0, limitErr(limit, what+" length "+strconv.FormatInt(n, 10)+" exceeds limit "+strconv.Itoa(max))
 	}
 	return int(n), nil
 }
@@ -308,7 +308,7 @@ func (r *Reader) readValue(depth int, top bool) (Value, error) {
 		}
 		v.Str = r.keep(body)
 	case TypeBulkString, TypeBulkError, TypeVerbatim:
-		n, err := r.length(body, t.String(), r.lim.MaxBulkLen)
+		n, err := r.length(body, t.String(), r.lim.MaxBulkLen, "MaxBulkLen")
 		if err != nil {
 			return Value{}, err
 		}
@@ -339,7 +339,7 @@ func (r *Reader) readValue(depth int, top bool) (Value, error) {
 		if t == TypeMap || t == TypeAttribute {
 			per = 2
 		}
-		n, err := r.length(body, t.String(), r.lim.MaxElements)
+		n, err := r.length(body, t.String(), r.lim.MaxElements, "MaxElements")
 		if err != nil {
 			return Value{}, err
 		}
@@ -350,7 +350,7 @@ func (r *Reader) readValue(depth int, top bool) (Value, error) {
 			return Value{}, protoErr("invalid " + t.String() + " length " + strconv.Quote(string(body)))
 		}
 		if depth > r.lim.MaxDepth {
-			return Value{}, protoErr("nesting exceeds limit " + strconv.Itoa(r.lim.MaxDepth))
+			return Value{}, limitErr("MaxDepth", "nesting exceeds limit "+strconv.Itoa(r.lim.MaxDepth))
 		}
 		arena, slab := len(r.arena), len(r.slab)
 		elems, err := r.readElems(n, per, depth)
@@ -409,7 +409,7 @@ func (r *Reader) readElems(n, per, depth int) ([]Value, error) {
 			// Checked after the end marker, so that exactly MaxElements
 			// elements are accepted.
 			if i >= r.lim.MaxElements*per {
-				return nil, protoErr("streamed aggregate exceeds limit " + strconv.Itoa(r.lim.MaxElements))
+				return nil, limitErr("MaxElements", "streamed aggregate exceeds limit "+strconv.Itoa(r.lim.MaxElements))
 			}
 		}
 		e, err := r.readValue(depth+1, false)
@@ -440,7 +440,7 @@ func (r *Reader) readStreamedString() ([]byte, error) {
 		if len(line) == 0 || line[0] != ';' {
 			return nil, protoErr("invalid streamed string chunk")
 		}
-		n, err := r.length(line[1:], "chunk", r.lim.MaxBulkLen)
+		n, err := r.length(line[1:], "chunk", r.lim.MaxBulkLen, "MaxBulkLen")
 		if err != nil {
 			return nil, err
 		}
@@ -451,10 +451,10 @@ func (r *Reader) readStreamedString() ([]byte, error) {
 			return r.arena[start:len(r.arena):len(r.arena)], nil
 		}
 		if chunks >= r.lim.MaxElements {
-			return nil, protoErr("streamed string exceeds limit of " + strconv.Itoa(r.lim.MaxElements) + " chunks")
+			return nil, limitErr("MaxElements", "streamed string exceeds limit of "+strconv.Itoa(r.lim.MaxElements)+" chunks")
 		}
 		if n > r.lim.MaxBulkLen-(len(r.arena)-start) {
-			return nil, protoErr("streamed string exceeds limit " + strconv.Itoa(r.lim.MaxBulkLen))
+			return nil, limitErr("MaxBulkLen", "streamed string exceeds limit "+strconv.Itoa(r.lim.MaxBulkLen))
 		}
 		if _, err := r.readBulk(n); err != nil {
 			return nil, err

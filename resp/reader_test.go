@@ -567,9 +567,17 @@ func TestProtocolError(t *testing.T) {
 		t.Errorf("wrapped error does not match ErrProtocol")
 	}
 	for _, unrelated := range []error{io.ErrUnexpectedEOF, Error("ERR")} {
-		if errors.Is(unrelated, ErrProtocol) {
-			t.Errorf("%v matches ErrProtocol", unrelated)
+		if errors.Is(unrelated, ErrProtocol) || errors.Is(unrelated, ErrLimit) {
+			t.Errorf("%v matches ErrProtocol or ErrLimit", unrelated)
 		}
+	}
+	// A limit exceeded matches ErrLimit too, and names the field; bytes that
+	// are not RESP do not.
+	if !errors.Is(err, ErrLimit) || pe.Limit != "MaxBulkLen" {
+		t.Errorf("bulk beyond MaxBulkLen: %#v does not match ErrLimit or name MaxBulkLen", err)
+	}
+	if err := readErr("$x\r\n", Limits{}, false); !errors.Is(err, ErrProtocol) || errors.Is(err, ErrLimit) {
+		t.Errorf("malformed bulk length: %v, want ErrProtocol and not ErrLimit", err)
 	}
 }
 
