@@ -73,9 +73,9 @@ func TestHostileInputs(t *testing.T) {
 		// OOM in readers that preallocate the announced count.
 		{name: "array of a billion", in: str("*1000000000\r\n"), maxAlloc: 64 << 10, want: ErrProtocol},
 		{name: "map of a billion", in: str("%1000000000\r\n"), maxAlloc: 64 << 10, want: ErrProtocol},
-		{name: "array at the limit, no elements", in: str("*65535\r\n"), maxAlloc: 64 << 10, want: io.ErrUnexpectedEOF},
-		{name: "array beyond the reply's values", in: str("*65536\r\n"), maxAlloc: 64 << 10, want: ErrLimit},
-		{name: "map beyond the reply's values", in: str("%32768\r\n"), maxAlloc: 64 << 10, want: ErrLimit},
+		{name: "array at the limit, no elements", in: str("*" + strconv.Itoa(maxValues-1) + "\r\n"), maxAlloc: 64 << 10, want: io.ErrUnexpectedEOF},
+		{name: "array beyond the reply's values", in: str("*" + strconv.Itoa(maxValues) + "\r\n"), maxAlloc: 64 << 10, want: ErrLimit},
+		{name: "map beyond the reply's values", in: str("%" + strconv.Itoa(maxValues/2) + "\r\n"), maxAlloc: 64 << 10, want: ErrLimit},
 		{name: "nested arrays at the limit, no elements", in: str(strings.Repeat("*1000\r\n", 64)), maxAlloc: 64 << 10, want: io.ErrUnexpectedEOF},
 		// Stack overflow in recursive readers: twenty million "*1\r\n".
 		{name: "twenty million nested arrays", in: loop("", "*1\r\n", 20e6*4), maxAlloc: 256 << 10, maxRead: 64 << 10, want: ErrProtocol},
@@ -200,7 +200,7 @@ func TestLimitsExact(t *testing.T) {
 		{"reply values attribute", Limits{MaxReplyValues: 4}, "|1\r\n+k\r\n+v\r\n:1\r\n", "|1\r\n+k\r\n+v\r\n*1\r\n:1\r\n"},
 		{"reply values empty attribute", Limits{MaxReplyValues: 1}, ":1\r\n", "|0\r\n:1\r\n"},
 		{"reply values per reply", Limits{MaxReplyValues: 2}, lines(3, "*1\r\n:1\r\n"), "*2\r\n:1\r\n:1\r\n"},
-		{"reply values default", Limits{}, "*65535\r\n" + lines(65535, "_\r\n"), "*2\r\n*65534\r\n" + lines(65535, "_\r\n")},
+		{"reply values default", Limits{}, aggregate("*", maxValues-1, "_\r\n"), "*2\r\n" + aggregate("*", maxValues-2, "_\r\n") + "_\r\n"},
 
 		// Every byte counts, headers and CRLFs too.
 		{"reply bytes bulk", Limits{MaxReplyBytes: 12}, "$6\r\nhello!\r\n", "$7\r\nhello!!\r\n"},
@@ -231,7 +231,7 @@ func TestLimitsExact(t *testing.T) {
 // TestDroppedAttributesCostNothing reads many attributed elements without
 // keeping the attributes: the reader's memory must not grow with them.
 func TestDroppedAttributesCostNothing(t *testing.T) {
-	const n = 10000
+	const n = 5000 // 4 values each, within MaxReplyValues
 	var b strings.Builder
 	b.WriteString("*" + strconv.Itoa(n) + "\r\n")
 	for range n {
@@ -246,9 +246,9 @@ func TestDroppedAttributesCostNothing(t *testing.T) {
 	if len(r.arena) != 0 {
 		t.Errorf("arena holds %d bytes of dropped attributes", len(r.arena))
 	}
-	// The one list of n values, in an array of its own; no chunk carved.
-	if s := r.slab; s.nbig != 1 || len(s.bigs[0]) != n || s.ci != 0 || s.off != 0 {
-		t.Errorf("slab holds %d lists of their own and %d values of %d chunks; want only the list of %d", s.nbig, s.off, s.ci+1, n)
+	// The one list of n values, in the long array; no chunk carved.
+	if s := r.slab; s.longOff != n || s.ci != 0 || s.off != 0 {
+		t.Errorf("slab holds %d values of the long array and %d of %d chunks; want only the list of %d", s.longOff, s.off, s.ci+1, n)
 	}
 }
 
@@ -317,7 +317,7 @@ func allocBoundInputs() []allocInput {
 	for _, e := range small {
 		over := atLeastMiB(aggregate("*", 4096, e.wire))
 		over = "*" + strconv.Itoa(len(over)/(len(e.wire)*4096)) + "\r\n" + over
-		n := (DefaultMaxReplyValues - 17) / 16 / e.values
+		n := (maxValues - 17) / 16 / e.values
 		atLimit := atLeastMiB("*16\r\n" + strings.Repeat(aggregate("*", n, e.wire), 16))
 		ins = append(ins,
 			allocInput{name: "arrays of " + e.name + ", over the limit", wire: over, keep: e.kept},
@@ -330,17 +330,17 @@ func allocBoundInputs() []allocInput {
 	}
 	return append(ins,
 		// The reply to HELLO, refused at its first inner header.
-		allocInput{name: "16 arrays of 65536 nulls", wire: "*16\r\n" + strings.Repeat(aggregate("*", 65536, "_\r\n"), 16)},
+		allocInput{name: "16 arrays of 65536 nulls", wire: "*16\r\n" + strings.Repeat(aggregate("*", 1<<16, "_\r\n"), 16)},
 		// One list as long as the limit allows: it is on the stack whole
 		// before it moves to the slab.
-		allocInput{name: "one array of 65535 nulls", wire: atLeastMiB(aggregate("*", 65535, "_\r\n"))},
-		allocInput{name: "one array of 65534 nulls in another", wire: atLeastMiB("*1\r\n" + aggregate("*", 65534, "_\r\n"))},
-		allocInput{name: "one streamed array of 65535 nulls", wire: atLeastMiB("*?\r\n" + strings.Repeat("_\r\n", 65535) + ".\r\n")},
-		allocInput{name: "one streamed array of 65534 nulls in another", wire: atLeastMiB("*1\r\n*?\r\n" + strings.Repeat("_\r\n", 65534) + ".\r\n")},
+		allocInput{name: "one array of nulls", wire: atLeastMiB(aggregate("*", maxValues-1, "_\r\n"))},
+		allocInput{name: "one array of nulls in another", wire: atLeastMiB("*1\r\n" + aggregate("*", maxValues-2, "_\r\n"))},
+		allocInput{name: "one streamed array of nulls", wire: atLeastMiB("*?\r\n" + strings.Repeat("_\r\n", maxValues-1) + ".\r\n")},
+		allocInput{name: "one streamed array of nulls in another", wire: atLeastMiB("*1\r\n*?\r\n" + strings.Repeat("_\r\n", maxValues-2) + ".\r\n")},
 		allocInput{name: "a streamed array of nulls without end", wire: "*?\r\n" + strings.Repeat("_\r\n", mib/3+1)},
-		allocInput{name: "one map of 32767 null pairs", wire: atLeastMiB(aggregate("%", 32767, "_\r\n"))},
+		allocInput{name: "one map of null pairs", wire: atLeastMiB(aggregate("%", maxValues/2-1, "_\r\n"))},
 		// Announced far beyond what is sent.
-		allocInput{name: "array of 65535 announced, nulls sent to 1 MiB", wire: "*65535\r\n" + strings.Repeat("_\r\n", mib/3+1)},
+		allocInput{name: "array at the limit announced, nulls sent to 1 MiB", wire: "*" + strconv.Itoa(maxValues-1) + "\r\n" + strings.Repeat("_\r\n", mib/3+1)},
 		allocInput{name: "64 nested arrays of 1000 announced, then nulls", wire: strings.Repeat("*1000\r\n", 64) + strings.Repeat("_\r\n", mib/3+1)},
 		allocInput{name: "32 MiB bulk announced, 1 MiB sent", wire: "$33554432\r\n" + strings.Repeat("x", mib)},
 		// Nesting.
@@ -348,8 +348,36 @@ func allocBoundInputs() []allocInput {
 		allocInput{name: "a tree of nulls, fan-out 2, depth 15", wire: atLeastMiB(tree(15, 2, "_\r\n"))},
 		// Small replies, one after the other.
 		allocInput{name: "small replies", wire: atLeastMiB("*3\r\n_\r\n:1\r\n$1\r\nx\r\n")},
-		allocInput{name: "streamed strings of one-byte chunks", wire: atLeastMiB("$?\r\n" + strings.Repeat(";1\r\na\r\n", 65535) + ";0\r\n")},
+		allocInput{name: "streamed strings of one-byte chunks", wire: atLeastMiB("$?\r\n" + strings.Repeat(";1\r\na\r\n", maxValues-1) + ";0\r\n")},
+		// Replies at the limit that each need memory in another shape than
+		// the ones before: long lists in growing numbers, lists that grow
+		// by one, long lists then short ones.
+		allocInput{name: "replies of 1, 2, 3... long lists", wire: replies(func(k int) string {
+			return "*" + strconv.Itoa(k) + "\r\n" + strings.Repeat(aggregate("*", (maxValues-1-k)/k, "_\r\n"), k)
+		})},
+		allocInput{name: "replies of one list, one longer each time", wire: replies(func(k int) string {
+			return aggregate("*", maxValues/2+k, "_\r\n")
+		})},
+		allocInput{name: "replies of a long list then of short lists", wire: replies(func(k int) string {
+			if k%2 == 1 {
+				return aggregate("*", maxValues-1, "_\r\n")
+			}
+			n := (maxValues - 1) / (longList + 1)
+			return "*" + strconv.Itoa(n) + "\r\n" + strings.Repeat(aggregate("*", longList, "_\r\n"), n)
+		})},
 	)
+}
+
+// maxValues is the default MaxReplyValues.
+const maxValues = DefaultMaxReplyValues
+
+// replies returns reply(1), reply(2)... up to 1 MiB.
+func replies(reply func(k int) string) string {
+	var b strings.Builder
+	for k := 1; b.Len() < mib; k++ {
+		b.WriteString(reply(k))
+	}
+	return b.String()
 }
 
 // maxAllocPerByte is the most a Reader may allocate per byte of a stream of

@@ -38,9 +38,10 @@ type Limits struct {
 	// MaxReplyValues is the most values one reply may hold, at every
 	// depth: each scalar, aggregate and attribute counts one, and a map or
 	// attribute's key and value count one each. Attributes count whether
-	// they are kept or not. Default 1<<16, ten times what a lock client's
-	// largest reply needs (CLUSTER SHARDS of a cluster of hundreds of
-	// nodes); a reply at the limit takes about 13 MiB while it is read.
+	// they are kept or not. Default 1<<15: a lock client's largest reply,
+	// CLUSTER SHARDS, holds about 20 values per node, so this fits a
+	// cluster of a thousand nodes with room to spare for fragmented slot
+	// ranges. A reply at the limit takes about 6 MiB while it is read.
 	MaxReplyValues int
 	// MaxReplyBytes is the largest reply, in bytes on the wire, headers
 	// and attributes included. Default 64 MiB: room for a bulk string of
@@ -53,7 +54,7 @@ const (
 	DefaultMaxBulkLen     = 32 << 20
 	DefaultMaxDepth       = 64
 	DefaultMaxLineLen     = 64 << 10
-	DefaultMaxReplyValues = 1 << 16
+	DefaultMaxReplyValues = 1 << 15
 	DefaultMaxReplyBytes  = 64 << 20
 )
 
@@ -112,7 +113,8 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 	if !ok {
 		br = bufio.NewReaderSize(r, 4096)
 	}
-	return &Reader{br: br, lim: lim.withDefaults()}
+	lim = lim.withDefaults()
+	return &Reader{br: br, lim: lim, slab: slab{most: lim.MaxReplyValues}}
 }
 
 // Limits returns the limits in force, defaults filled in.

@@ -683,8 +683,8 @@ func TestReaderUsesGivenBufio(t *testing.T) {
 
 func TestLimitsDefaults(t *testing.T) {
 	got := NewReader(strings.NewReader(""), Limits{}).Limits()
-	want := Limits{MaxBulkLen: 32 << 20, MaxElements: 1 << 16, MaxDepth: 64, MaxLineLen: 64 << 10,
-		MaxReplyValues: 1 << 16, MaxReplyBytes: 64 << 20}
+	want := Limits{MaxBulkLen: 32 << 20, MaxElements: 1 << 15, MaxDepth: 64, MaxLineLen: 64 << 10,
+		MaxReplyValues: 1 << 15, MaxReplyBytes: 64 << 20}
 	if got != want {
 		t.Fatalf("Limits() = %+v, want %+v", got, want)
 	}

@@ -1,11 +1,13 @@
 package resp
 
-// Where a Reader keeps the values of a reply. Both structures grow in chunks
-// that never move, so growing copies nothing and allocates little more than
-// is used: each value is stored twice at most, once on the stack while its
-// aggregate is read and once in the slab when it is done. Both are kept
-// for the next reply, so that a reader warmed up by a reply reads the same
-// shape again without allocating.
+// Where a Reader keeps the values of a reply. Nothing is reserved from an
+// announced length: storage grows as values arrive, into arrays that never
+// move, so growing copies nothing. Each value is stored twice at most, on
+// the stack while its aggregate is read, then in the slab when it is done.
+// Everything is kept for the next reply, so that a reader warmed up by a
+// reply reads the same shape again without allocating; and however the
+// shapes of replies vary, what a Reader ever allocates for values stays
+// within a few times what one reply at MaxReplyValues needs.
 
 // stackChunk is how many values a chunk of the stack holds.
 const stackChunk = 256
@@ -61,33 +63,47 @@ const (
 	// and, doubling from it, its largest; a small reply takes little memory.
 	firstSlabChunk = 16
 	slabChunk      = 1024
-	// bigList is the longest list that starts a new chunk when it does not
-	// fit in the current one. A longer one gets an array of its own, so
-	// that the space left at the end of chunks stays under an eighth.
-	bigList = slabChunk / 8
+	// longList is the longest list carved from the chunks. A longer one is
+	// carved from the slab's long array instead, so that the space left at
+	// the end of chunks, where a list did not fit, stays under an eighth.
+	longList = slabChunk / 8
 )
 
-// slab holds the finished element lists of the current reply, each carved
-// from a chunk in turn, or in an array of its own if long. A list is a
-// slice with no spare capacity, so appending to it cannot write into the
-// next one.
+// slab holds the finished element lists of the current reply, carved in
+// turn from chunks or, when long, from a long array. Arrays already carved
+// from are never moved, so earlier lists stay valid as the slab grows. A
+// list is a slice with no spare capacity, so appending to it cannot write
+// into the next one.
 type slab struct {
 	chunks [][]Value
 	ci     int // chunk carved from
 	off    int // values of chunks[ci] already carved
-	bigs   [][]Value
-	nbig   int // bigs in use
+
+	// The long array grows by doubling, up to most values, so that replies
+	// of any shapes, one after the other, cause few allocations: once it
+	// holds most, no reply ever needs another.
+	long    []Value
+	longOff int // values of long already carved
+	longs   int // long arrays made so far
+	most    int // MaxReplyValues
 }
 
 // slabMark is where a slab stood at some point of a reply.
-type slabMark struct{ ci, off, nbig int }
+type slabMark struct{ ci, off, longOff, longs int }
 
-func (s *slab) reset() { s.ci, s.off, s.nbig = 0, 0, 0 }
+func (s *slab) reset() { s.ci, s.off, s.longOff = 0, 0, 0 }
 
-func (s *slab) mark() slabMark { return slabMark{s.ci, s.off, s.nbig} }
+func (s *slab) mark() slabMark { return slabMark{s.ci, s.off, s.longOff, s.longs} }
 
-// release gives back every list carved since m, to be carved again.
-func (s *slab) release(m slabMark) { s.ci, s.off, s.nbig = m.ci, m.off, m.nbig }
+// release gives back every list carved since m, to be carved again. A long
+// array made since then holds none of the lists from before: it is simply
+// kept.
+func (s *slab) release(m slabMark) {
+	s.ci, s.off = m.ci, m.off
+	if s.longs == m.longs {
+		s.longOff = m.longOff
+	}
+}
 
 // alloc returns a list of n values. At most spare more values will be
 // asked for in this reply: no chunk is made larger than they can fill.
@@ -95,21 +111,20 @@ func (s *slab) alloc(n, spare int) []Value {
 	if n == 0 {
 		return nil
 	}
+	if n > longList {
+		return s.allocLong(n)
+	}
 	if len(s.chunks) == 0 {
 		s.chunks = append(s.chunks, make([]Value, min(firstSlabChunk, n+spare)))
 	}
 	if n > len(s.chunks[s.ci])-s.off {
-		if n > bigList {
-			return s.big(n)
-		}
 		s.ci++
 		s.off = 0
-		size := max(n, min(slabChunk, firstSlabChunk<<min(s.ci, 16), n+spare))
 		if s.ci == len(s.chunks) {
 			s.chunks = append(s.chunks, nil)
 		}
 		if len(s.chunks[s.ci]) < n {
-			s.chunks[s.ci] = make([]Value, size)
+			s.chunks[s.ci] = make([]Value, max(n, min(slabChunk, firstSlabChunk<<min(s.ci, 16), n+spare)))
 		}
 	}
 	l := s.chunks[s.ci][s.off : s.off+n : s.off+n]
@@ -117,15 +132,14 @@ func (s *slab) alloc(n, spare int) []Value {
 	return l
 }
 
-// big returns a list of n values in an array of its own.
-func (s *slab) big(n int) []Value {
-	if s.nbig == len(s.bigs) {
-		s.bigs = append(s.bigs, nil)
+// allocLong returns a list of n values from the long array.
+func (s *slab) allocLong(n int) []Value {
+	if n > len(s.long)-s.longOff {
+		s.long = make([]Value, max(n, min(2*len(s.long), s.most)))
+		s.longOff = 0
+		s.longs++
 	}
-	if cap(s.bigs[s.nbig]) < n {
-		s.bigs[s.nbig] = make([]Value, n)
-	}
-	l := s.bigs[s.nbig][:n:n]
-	s.nbig++
+	l := s.long[s.longOff : s.longOff+n : s.longOff+n]
+	s.longOff += n
 	return l
 }
