@@ -61,6 +61,7 @@ var fuzzSeeds = []string{
 	"$?\r\n" + strings.Repeat(";1\r\na\r\n", 40),
 	// Beyond the reply's limits, in many small values.
 	"*8\r\n" + strings.Repeat("*32\r\n"+strings.Repeat("_\r\n", 32), 8),
+	"*32\r\n" + strings.Repeat("*32\r\n"+strings.Repeat("_\r\n", 32), 32),
 	"*32\r\n" + strings.Repeat("*-1\r\n", 32) + "*9\r\n" + strings.Repeat("$-1\r\n", 9),
 	"%32\r\n" + strings.Repeat("%0\r\n*0\r\n", 32),
 	"*32\r\n" + strings.Repeat("|1\r\n_\r\n_\r\n_\r\n", 32),
