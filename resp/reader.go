@@ -135,8 +135,7 @@ func (r *Reader) Read() (Value, error) {
 		return Value{}, r.err
 	}
 	r.arena = r.arena[:0]
-	r.stack.reset()
-	r.slab.reset()
+	r.slab.reset() // the stack is empty after every reply read whole
 	r.valuesLeft, r.bytesLeft = r.lim.MaxReplyValues, r.lim.MaxReplyBytes
 	v, err := r.readValue(1, true)
 	if err != nil {
@@ -341,8 +340,8 @@ func (r *Reader) readValue(depth int, top bool) (Value, error) {
 		r.valuesLeft--
 		t, body := Type(line[0]), line[1:]
 		if t != TypeAttribute {
-			v, err := r.readBody(t, body, depth)
-			if err != nil {
+			v := Value{Type: t}
+			if err := r.readBody(&v, body, depth); err != nil {
 				return Value{}, err
 			}
 			if r.stack.n > attrs {
@@ -396,22 +395,22 @@ func (r *Reader) aggregateHeader(t Type, body []byte, depth, per int) (int, erro
 	return n, nil
 }
 
-// readBody reads the rest of a value of type t, other than an attribute,
-// whose header line held body.
-func (r *Reader) readBody(t Type, body []byte, depth int) (Value, error) {
-	v := Value{Type: t}
-	switch t {
+// readBody reads the rest of v, a value of any type but attribute, whose
+// header line held body. Filling in v rather than returning a Value spares
+// copying one.
+func (r *Reader) readBody(v *Value, body []byte, depth int) error {
+	switch t := v.Type; t {
 	case TypeSimpleString, TypeError:
 		v.Str = r.keep(body)
 	case TypeInteger:
 		n, ok := parseInt(body)
 		if !ok {
-			return Value{}, protoErr("invalid integer " + strconv.Quote(string(body)))
+			return protoErr("invalid integer " + strconv.Quote(string(body)))
 		}
 		v.Int = n
 	case TypeNull:
 		if len(body) != 0 {
-			return Value{}, protoErr("invalid null")
+			return protoErr("invalid null")
 		}
 	case TypeBoolean:
 		switch string(body) {
@@ -419,42 +418,40 @@ func (r *Reader) readBody(t Type, body []byte, depth int) (Value, error) {
 			v.Int = 1
 		case "f":
 		default:
-			return Value{}, protoErr("invalid boolean " + strconv.Quote(string(body)))
+			return protoErr("invalid boolean " + strconv.Quote(string(body)))
 		}
 	case TypeDouble:
 		f, ok := parseDouble(body)
 		if !ok {
-			return Value{}, protoErr("invalid double " + strconv.Quote(string(body)))
+			return protoErr("invalid double " + strconv.Quote(string(body)))
 		}
 		v.Float = f
 	case TypeBigNumber:
 		if !validBigNumber(body) {
-			return Value{}, protoErr("invalid big number " + strconv.Quote(string(body)))
+			return protoErr("invalid big number " + strconv.Quote(string(body)))
 		}
 		v.Str = r.keep(body)
 	case TypeBulkString, TypeBulkError, TypeVerbatim:
 		n, err := r.length(body, t.String(), r.lim.MaxBulkLen, "MaxBulkLen")
 		if err != nil {
-			return Value{}, err
+			return err
 		}
 		switch {
 		case n == -1 && t == TypeBulkString:
-			return Value{Type: TypeNull}, nil
+			v.Type = TypeNull
+			return nil
 		case n == -2 && t == TypeBulkString:
 			v.Str, err = r.readStreamedString()
-			if err != nil {
-				return Value{}, err
-			}
-			return v, nil
+			return err
 		case n < 0:
-			return Value{}, protoErr("invalid " + t.String() + " length " + strconv.Quote(string(body)))
+			return protoErr("invalid " + t.String() + " length " + strconv.Quote(string(body)))
 		}
 		if v.Str, err = r.readBulk(n); err != nil {
-			return Value{}, err
+			return err
 		}
 		if t == TypeVerbatim {
 			if len(v.Str) < 4 || v.Str[3] != ':' {
-				return Value{}, protoErr("verbatim string without format")
+				return protoErr("verbatim string without format")
 			}
 			copy(v.Format[:], v.Str[:3])
 			v.Str = v.Str[4:]
@@ -466,23 +463,24 @@ func (r *Reader) readBody(t Type, body []byte, depth int) (Value, error) {
 		}
 		n, err := r.aggregateHeader(t, body, depth, per)
 		if err != nil {
-			return Value{}, err
+			return err
 		}
 		switch {
 		case n == -1 && t == TypeArray:
-			return Value{Type: TypeNull}, nil
+			v.Type = TypeNull
+			return nil
 		case n == -1, n == -2 && t == TypePush:
-			return Value{}, protoErr("invalid " + t.String() + " length " + strconv.Quote(string(body)))
+			return protoErr("invalid " + t.String() + " length " + strconv.Quote(string(body)))
 		}
 		base := r.stack.n
 		if err := r.readElems(n, per, depth); err != nil {
-			return Value{}, err
+			return err
 		}
 		v.Elems = r.finish(base)
 	default:
-		return Value{}, protoErr("unknown type byte " + strconv.QuoteRune(rune(t)))
+		return protoErr("unknown type byte " + strconv.QuoteRune(rune(t)))
 	}
-	return v, nil
+	return nil
 }
 
 // readElems reads n values (n*per for maps; n == -2 means streamed, ended

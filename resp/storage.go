@@ -56,8 +56,6 @@ func (s *elemStack) popTo(dst []Value, base int) {
 	s.n = base
 }
 
-func (s *elemStack) reset() { s.popTo(nil, 0) }
-
 const (
 	// firstSlabChunk and slabChunk are the sizes of the slab's first chunk
 	// and, doubling from it, its largest; a small reply takes little memory.
