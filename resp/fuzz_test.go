@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // fuzzLimits are small, so that the fuzzer reaches every limit with short
@@ -20,7 +21,7 @@ var fuzzLimits = Limits{MaxBulkLen: 1024, MaxElements: 32, MaxDepth: 8, MaxLineL
 // each with as much again to spare as they grow; four times its bytes; and
 // a line.
 func fuzzAllocBound(n int) uint64 {
-	const valueSize = 96
+	const valueSize = int(unsafe.Sizeof(Value{}))
 	reply := 8<<10 + 4*valueSize*fuzzLimits.MaxReplyValues + 4*fuzzLimits.MaxReplyBytes + 4*fuzzLimits.MaxLineLen
 	return uint64(maxAllocPerByte*n + reply)
 }

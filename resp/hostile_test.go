@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // loopReader yields prefix, then loop over and over until limit bytes in
@@ -378,6 +379,14 @@ func replies(reply func(k int) string) string {
 		b.WriteString(reply(k))
 	}
 	return b.String()
+}
+
+// TestValueSize guards the size of a Value, which the bounds on a reader's
+// memory are made for.
+func TestValueSize(t *testing.T) {
+	if size := unsafe.Sizeof(Value{}); strconv.IntSize == 64 && size != 96 {
+		t.Errorf("a Value is %d bytes, want 96", size)
+	}
 }
 
 // maxAllocPerByte is the most a Reader may allocate per byte of a stream of

@@ -11,11 +11,12 @@ import (
 // Limits bounds what a [Reader] accepts. A zero field takes its default.
 // Every limit is checked before memory is reserved for what it bounds.
 //
-// The first four bound one line, string or aggregate; the last two bound a
-// reply as a whole, which is what keeps a Reader's memory in proportion to
-// the bytes it is sent. A reply's strings take at most a few times their
-// size on the wire, but each value takes a 96-byte [Value] however short it
-// is (a null is 3 bytes): MaxReplyValues is what bounds that.
+// The first four bound one string, aggregate, nesting or line; the last two
+// bound a reply as a whole, which is what keeps a Reader's memory in
+// proportion to the bytes it is sent. A reply's strings take at most a few
+// times their size on the wire, but each value takes a 96-byte [Value]
+// however short it is (a null is 3 bytes): MaxReplyValues is what bounds
+// that.
 type Limits struct {
 	// MaxBulkLen is the largest bulk string, bulk error or verbatim string,
 	// in bytes, and the largest total of a streamed string. Default 32 MiB,
@@ -537,8 +538,7 @@ func (r *Reader) mark() readMark {
 // release forgets everything read since m, to reuse its memory.
 func (r *Reader) release(m readMark) {
 	r.arena = r.arena[:m.arena]
-	var none []Value
-	r.stack.popTo(none, m.stack)
+	r.stack.popTo(nil, m.stack)
 	r.slab.release(m.slab)
 }
 

@@ -88,7 +88,8 @@ func (t Type) String() string {
 //
 // A Value is 96 bytes on 64-bit platforms (the fields are ordered so that
 // only Type and Format share padding): a reply of many small values, such
-// as nulls of 3 bytes each, takes many times its size on the wire.
+// as nulls of 3 bytes each, takes many times its size on the wire, which
+// [Limits].MaxReplyValues bounds.
 type Value struct {
 	Type   Type
 	Format [3]byte
