@@ -187,10 +187,15 @@ func (r *Reader) readLine() ([]byte, error) {
 // spend charges n bytes of wire to the reply.
 func (r *Reader) spend(n int) error {
 	if n > r.bytesLeft {
-		return limitErr("MaxReplyBytes", "reply exceeds limit of "+strconv.Itoa(r.lim.MaxReplyBytes)+" bytes")
+		return r.tooManyBytes()
 	}
 	r.bytesLeft -= n
 	return nil
+}
+
+// tooManyBytes reports a reply beyond MaxReplyBytes.
+func (r *Reader) tooManyBytes() error {
+	return limitErr("MaxReplyBytes", "reply exceeds limit of "+strconv.Itoa(r.lim.MaxReplyBytes)+" bytes")
 }
 
 // parseInt parses a RESP integer strictly: an optional sign, then "0" or a
@@ -234,10 +239,23 @@ func parseInt(b []byte) (int64, bool) {
 	return int64(u), true
 }
 
+// typeChunk stands for a chunk of a streamed string, which is no value, in
+// the messages of Reader.length.
+const typeChunk Type = ';'
+
+// lengthOf names what a length header of type t gives the length of.
+func (t Type) lengthOf() string {
+	if t == typeChunk {
+		return "chunk"
+	}
+	return t.String()
+}
+
 // length parses a length header: digits without sign or leading zeros, the
 // RESP2 null length "-1" (returned as -1) or the RESP3 streamed length "?"
-// (returned as -2). A length beyond max exceeds the Limits field limit.
-func (r *Reader) length(b []byte, what string, max int, limit string) (int, error) {
+// (returned as -2), for a value of type t (typeChunk for a chunk of a
+// streamed string). A length beyond max exceeds the Limits field limit.
+func (r *Reader) length(b []byte, t Type, max int, limit string) (int, error) {
 	switch string(b) {
 	case "?":
 		return -2, nil
@@ -246,10 +264,10 @@ func (r *Reader) length(b []byte, what string, max int, limit string) (int, erro
 	}
 	n, ok := parseInt(b)
 	if !ok || b[0] == '-' || b[0] == '+' {
-		return 0, protoErr("invalid " + what + " length " + strconv.Quote(string(b)))
+		return 0, protoErr("invalid " + t.lengthOf() + " length " + strconv.Quote(string(b)))
 	}
 	if n > int64(max) {
-		return 0, limitErr(limit, what+" length "+strconv.FormatInt(n, 10)+" exceeds limit "+strconv.Itoa(max))
+		return 0, limitErr(limit, t.lengthOf()+" length "+strconv.FormatInt(n, 10)+" exceeds limit "+strconv.Itoa(max))
 	}
 	return int(n), nil
 }
@@ -382,7 +400,7 @@ func (r *Reader) tooManyValues() error {
 // aggregate whose elements cannot fit in what is left of the reply is
 // refused here, before any is read.
 func (r *Reader) aggregateHeader(t Type, body []byte, depth, per int) (int, error) {
-	n, err := r.length(body, t.String(), r.lim.MaxElements, "MaxElements")
+	n, err := r.length(body, t, r.lim.MaxElements, "MaxElements")
 	if err != nil || n == -1 {
 		return n, err
 	}
@@ -433,7 +451,7 @@ func (r *Reader) readBody(v *Value, body []byte, depth int) error {
 		}
 		v.Str = r.keep(body)
 	case TypeBulkString, TypeBulkError, TypeVerbatim:
-		n, err := r.length(body, t.String(), r.lim.MaxBulkLen, "MaxBulkLen")
+		n, err := r.length(body, t, r.lim.MaxBulkLen, "MaxBulkLen")
 		if err != nil {
 			return err
 		}
@@ -512,7 +530,7 @@ func (r *Reader) readElems(n, per, depth int) error {
 		if err != nil {
 			return err
 		}
-		r.stack.push(e)
+		r.stack.push(&e)
 	}
 	return nil
 }
@@ -555,7 +573,7 @@ func (r *Reader) readStreamedString() ([]byte, error) {
 		if len(line) == 0 || line[0] != ';' {
 			return nil, protoErr("invalid streamed string chunk")
 		}
-		n, err := r.length(line[1:], "chunk", r.lim.MaxBulkLen, "MaxBulkLen")
+		n, err := r.length(line[1:], typeChunk, r.lim.MaxBulkLen, "MaxBulkLen")
 		if err != nil {
 			return nil, err
 		}

@@ -20,30 +20,47 @@ const stackChunk = 256
 type elemStack struct {
 	chunks [][]Value
 	n      int // values held
+	room   int // values the chunks can hold
 }
 
-func (s *elemStack) push(v Value) {
-	i, j := s.n/stackChunk, s.n%stackChunk
+func (s *elemStack) push(v *Value) {
+	if s.n == s.room {
+		s.grow()
+	}
+	s.chunks[s.n/stackChunk][s.n%stackChunk] = *v
+	s.n++
+}
+
+// grow makes room for one more value. Kept out of push, so that push is
+// inlined.
+//
+//go:noinline
+func (s *elemStack) grow() {
+	i := s.n / stackChunk
 	if i == len(s.chunks) {
 		s.chunks = append(s.chunks, nil)
 	}
 	c := s.chunks[i]
-	if j == len(c) {
-		size := stackChunk
-		if i == 0 {
-			size = min(max(2*len(c), 8), stackChunk)
-		}
-		c = make([]Value, size)
-		copy(c, s.chunks[i])
-		s.chunks[i] = c
+	size := stackChunk
+	if i == 0 {
+		size = min(max(2*len(c), 8), stackChunk)
 	}
-	c[j] = v
-	s.n++
+	s.chunks[i] = make([]Value, size)
+	copy(s.chunks[i], c)
+	s.room += size - len(c)
 }
 
 // popTo moves the values from base up into dst, which must have room for
 // them all, and pops them. A nil dst drops them.
 func (s *elemStack) popTo(dst []Value, base int) {
+	if i := base / stackChunk; i == (s.n-1)/stackChunk && base < s.n {
+		// All in one chunk, as in most replies.
+		c := s.chunks[i][base%stackChunk : (s.n-1)%stackChunk+1]
+		copy(dst, c)
+		clear(c)
+		s.n = base
+		return
+	}
 	for k := base; k < s.n; {
 		i, j := k/stackChunk, k%stackChunk
 		c := s.chunks[i][j:min(len(s.chunks[i]), j+s.n-k)]
