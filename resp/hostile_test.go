@@ -325,9 +325,13 @@ func allocBoundInputs() []allocInput {
 			allocInput{name: "arrays of " + e.name + ", at the limit", wire: atLimit, keep: e.kept})
 	}
 	for _, typ := range []string{"~", ">", "%"} {
+		n := (maxValues - 17) / 16
+		if typ == "%" {
+			n /= 2
+		}
 		ins = append(ins,
 			allocInput{name: "aggregates " + typ + " of nulls, over the limit", wire: atLeastMiB("*256\r\n" + strings.Repeat(aggregate(typ, 2048, "_\r\n"), 256))},
-			allocInput{name: "aggregates " + typ + " of nulls, at the limit", wire: atLeastMiB("*16\r\n" + strings.Repeat(aggregate(typ, 2047, "_\r\n"), 16))})
+			allocInput{name: "aggregates " + typ + " of nulls, at the limit", wire: atLeastMiB("*16\r\n" + strings.Repeat(aggregate(typ, n, "_\r\n"), 16))})
 	}
 	return append(ins,
 		// The reply to HELLO, refused at its first inner header.
