@@ -151,9 +151,6 @@ const (
 	// (ClientConfig.IdleTimeout), the Clients of Locks made without
 	// Config.Client included.
 	DefaultIdleTimeout = 60 * time.Second
-	// DefaultMaxElements bounds the elements of one aggregate in a reply
-	// (see ClientConfig.Limits).
-	DefaultMaxElements = 1 << 16
 )
 
 // ErrConfig is matched (errors.Is) by every error about an invalid
@@ -214,11 +211,12 @@ type ClientConfig struct {
 	// IdleTimeout is how long an idle connection is kept before it is
 	// closed. Default DefaultIdleTimeout; negative keeps them until Close.
 	IdleTimeout time.Duration
-	// Limits bound what is read from the server (see resp.Limits). Zero
-	// fields take resp's defaults, except MaxElements, which defaults to
-	// DefaultMaxElements: a lock's largest reply (CLUSTER SHARDS of a big
-	// cluster) has a few thousand elements, and each costs about 100 bytes
-	// of memory while it is read.
+	// Limits bound what is read from the server (see resp.Limits): each
+	// aggregate, and each reply as a whole, in values and bytes, so that a
+	// hostile server cannot make a reply cost memory out of proportion to
+	// the bytes it sent. Zero fields take resp's defaults, which fit a
+	// lock's largest reply (CLUSTER SHARDS of a cluster of about a thousand
+	// nodes).
 	Limits resp.Limits
 	// Dial, when set, opens connections instead of a net.Dialer: for
 	// proxies, custom resolvers or tests. TLS, if configured, is layered on
@@ -237,9 +235,6 @@ func (c Config) clientConfig() ClientConfig {
 // dialConfig resolves the URL and fields into where and how to dial.
 func (cc ClientConfig) dialConfig() (dialConfig, error) {
 	dc := dialConfig{network: "tcp", addr: DefaultAddr, dialTimeout: cc.DialTimeout, limits: cc.Limits, dial: cc.Dial}
-	if dc.limits.MaxElements == 0 {
-		dc.limits.MaxElements = DefaultMaxElements
-	}
 	if dc.dialTimeout == 0 {
 		dc.dialTimeout = DefaultDialTimeout
 	}
