@@ -132,8 +132,14 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 	return c, nil
 }
 
+// readBufSize is a connection's read buffer. A lock's replies and pushes
+// are a few hundred bytes at most; a longer line is gathered by the
+// resp.Reader and a long bulk string read past the buffer, so a small
+// buffer costs a large reply only more reads, and a held lock less memory.
+const readBufSize = 1024
+
 func newConn(nc net.Conn, lim resp.Limits) *conn {
-	return &conn{nc: nc, rd: resp.NewReader(bufio.NewReaderSize(nc, 4096), lim), wbuf: make([]byte, 0, 256)}
+	return &conn{nc: nc, rd: resp.NewReader(bufio.NewReaderSize(nc, readBufSize), lim), wbuf: make([]byte, 0, 256)}
 }
 
 // handshake runs HELLO 3 (with AUTH and SETNAME folded in), or, where the

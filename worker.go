@@ -59,6 +59,7 @@ func newHold(s *spec, c *conn, token int64, waited bool, early []notedPing) *hol
 	}
 	h.waited.Store(waited || len(early) > 0)
 	c.beginHold()
+	c.rd.Shrink() // a hold reads pings and small replies only
 	go h.work()
 	return h
 }

@@ -118,6 +118,17 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 	return &Reader{br: br, lim: lim, slab: slab{most: lim.MaxReplyValues}}
 }
 
+// Shrink drops the memory the Reader keeps between replies for the next
+// ones (string arena, element storage): for a Reader that will now read
+// only small replies for a long time, such as a held lock's. The next
+// large reply allocates afresh. Values already returned stay valid. It
+// must not be called during Read.
+func (r *Reader) Shrink() {
+	r.arena, r.line = nil, nil
+	r.stack = elemStack{}
+	r.slab = slab{most: r.lim.MaxReplyValues}
+}
+
 // Limits returns the limits in force, defaults filled in.
 func (r *Reader) Limits() Limits { return r.lim }
 
