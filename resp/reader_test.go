@@ -764,3 +764,29 @@ func TestValueEqual(t *testing.T) {
 		t.Errorf("empty and nil strings differ")
 	}
 }
+
+// TestShrink: a Reader that dropped its kept storage reads on, and the
+// values it returned before stay valid.
+func TestShrink(t *testing.T) {
+	in := "*3\r\n$3\r\nfoo\r\n:1\r\n*1\r\n_\r\n+OK\r\n%1\r\n$1\r\nk\r\n$1\r\nv\r\n"
+	r := NewReader(strings.NewReader(in), Limits{})
+	first, err := r.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := first.String()
+	r.Shrink()
+	for _, w := range []string{"OK", "k"} {
+		v, err := r.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(v.String(), w) {
+			t.Errorf("after Shrink read %v, want %q in it", v, w)
+		}
+		r.Shrink()
+	}
+	if first.String() != want {
+		t.Errorf("a value read before Shrink changed: %v, was %v", first, want)
+	}
+}
