@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,21 +32,26 @@ func BenchmarkPing(b *testing.B) {
 }
 
 // BenchmarkAcquireRelease is an uncontended acquire and release through a
-// shared Client (warm connections), on RESP3 and RESP2.
+// shared Client (warm connections), on RESP3 and RESP2, and through a Lock
+// made from Config{URL} alone (the package's shared pool).
 func BenchmarkAcquireRelease(b *testing.B) {
 	s := redistest.Redis(b)
-	for _, proto := range []string{"resp3", "resp2"} {
+	for _, proto := range []string{"resp3", "resp2", "resp3-noclient"} {
 		b.Run(proto, func(b *testing.B) {
 			url := s.URL()
 			if proto == "resp2" {
 				url += "?protocol=2"
 			}
-			cl, err := NewClient(ClientConfig{URL: url})
-			if err != nil {
-				b.Fatal(err)
+			cfg := Config{URL: url} // the package's shared pool
+			if !strings.HasSuffix(proto, "-noclient") {
+				cl, err := NewClient(ClientConfig{URL: url})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer cl.Close()
+				cfg = Config{Client: cl}
 			}
-			defer cl.Close()
-			l, err := New("bench", Config{Client: cl})
+			l, err := New("bench", cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -173,11 +173,10 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 		ctx, cancel = context.WithDeadlineCause(ctx, until.Add(l.cfg.UnavailableTimeout), errNoAnswer)
 		defer cancel()
 	}
-	// Client.Close ends a waiting Acquire with ErrClientClosed.
-	ctx, cancelClosed := context.WithCancelCause(ctx)
-	defer cancelClosed(nil)
-	stopClosed := context.AfterFunc(l.cl.closing, func() { cancelClosed(ErrClientClosed) })
-	defer stopClosed()
+	// Client.Close ends a waiting Acquire with ErrClientClosed. The first
+	// try does not wait, so only an Acquire that goes on to wait pays for
+	// the watch.
+	watchingClose := false
 	a := &attempt{s: l.spec, bellFreeAt: &l.bellFreeAt}
 	defer a.close()
 	ping := once           // ping a holder found (a scheduled poll, or TryAcquire)
@@ -186,6 +185,17 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	for try := 0; ; try++ {
 		if err := ctx.Err(); err != nil {
 			return l.opErr("acquire", ctxCause(ctx))
+		}
+		if try > 0 && !watchingClose {
+			watchingClose = true
+			var cancelClosed context.CancelCauseFunc
+			ctx, cancelClosed = context.WithCancelCause(ctx)
+			defer cancelClosed(nil)
+			stopClosed := context.AfterFunc(l.cl.closing, func() { cancelClosed(ErrClientClosed) })
+			defer stopClosed()
+		}
+		if try > 0 && l.cl.closing.Err() != nil {
+			return l.opErr("acquire", ErrClientClosed)
 		}
 		out, h, err := a.try(ctx, ping, wait)
 		if err != nil {
