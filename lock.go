@@ -113,6 +113,43 @@ func (l *Lock) Lost() <-chan struct{} {
 	return l.h.lost
 }
 
+// Context returns a context derived from parent that ends when the current
+// hold ends, lost or released, or when parent ends; its cause
+// (context.Cause) is then the loss, matching ErrLost, or ErrNotHeld after
+// a Release. Call it after Acquire, and the cancel func when done. When
+// the Lock holds no lock the context is already canceled. With it, the
+// work a lock protects stops as soon as the lock is lost:
+//
+//	if err := l.Acquire(ctx); err != nil {
+//		return err
+//	}
+//	defer l.Release(context.Background())
+//	work, cancel := l.Context(ctx)
+//	defer cancel()
+//	return backup(work) // context.Cause(work) says why it ended
+func (l *Lock) Context(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	l.mu.Lock()
+	h := l.h
+	l.mu.Unlock()
+	if h == nil {
+		cancel(ErrNotHeld)
+		return ctx, func() {}
+	}
+	go func() { // ends with the hold or with ctx
+		select {
+		case <-h.lost:
+			if err := h.lostErr(); err != nil {
+				cancel(err)
+			} else {
+				cancel(ErrNotHeld) // released
+			}
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(context.Canceled) }
+}
+
 // Err returns nil while the lock is held, an error matching ErrLost (and
 // wrapping the cause) once the hold was lost and not yet released, and
 // ErrNotHeld otherwise.
