@@ -29,16 +29,9 @@
 //	}
 //	defer l.Release(context.Background())
 //
-//	work, stop := context.WithCancel(ctx)
-//	defer stop()
-//	go func() {
-//		select {
-//		case <-l.Lost(): // connection gone or killed: stop at once
-//			stop()
-//		case <-work.Done():
-//		}
-//	}()
-//	return backup(work)
+//	work, cancel := l.Context(ctx) // ends as soon as the lock is lost
+//	defer cancel()
+//	return backup(work) // context.Cause(work) matches ErrLost, and says why
 //
 // # Guarantees, and what is not guaranteed
 //
