@@ -41,7 +41,8 @@ deps: ## Install redis-server, redis-cli and the Python reference client if miss
 	fi
 
 test: deps ## Run every test with the race detector (starts its own servers on free ports)
-	go test -race -count=1 -timeout 15m ./...
+	@echo "go test -race -count=1 -timeout 15m ./...  (a dot per test that passed; failures in full)"
+	@go test -race -count=1 -timeout 15m -json ./... | awk -f .ci/progress.awk
 	@if [ -f bench/go.mod ]; then \
 	  echo "cd bench && go test -race -count=1 ./..."; \
 	  cd bench && go test -race -count=1 ./...; \
