@@ -34,17 +34,20 @@ function unescape(s) {
 	}
 	if (action != "pass" && action != "fail" && action != "skip") next
 	if (test == "") {
-		if (dots[pkg] && action != "fail") printf "\n"
+		if (midline) printf "\n"
+		midline = 0
 		if (action == "fail") printf "%s", out[key]
 		printf "%-4s %s %ss (%d tests)\n", action == "fail" ? "FAIL" : "ok", pkg, num("Elapsed"), dots[pkg]
 		delete out[key]
 		next
 	}
 	if (action == "fail") {
-		if (dots[pkg]) printf "\n"
+		if (midline) printf "\n"
+		midline = 0
 		printf "%s", out[key]
 	} else if (index(test, "/") == 0) {
 		printf "."
+		midline = 1
 		dots[pkg]++
 	}
 	delete out[key]
