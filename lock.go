@@ -171,14 +171,18 @@ func (l *Lock) Err() error {
 // held elsewhere all that time. The first try is immediate; later tries
 // come every CheckInterval (jittered). While a holder is seen, it is pinged
 // and, if silent for UnavailableTimeout, its connection is killed and the
-// lock taken over. When ctx ends Acquire returns at once with ctx's error.
+// lock taken over (a frozen holder thus costs up to UnavailableTimeout
+// more than Timeout). When ctx ends Acquire returns at once with an error
+// matching ctx's error and its cause. The errors it returns are listed in
+// the package documentation, under Errors.
 func (l *Lock) Acquire(ctx context.Context) error {
 	return l.acquire(ctx, l.cfg.Timeout, l.cfg.FailWhenLocked)
 }
 
 // TryAcquire makes one try: nil when the lock was taken, ErrAlreadyLocked
 // when it is held elsewhere (after pinging the holder, and killing it if it
-// is silent for UnavailableTimeout).
+// is silent for UnavailableTimeout: so a try that finds a frozen holder
+// takes about that long). Other errors are as Acquire's.
 func (l *Lock) TryAcquire(ctx context.Context) error {
 	return l.acquire(ctx, 0, true)
 }
@@ -317,8 +321,8 @@ var errNoAnswer = fmt.Errorf("no answer from the server within Timeout: %w", con
 // and closes the connection.
 //
 // If the hold was lost before, the error matches ErrLost and wraps the
-// cause; if the Lock does not hold the lock, ErrNotHeld. Release is safe
-// to call twice and after errors.
+// cause; if the Lock does not hold the lock, ErrNotHeld (see Errors in the
+// package documentation). Release is safe to call twice and after errors.
 func (l *Lock) Release(ctx context.Context) error {
 	l.mu.Lock()
 	h := l.h
