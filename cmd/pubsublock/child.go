@@ -33,7 +33,8 @@ func startStatus(err error) int {
 
 // command prepares COMMAND: standard streams inherited, its own process
 // group, and PUBSUBLOCK_CHANNEL and (with fencing) PUBSUBLOCK_TOKEN in its
-// environment. An inherited PUBSUBLOCK_TOKEN is removed without fencing, so
+// environment, which is otherwise pubsublock's own, REDIS_URL and
+// REDISCLI_AUTH included. An inherited PUBSUBLOCK_TOKEN is removed without fencing, so
 // a nested run never sees its parent's token as its own.
 func command(path string, o *options, token int64) *exec.Cmd {
 	cmd := exec.Command(path, o.command[1:]...)
@@ -65,6 +66,21 @@ func exitStatus(ps *os.ProcessState) int {
 		return exitSignal + int(ws.Signal())
 	}
 	return ps.ExitCode()
+}
+
+// sigName returns the name of a signal, "SIGTSTP" rather than Go's
+// "stopped".
+func sigName(sig os.Signal) string {
+	if n, ok := signalNames[sig]; ok {
+		return n
+	}
+	return sig.String()
+}
+
+var signalNames = map[os.Signal]string{
+	syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM", syscall.SIGHUP: "SIGHUP", syscall.SIGQUIT: "SIGQUIT",
+	syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2", syscall.SIGKILL: "SIGKILL", syscall.SIGCONT: "SIGCONT",
+	syscall.SIGSTOP: "SIGSTOP", syscall.SIGTSTP: "SIGTSTP", syscall.SIGTTIN: "SIGTTIN", syscall.SIGTTOU: "SIGTTOU",
 }
 
 // clearGroup ends what is left of COMMAND's process group after a loss:

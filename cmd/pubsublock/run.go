@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,18 +26,19 @@ const releaseTimeout = 5 * time.Second
 
 // runLocked acquires the lock, runs COMMAND under it and returns the exit
 // status.
-func runLocked(o *options, stderr io.Writer) int {
+func runLocked(o *options, srv server, stderr io.Writer) int {
 	rep := newReporter(stderr, o.verbose, o.channel)
 	path, err := lookCommand(o.command[0])
 	if err != nil {
 		rep.fail(err)
 		return startStatus(err)
 	}
-	lock, err := pubsublock.New(o.channel, o.config(rep.lib))
+	lock, err := pubsublock.New(o.channel, o.config(srv, rep.lib))
 	if err != nil {
 		rep.fail(err)
 		return exitUsage
 	}
+	rep.event("server", "url", redactURL(o.url))
 
 	sigs := make(chan os.Signal, 16)
 	for _, sig := range forwarded {
@@ -51,25 +51,28 @@ func runLocked(o *options, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 
 	start := time.Now()
+	watch := rep.watchWait(lock, o.unavailableTimeout+o.checkInterval)
 	sig, err := acquire(lock, sigs)
+	watch.stop()
+	waited := time.Since(start).Round(time.Millisecond)
 	switch {
 	case err == nil && sig != nil: // the signal came just as the lock did
 		release(lock, rep)
 		fallthrough
 	case sig != nil:
-		rep.event("signal while waiting for the lock", "signal", sig)
+		rep.event("signal while waiting for the lock", "signal", sigName(sig))
 		return exitSignal + int(sig.(syscall.Signal))
 	case errors.Is(err, pubsublock.ErrAlreadyLocked):
-		rep.event("lock held elsewhere", "waited", time.Since(start).Round(time.Millisecond))
+		rep.event("lock held elsewhere", "waited", waited)
+		watch.final()
 		return o.conflictExit
 	case errors.Is(err, pubsublock.ErrConfig):
 		rep.fail(err)
 		return exitUsage
 	case err != nil:
-		rep.fail(err)
+		rep.failServer(err, o)
 		return exitUnavailable
 	}
-	rep.event("acquired", "waited", time.Since(start).Round(time.Millisecond), "token", lock.Token())
 
 	cmd := command(path, o, lock.Token())
 	if err := cmd.Start(); err != nil {
@@ -78,7 +81,7 @@ func runLocked(o *options, stderr io.Writer) int {
 		return startStatus(err)
 	}
 	pgid := cmd.Process.Pid // Setpgid: the child leads its own group
-	rep.event("started", "pid", pgid, "command", o.command[0])
+	rep.event("started", "pid", pgid, "command", o.command[0], "waited", waited)
 	reaped := make(chan struct{})
 	go func() {
 		_ = cmd.Wait() // the status is read from cmd.ProcessState
@@ -96,27 +99,6 @@ func runLocked(o *options, stderr io.Writer) int {
 	}
 	release(lock, rep)
 	return status
-}
-
-// config maps the options onto the library's Config.
-func (o *options) config(log *slog.Logger) pubsublock.Config {
-	cfg := pubsublock.Config{
-		URL:                 o.url,
-		Timeout:             o.timeout,
-		FailWhenLocked:      o.nonblock || o.timeout == 0,
-		CheckInterval:       o.checkInterval,
-		UnavailableTimeout:  o.unavailableTimeout,
-		HealthCheckInterval: o.healthCheckInterval,
-		Fencing:             o.fencing,
-		Logger:              log,
-	}
-	if o.timeout < 0 {
-		cfg.Timeout = -1 // the library's "until the context ends"
-	}
-	if o.healthCheckInterval == 0 {
-		cfg.HealthCheckInterval = -1 // the library's "disabled"
-	}
-	return cfg
 }
 
 // acquire takes the lock, giving up when one of the forwarded signals
@@ -152,7 +134,7 @@ func supervise(lock *pubsublock.Lock, sigs <-chan os.Signal, reaped <-chan struc
 	for {
 		select {
 		case s := <-sigs:
-			rep.event("forwarding signal", "signal", s, "pgid", pgid)
+			rep.event("forwarding signal", "signal", sigName(s), "pgid", pgid)
 			_ = syscall.Kill(-pgid, s.(syscall.Signal))
 		case <-lostCh:
 			lostCh, lost, termAt = nil, true, time.Now()
@@ -181,13 +163,12 @@ func supervise(lock *pubsublock.Lock, sigs <-chan os.Signal, reaped <-chan struc
 }
 
 // release gives the lock up after COMMAND has exited. A loss at this point
-// came after COMMAND finished, so it is only logged.
+// came after COMMAND finished, so it is only logged. The library logs the
+// release itself.
 func release(lock *pubsublock.Lock, rep *reporter) {
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
 	if err := lock.Release(ctx); err != nil {
 		rep.event("release", "err", err)
-		return
 	}
-	rep.event("released")
 }
