@@ -62,7 +62,7 @@ func runLocked(o *options, srv server, stderr io.Writer) int {
 	case sig != nil:
 		rep.event("signal while waiting for the lock", "signal", sigName(sig))
 		return exitSignal + int(sig.(syscall.Signal))
-	case errors.Is(err, pubsublock.ErrAlreadyLocked):
+	case errors.Is(err, pubsublock.ErrAlreadyLocked), timedOutHeld(lock, o, err, waited):
 		rep.event("lock held elsewhere", "waited", waited)
 		watch.final()
 		return o.conflictExit
@@ -99,6 +99,22 @@ func runLocked(o *options, srv server, stderr io.Writer) int {
 	}
 	release(lock, rep)
 	return status
+}
+
+// timedOutHeld reports whether err, which ended a wait of -w, is a
+// deadline that the server can be asked past, and the lock is held: a
+// conflict, then. The library gives a wait UnavailableTimeout past its
+// Timeout to finish a try under way; a try that pings a silent subscriber
+// it cannot kill then runs out of it, and Acquire returns a deadline
+// error rather than ErrAlreadyLocked.
+func timedOutHeld(lock *pubsublock.Lock, o *options, err error, waited time.Duration) bool {
+	if err == nil || o.timeout <= 0 || waited < o.timeout || !errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*o.dialTimeout)
+	defer cancel()
+	st, err := lock.Status(ctx)
+	return err == nil && st.Held()
 }
 
 // acquire takes the lock, giving up when one of the forwarded signals
