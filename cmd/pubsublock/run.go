@@ -41,6 +41,17 @@ func notify(n int, sigs ...os.Signal) chan os.Signal {
 // runLocked acquires the lock, runs COMMAND under it and returns the exit
 // status.
 func runLocked(o *options, srv server, stderr io.Writer) int {
+	// Signals are caught from the start (-v's first record comes after),
+	// so that one sent early still ends the wait cleanly.
+	sigs := notify(16, forwarded...)
+	defer signal.Stop(sigs)
+	// A SIGCONT says that pubsublock was stopped, perhaps for longer than
+	// a contender waits for the holder's answer. It is relayed even when
+	// ignored: it continues a stopped process all the same.
+	conts := make(chan os.Signal, 1)
+	signal.Notify(conts, syscall.SIGCONT)
+	defer signal.Stop(conts)
+
 	rep := newReporter(stderr, o.verbose, o.channel)
 	path, err := lookCommand(o.command[0])
 	if err != nil {
@@ -53,15 +64,6 @@ func runLocked(o *options, srv server, stderr io.Writer) int {
 		return exitUsage
 	}
 	rep.event("server", "url", redactURL(o.url))
-
-	sigs := notify(16, forwarded...)
-	defer signal.Stop(sigs)
-	// A SIGCONT says that pubsublock was stopped, perhaps for longer than
-	// a contender waits for the holder's answer. It is relayed even when
-	// ignored: it continues a stopped process all the same.
-	conts := make(chan os.Signal, 1)
-	signal.Notify(conts, syscall.SIGCONT)
-	defer signal.Stop(conts)
 
 	start := time.Now()
 	watch := rep.watchWait(lock, o.unavailableTimeout+o.checkInterval)

@@ -211,12 +211,22 @@ func TestSignalWhileWaiting(t *testing.T) {
 	t.Parallel()
 	s := redistest.Redis(t)
 	hold(t, s.URL(), "ch")
-	cmd, stdout, stderr := prepare(t, s.URL(), "ch", "touch", "ran")
+	cmd, stdout, stderr := prepare(t, s.URL(), "-v", "ch", "touch", "ran")
+	// -v's first record comes once signals are caught: a -race binary
+	// can take longer than a moment to get there on a busy machine.
+	log := filepath.Join(t.TempDir(), "stderr")
+	f, err := os.Create(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd.Stderr = f
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // let it wait for the lock
+	waitFile(t, log)
+	time.Sleep(200 * time.Millisecond) // let it wait for the lock
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
