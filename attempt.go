@@ -339,7 +339,7 @@ func (a *attempt) check(ctx context.Context) (free bool) {
 	}
 	st, err := l.checkOrKill(ctx, aux)
 	l.logCheck(st, err)
-	return err == nil && st != holderAlive
+	return err == nil && (st == holderGone || st == holderKilled)
 }
 
 // notePing records the reply channel of a ping that arrived on the lock

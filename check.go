@@ -20,6 +20,8 @@ func (s *spec) logCheck(st holderState, err error) {
 		s.log.Debug("holder alive")
 	case st == holderKilled:
 		s.log.Info("killed silent holder")
+	case st == holderUnkillable:
+		s.log.Warn("the channel is taken by a subscriber not named like a holder; it cannot be killed", "name", s.name)
 	default:
 		s.log.Debug("holder gone before the ping")
 	}
@@ -28,9 +30,10 @@ func (s *spec) logCheck(st holderState, err error) {
 // CheckOrKill pings whoever holds the lock's channel and reports whether it
 // answered within UnavailableTimeout. A silent holder's connection is
 // killed (CLIENT KILL ID), freeing the lock, and alive is false. With no
-// holder at all, alive is false and nothing is killed. Servers without
-// CLIENT LIST or CLIENT KILL (miniredis) give an error when a holder is
-// silent.
+// holder at all, alive is false and nothing is killed. A silent
+// subscriber not named like a holder is not killed: ErrUnknownSubscriber.
+// Servers without CLIENT LIST or CLIENT KILL (miniredis) give an error
+// when a holder is silent.
 func (l *Lock) CheckOrKill(ctx context.Context) (alive bool, err error) {
 	c, err := l.cl.get(ctx, l.channel)
 	if err != nil {
@@ -42,6 +45,9 @@ func (l *Lock) CheckOrKill(ctx context.Context) (alive bool, err error) {
 	}
 	st, err := l.checkOrKill(ctx, c)
 	l.logCheck(st, err)
+	if err == nil && st == holderUnkillable {
+		err = ErrUnknownSubscriber
+	}
 	return st == holderAlive, l.opErr("check", err)
 }
 
@@ -128,10 +134,19 @@ func (s *spec) checkOrKill(ctx context.Context, aux *conn) (holderState, error) 
 		return holderGone, fmt.Errorf("%w: %w", ErrKillUnsupported, listErr)
 	}
 	killed, err := s.killSilent(ctx, aux, before)
-	if err != nil || killed == 0 {
-		return holderGone, err // the silent subscribers left on their own
+	switch {
+	case err != nil:
+		return holderGone, err
+	case killed > 0:
+		return holderKilled, nil
 	}
-	return holderKilled, nil
+	// Nobody to kill: the silent subscribers left on their own, or they
+	// are not named like holders (a plain SUBSCRIBE of the channel), and
+	// keep it taken where nothing may kill them.
+	if n, err := s.numsub(ctx, aux); err != nil || n > 0 {
+		return holderUnkillable, err
+	}
+	return holderGone, nil
 }
 
 // errHolderLeft ends a contender's wait for the holder's answer when the
@@ -346,4 +361,7 @@ const (
 	holderGone   holderState = iota // nobody received the ping
 	holderAlive                     // the holder answered
 	holderKilled                    // silent holders were killed
+	// holderUnkillable: silent subscribers not named like a holder keep the
+	// channel taken, and are not killed.
+	holderUnkillable
 )

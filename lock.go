@@ -150,6 +150,25 @@ func (l *Lock) Context(parent context.Context) (context.Context, context.CancelF
 	return ctx, func() { cancel(context.Canceled) }
 }
 
+// Check confirms, through the hold's own connection, that the lock is
+// still held: the health check's probe, answered within
+// UnavailableTimeout. It returns nil while held, an error matching ErrLost
+// once the hold is lost (a probe that fails or goes unanswered ends it),
+// and ErrNotHeld when nothing is held. Err tells what the hold's worker
+// has seen; Check asks the server, which is what a process resumed after
+// a stop (SIGSTOP, a suspended VM) must do before it goes on, as its
+// worker may not have read the news of a loss yet. When ctx ends first,
+// Check returns its error and the hold goes on.
+func (l *Lock) Check(ctx context.Context) error {
+	l.mu.Lock()
+	h := l.h
+	l.mu.Unlock()
+	if h == nil {
+		return ErrNotHeld
+	}
+	return h.verify(ctx, l.cfg.UnavailableTimeout)
+}
+
 // Err returns nil while the lock is held, an error matching ErrLost (and
 // wrapping the cause) once the hold was lost and not yet released, and
 // ErrNotHeld otherwise.

@@ -3,6 +3,7 @@ package pubsublock
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -48,4 +49,33 @@ func TestLockContext(t *testing.T) {
 	_, cancel2 := l.Context(ctx)
 	cancel2()
 	_ = l.Release(ctx)
+}
+
+// TestLockCheck: Check confirms a live hold through its connection, and
+// reports a hold whose connection was killed as lost, even before the
+// worker could have read the news; with nothing held, ErrNotHeld.
+func TestLockCheck(t *testing.T) {
+	s := redistest.Redis(t)
+	ctx := context.Background()
+	l := newLock(t, "check", Config{URL: s.URL()})
+	if err := l.Check(ctx); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("Check without a hold = %v, want ErrNotHeld", err)
+	}
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Check(ctx); err != nil {
+		t.Fatalf("Check of a live hold = %v", err)
+	}
+	for _, id := range holderIDs(t, s, "check-lock") {
+		mustDo(t, s, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
+	}
+	if err := l.Check(ctx); !errors.Is(err, ErrLost) {
+		t.Fatalf("Check of a killed hold = %v, want ErrLost", err)
+	}
+	select {
+	case <-l.Lost():
+	default:
+		t.Error("Check found the hold lost, and Lost() is open")
+	}
 }

@@ -1,0 +1,51 @@
+package pubsublock
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pubsublock/pubsublock/internal/redistest"
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// TestUnknownSubscriberNotKilled: a silent subscriber of the channel that
+// is not named like a holder (a plain SUBSCRIBE) keeps the lock taken. It
+// is never killed; CheckOrKill says so with ErrUnknownSubscriber, a
+// TryAcquire pings it once, not twice, and an Acquire whose Timeout passes
+// returns ErrAlreadyLocked.
+func TestUnknownSubscriberNotKilled(t *testing.T) {
+	s := redistest.Redis(t)
+	plain, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := plain.Write(resp.AppendCommand(nil, "SUBSCRIBE", "jobs")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { n, _ := s.Do("PUBSUB", "NUMSUB", "jobs"); return strings.HasSuffix(n, "1") })
+	ctx := context.Background()
+	const unavailable = 300 * time.Millisecond
+	l := newLock(t, "jobs", Config{URL: s.URL(), UnavailableTimeout: unavailable, CheckInterval: 50 * time.Millisecond,
+		Timeout: 500 * time.Millisecond})
+	if alive, err := l.CheckOrKill(ctx); alive || !errors.Is(err, ErrUnknownSubscriber) {
+		t.Errorf("CheckOrKill = %v, %v; want false, ErrUnknownSubscriber", alive, err)
+	}
+	start := time.Now()
+	if err := l.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+		t.Errorf("TryAcquire = %v, want ErrAlreadyLocked", err)
+	}
+	if d := time.Since(start); d > 2*unavailable {
+		t.Errorf("TryAcquire took %v: it pinged the subscriber more than once (UnavailableTimeout %v)", d, unavailable)
+	}
+	if err := l.Acquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+		t.Errorf("Acquire = %v, want ErrAlreadyLocked", err)
+	}
+	if n := numsubOf(t, s, "jobs"); n != 1 {
+		t.Errorf("the plain subscriber is gone: NUMSUB %d", n)
+	}
+}
