@@ -54,8 +54,9 @@
 // A stopped holder cannot answer a contender's ping, so a contender takes
 // the lock over after --unavailable-timeout. When continued (fg, bg, or
 // SIGCONT), pubsublock therefore checks that it still holds the lock
-// before COMMAND may run again: its connection must still be open and the
-// server must still show a holder subscribed to CHANNEL. If the lock was
+// before COMMAND may run again: the hold's own connection must answer a
+// probe within --unavailable-timeout (a connection a contender killed
+// cannot, and one that answers is still subscribed). If the lock was
 // lost, or the server cannot be asked, COMMAND's process group gets
 // SIGKILL at once (a SIGTERM handler would run without the lock) and
 // pubsublock exits 75. If the lock is still held, COMMAND is continued,
@@ -191,11 +192,4 @@
 // it cannot catch, while COMMAND runs on, loses its lock after
 // --unavailable-timeout once a contender waits, and terminates COMMAND
 // once continued.
-//
-// The check after a stop cannot see this hold's own connection from the
-// server: it trusts that a contender kills that connection before it takes
-// the lock over, and that the server's end of it reaches pubsublock no
-// later than the answer to its question. A network that delays the one
-// but not the other can let COMMAND run on for moments without the lock,
-// until the health check or the next ping finds the connection dead.
 package main

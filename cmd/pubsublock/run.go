@@ -191,40 +191,20 @@ func acquire(lock *pubsublock.Lock, sigs <-chan os.Signal) (sig os.Signal, err e
 // verifyHold checks, once pubsublock has been stopped, that it still
 // holds the lock, before COMMAND may run again: a stopped holder answers
 // no ping, and a contender may have killed its connection and taken the
-// lock while the worker that would notice was frozen too.
-//
-// It asks the server (Lock.Status) whether a holder is still subscribed:
-// none, and the lock was lost. When one is, it is this hold only if this
-// hold's connection is still open: a contender kills it before it takes
-// the lock over, so the server sent this connection its end before it
-// answered, and the worker, given as long again as the round trip took,
-// has read it.
+// lock while the worker that would notice was frozen too. Lock.Check asks
+// the server through the hold's own connection: one that answers still
+// holds, one that was killed does not.
 func verifyHold(lock *pubsublock.Lock, timeout time.Duration) error {
-	if err := lock.Err(); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	start := time.Now()
-	st, err := lock.Status(ctx)
-	if err != nil {
+	if err := lock.Check(ctx); err != nil {
+		if errors.Is(err, pubsublock.ErrLost) {
+			return err
+		}
 		return fmt.Errorf("cannot check the hold, so it counts as lost: %w", err)
 	}
-	if st.Subscribers == 0 || st.ListErr == nil && len(st.Holders) == 0 {
-		return errors.New("no holder subscribed to the channel any more")
-	}
-	settle := time.NewTimer(max(time.Since(start), minSettle))
-	defer settle.Stop()
-	select {
-	case <-lock.Lost():
-	case <-settle.C:
-	}
-	return lock.Err()
+	return nil
 }
-
-// minSettle is the least time verifyHold gives the worker to read the end
-// of a killed connection.
-const minSettle = 10 * time.Millisecond
 
 // supervisor watches COMMAND under the lock: it forwards signals to its
 // process group, stops and continues it with pubsublock (job control),
