@@ -24,13 +24,9 @@ func TestClusterFailoverWithWaiters(t *testing.T) {
 	if err := holder.Acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		i   int
-		err error
-	}
 	var waiters []*Lock
-	results := make(chan result, 2)
-	for i, proto := range []string{"", "?protocol=2"} {
+	var got []<-chan error
+	for _, proto := range []string{"", "?protocol=2"} {
 		cl, err := NewClient(ClientConfig{URL: url + proto})
 		if err != nil {
 			t.Fatal(err)
@@ -38,8 +34,7 @@ func TestClusterFailoverWithWaiters(t *testing.T) {
 		defer cl.Close()
 		w := newLock(t, "jobs", Config{Client: cl, CheckInterval: 30 * time.Millisecond, Timeout: -1})
 		waiters = append(waiters, w)
-		got := acquireAsync(ctx, w)
-		go func() { results <- result{i, <-got} }()
+		got = append(got, acquireAsync(ctx, w))
 	}
 	time.Sleep(200 * time.Millisecond) // the waiters wait on the bell
 	mustDo(t, replica, "CLUSTER", "FAILOVER")
@@ -57,12 +52,5 @@ func TestClusterFailoverWithWaiters(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("the holder on the old master was not told")
 	}
-	for range waiters {
-		r := <-results
-		if r.err != nil {
-			t.Errorf("waiter %d: %v", r.i, r.err)
-			continue
-		}
-		_ = waiters[r.i].Release(ctx)
-	}
+	takeInTurn(t, waiters, got)
 }

@@ -67,27 +67,34 @@ func TestWaitersSurvivePause(t *testing.T) {
 			if err := holder.Release(ctx); err != nil {
 				t.Logf("release: %v", err)
 			}
-			// The waiters take the lock in turn.
-			type result struct {
-				i   int
-				err error
-			}
-			results := make(chan result, len(got))
-			for i, g := range got {
-				go func() { results <- result{i, <-g} }()
-			}
-			for range got {
-				r := <-results
-				if r.err != nil {
-					t.Errorf("waiter %d: %v", r.i, r.err)
-					continue
-				}
-				_ = waiters[r.i].Release(ctx)
-			}
+			takeInTurn(t, waiters, got)
 			if _, err := s.Do("PING"); err != nil {
 				t.Fatalf("the server died: %v", err)
 			}
 		})
+	}
+}
+
+// takeInTurn waits for the Acquires under way of waiters (got[i] is the
+// result of waiters[i]), releasing each lock as soon as it is taken, so
+// that the next waiter can have it; it fails t for each that fails.
+func takeInTurn(t *testing.T, waiters []*Lock, got []<-chan error) {
+	t.Helper()
+	type result struct {
+		i   int
+		err error
+	}
+	results := make(chan result, len(got))
+	for i, g := range got {
+		go func() { results <- result{i, <-g} }()
+	}
+	for range got {
+		r := <-results
+		if r.err != nil {
+			t.Errorf("waiter %d: %v", r.i, r.err)
+			continue
+		}
+		_ = waiters[r.i].Release(context.Background())
 	}
 }
 
