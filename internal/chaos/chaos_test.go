@@ -95,57 +95,6 @@ func getParams(t *testing.T) params {
 	return p
 }
 
-// parseKinds reads CHAOS_FAULTS: empty for every kind, "none", a list of
-// kinds, or a list of kinds to leave out, each with a leading "-".
-func parseKinds(s string) ([]string, error) {
-	if s == "" {
-		return faultKinds, nil
-	}
-	if s == "none" {
-		return nil, nil
-	}
-	known := func(k string) error {
-		for _, f := range faultKinds {
-			if f == k {
-				return nil
-			}
-		}
-		return fmt.Errorf("unknown fault kind %q (kinds: %s)", k, strings.Join(faultKinds, ", "))
-	}
-	var add, drop []string
-	for _, k := range strings.Split(s, ",") {
-		k = strings.TrimSpace(k)
-		name, minus := strings.CutPrefix(k, "-")
-		if err := known(name); err != nil {
-			return nil, err
-		}
-		if minus {
-			drop = append(drop, name)
-		} else {
-			add = append(add, name)
-		}
-	}
-	if len(add) == 0 {
-		add = faultKinds
-	}
-	var kinds []string
-	for _, k := range add {
-		if !contains(drop, k) {
-			kinds = append(kinds, k)
-		}
-	}
-	return kinds, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // TestChaos is the proof under faults described in doc.go: first the
 // oracle's self-test, then the contenders under the fault loop.
 func TestChaos(t *testing.T) {
