@@ -17,7 +17,7 @@ STATICCHECK_VERSION ?= v0.8.2
 GOBIN := $(or $(shell go env GOBIN),$(firstword $(subst :, ,$(shell go env GOPATH)))/bin)
 STATICCHECK := $(GOBIN)/staticcheck
 
-.PHONY: help deps test fuzz bench lint demo
+.PHONY: help deps test fuzz bench lint demo chaos
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +40,9 @@ test: deps ## Run every test with the race detector (starts its own servers on f
 	  echo "cd bench && go test -race -count=1 ./..."; \
 	  cd bench && go test -race -count=1 ./...; \
 	fi
+
+chaos: deps ## Fault-injection proof (internal/chaos): 20000 acquisitions, or CHAOS_DURATION=60s; CHAOS_SEED, CHAOS_FAULTS
+	PUBSUBLOCK_CHAOS=1 go test -race -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/chaos
 
 fuzz: ## Run each fuzz target of each package for FUZZTIME (default 30s)
 	@targets=$$(go test -list '^Fuzz' ./... | \
