@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pubsublock/pubsublock/internal/oneshot"
+	"github.com/pubsublock/pubsublock/resp"
 )
 
 // server is a redis-server process that the test starts, restarts on the
@@ -253,15 +254,28 @@ func (s *server) logTail(n int) string {
 	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }
 
-// do runs one command on a new connection and returns the reply as text
-// (a bulk or simple string, or an integer in decimal).
+// do runs one command on a new connection and returns the reply as text:
+// a string as it is, an integer in decimal, an array's elements joined by
+// spaces.
 func (s *server) do(args ...string) (string, error) {
 	v, err := oneshot.Do(s.Addr(), args...)
 	if err != nil {
 		return "", err
 	}
-	if v.Str != nil {
-		return string(v.Str), nil
+	return text(v), nil
+}
+
+func text(v resp.Value) string {
+	switch {
+	case v.Elems != nil:
+		parts := make([]string, len(v.Elems))
+		for i, e := range v.Elems {
+			parts[i] = text(e)
+		}
+		return strings.Join(parts, " ")
+	case v.Str != nil:
+		return string(v.Str)
+	default:
+		return strconv.FormatInt(v.Int, 10)
 	}
-	return strconv.FormatInt(v.Int, 10), nil
 }

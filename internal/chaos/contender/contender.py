@@ -125,7 +125,7 @@ def main():
     ap.add_argument("--channel", default="chaos")
     ap.add_argument("--mode", default="acquire", choices=["acquire", "try", "nolock"])
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--step", type=float, default=0.001)
+    ap.add_argument("--step", type=float, default=0.0003)
     ap.add_argument("--long", type=float, default=2.5)
     ap.add_argument("--long-step", type=float, default=0.05)
     ap.add_argument("--idle", type=float, default=0.005)

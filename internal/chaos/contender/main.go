@@ -42,7 +42,7 @@ func main() {
 		workers     = flag.Int("workers", 1, "workers, each with its own Lock")
 		mode        = flag.String("mode", "acquire", "acquire (Acquire), try (TryAcquire), or nolock (no lock: the self-test)")
 		steps       = flag.Int("steps", 3, "steps of a short hold's critical section")
-		step        = flag.Duration("step", time.Millisecond, "pause before each step of a short hold")
+		step        = flag.Duration("step", 300*time.Microsecond, "pause before each step of a short hold")
 		long        = flag.Duration("long", 2500*time.Millisecond, "how long a long hold works")
 		longStep    = flag.Duration("long-step", 50*time.Millisecond, "pause before each step of a long hold")
 		idle        = flag.Duration("idle", 5*time.Millisecond, "longest pause between holds (random)")
