@@ -134,7 +134,7 @@ func (h *holdInfo) inCS(t int64) bool {
 
 // activeAt says whether the hold held the lock, by its own account, at t.
 func (h *holdInfo) activeAt(t int64) bool {
-	return h.acq != 0 && h.acq <= t && h.end > t
+	return h.acq != 0 && h.acq <= t && h.end >= t
 }
 
 // earlier reports whether a took the lock before b: by fencing token when
@@ -209,6 +209,7 @@ type report struct {
 	toldAfter     map[string][]time.Duration // fault kind -> holds active at the fault, told after it
 	untoldRelease map[string]int             // fault kind -> holds active at the fault, released untold
 
+	notHolding         map[string]int  // SIGKILL or SIGSTOP of a process that had just released
 	killTakeover       []time.Duration // SIGKILL -> next acquisition
 	stopTakeover       []time.Duration // SIGSTOP -> next acquisition during the stop
 	stopNoTakeover     int             // SIGCONT came first
@@ -220,10 +221,12 @@ type report struct {
 	resumedPython      int             // resumed portalocker holders, taken over while stopped
 	resumedPythonTold  []time.Duration // their SIGCONT -> told
 	resumedNeverTold   []string
+	resumedKilled      int // SIGKILLed by a later fault before they were told
 	holed              int // black-holed Go holders
 	holedTold          []time.Duration
 	holedLeft          int // left the critical section before any bound, untold
 	holedNeverTold     []string
+	holedKilled        int // SIGKILLed by a later fault before they were told
 	holedPython        int // black-holed portalocker holders
 	holedPythonTold    []time.Duration
 
@@ -244,7 +247,7 @@ type report struct {
 func analyze(title string, recs []record, faults []fault, tm timing) *report {
 	holds := collectHolds(recs)
 	rp := &report{title: title, byProc: map[string]int{}, faults: map[string]int{}, missed: map[string]int{},
-		explainedBy: map[string]int{}, toldAfter: map[string][]time.Duration{}, untoldRelease: map[string]int{}, acquireErrors: map[string]int{}}
+		explainedBy: map[string]int{}, notHolding: map[string]int{}, toldAfter: map[string][]time.Duration{}, untoldRelease: map[string]int{}, acquireErrors: map[string]int{}}
 	kills := map[string]int64{}
 	stops := map[string][]fault{}
 	for _, f := range faults {
@@ -450,21 +453,26 @@ func analyze(title string, recs []record, faults []fault, tm timing) *report {
 			continue
 		}
 		switch f.kind {
-		case sigkill:
-			if r, ok := next(f.start, f.proc); ok {
-				rp.killTakeover = append(rp.killTakeover, time.Duration(r.Time-f.start))
+		case sigkill, sigstop:
+			// A takeover is from a holder: the hold aimed at must still
+			// have been held when the signal went.
+			h := holds[f.hold]
+			if h == nil || !h.activeAt(f.start) {
+				rp.notHolding[f.kind]++
+				continue
 			}
-		case sigstop:
 			r, ok := next(f.start, f.proc)
+			if f.kind == sigkill {
+				if ok {
+					rp.killTakeover = append(rp.killTakeover, time.Duration(r.Time-f.start))
+				}
+				continue
+			}
 			if !ok || r.Time > f.end {
 				rp.stopNoTakeover++
 				continue
 			}
 			rp.stopTakeover = append(rp.stopTakeover, time.Duration(r.Time-f.start))
-			h := holds[f.hold]
-			if h == nil || !h.activeAt(f.start) {
-				continue
-			}
 			if h.python {
 				// portalocker tells its main thread only through its worker
 				// thread's death: counted, not held to the Go lock's bounds.
@@ -509,6 +517,8 @@ func analyze(title string, recs []record, faults []fault, tm timing) *report {
 				rp.resumedTold = append(rp.resumedTold, time.Duration(max(h.told-f.end, 0)))
 			case !inside:
 				rp.resumedOutside++
+			case h.told == 0 && kills[h.proc] != 0 && kills[h.proc] < deadline:
+				rp.resumedKilled++ // a later fault SIGKILLed it before the bound
 			default:
 				rp.resumedNeverTold = append(rp.resumedNeverTold, fmt.Sprintf(
 					"%s (%s) was SIGSTOPped at %s, taken over at %s, resumed at %s inside the critical section, and not told within %v (told: %s)",
@@ -535,6 +545,8 @@ func analyze(title string, recs []record, faults []fault, tm timing) *report {
 				rp.holedTold = append(rp.holedTold, time.Duration(h.told-f.start))
 			case h.leave != 0 && h.leave <= bound && (h.told == 0 || h.told > h.leave):
 				rp.holedLeft++
+			case h.told == 0 && kills[h.proc] != 0 && kills[h.proc] < bound:
+				rp.holedKilled++ // a later fault SIGKILLed it before the bound
 			default:
 				rp.holedNeverTold = append(rp.holedNeverTold, fmt.Sprintf(
 					"%s was black-holed at %s for %v and not told within %v (told: %s)",
@@ -656,15 +668,16 @@ func (rp *report) String() string {
 			p("  holders active at %s: told %s; released untold %d", k, dist(rp.toldAfter[k]), rp.untoldRelease[k])
 		}
 	}
-	p("SIGKILL takeovers (kill to next acquisition): %s", dist(rp.killTakeover))
-	p("SIGSTOP takeovers (stop to next acquisition): %s; resumed before any takeover %d", dist(rp.stopTakeover), rp.stopNoTakeover)
-	p("resumed Go holders (taken over while stopped): %d; told %s (SIGCONT to told); wrote after SIGCONT on a check made before the stop %d (fenced); checked after SIGCONT, were not told and wrote %d; outside the section and released untold %d; never told %d",
-		rp.resumed, dist(rp.resumedTold), rp.resumedFrozenWrite, len(rp.resumedToldLate), rp.resumedOutside, len(rp.resumedNeverTold))
+	p("SIGKILL takeovers (kill of a holder to the next acquisition): %s; the process had just released %d", dist(rp.killTakeover), rp.notHolding[sigkill])
+	p("SIGSTOP takeovers (stop of a holder to the next acquisition): %s; resumed before any takeover %d; the process had just released %d",
+		dist(rp.stopTakeover), rp.stopNoTakeover, rp.notHolding[sigstop])
+	p("resumed Go holders (taken over while stopped): %d; told %s (SIGCONT to told); wrote after SIGCONT on a check made before the stop %d (fenced); checked after SIGCONT, were not told and wrote %d; outside the section and released untold %d; SIGKILLed first %d; never told %d",
+		rp.resumed, dist(rp.resumedTold), rp.resumedFrozenWrite, len(rp.resumedToldLate), rp.resumedOutside, rp.resumedKilled, len(rp.resumedNeverTold))
 	if rp.resumedPython > 0 {
 		p("resumed portalocker holders (taken over while stopped): %d; told %s (SIGCONT to told)", rp.resumedPython, dist(rp.resumedPythonTold))
 	}
-	p("black-holed Go holders told (stall to told): %d of %d, %s; left the section first %d; never told %d",
-		len(rp.holedTold), rp.holed, dist(rp.holedTold), rp.holedLeft, len(rp.holedNeverTold))
+	p("black-holed Go holders told (stall to told): %d of %d, %s; left the section first %d; SIGKILLed first %d; never told %d",
+		len(rp.holedTold), rp.holed, dist(rp.holedTold), rp.holedLeft, rp.holedKilled, len(rp.holedNeverTold))
 	if rp.holedPython > 0 {
 		p("black-holed portalocker holders (told only when the connection closes): %d, told %s", rp.holedPython, dist(rp.holedPythonTold))
 	}
