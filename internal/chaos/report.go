@@ -231,6 +231,7 @@ type report struct {
 	holedPythonTold    []time.Duration
 
 	staleRefused  int // steps (or entries) of superseded holders, refused by the fence
+	liveRefused   int // steps of live holders refused by the fence, their token having gone back
 	staleAccepted []string
 	regressions   []string // entries by live holders whose token went back
 	reference     []string // overlaps due to the reference client, portalocker
@@ -403,6 +404,8 @@ func analyze(title string, recs []record, faults []fault, tm timing) *report {
 			case s.Superseded && !s.Refused && h.token > 0:
 				rp.staleAccepted = append(rp.staleAccepted, fmt.Sprintf("%s (token %d) wrote at step %d at %s after being superseded, and the fence let it through",
 					h.name, h.token, s.Step, stamp(s.Time)))
+			case s.Refused && !s.Superseded && h.told == 0:
+				rp.liveRefused++ // a live holder whose token went back (see regressions)
 			case s.Refused:
 				rp.staleRefused++
 			}
@@ -411,8 +414,7 @@ func analyze(title string, recs []record, faults []fault, tm timing) *report {
 			if h.told != 0 {
 				rp.staleRefused++ // a resumed holder that entered after its take-over
 			} else {
-				rp.regressions = append(rp.regressions, fmt.Sprintf("%s entered at %s with token %d, not above an earlier token, and was never lost",
-					h.name, stamp(h.enter), h.token))
+				rp.regressions = append(rp.regressions, describeRegression(h, holds))
 			}
 		}
 	}
@@ -574,6 +576,24 @@ func describeViolation(a, b *holdInfo, from int64, more string) string {
 		b.name, procAbout(b), b.token, stamp(b.acq), stamp(b.enter), stamp(from), stale, refused, more)
 }
 
+// describeRegression says which earlier entry a live holder's token was
+// not above: the highest token that entered before it.
+func describeRegression(h *holdInfo, holds map[string]*holdInfo) string {
+	var top *holdInfo
+	for _, o := range holds {
+		if o.enter != 0 && o.enter < h.enter && o.token >= h.token && (top == nil || o.token > top.token) {
+			top = o
+		}
+	}
+	s := fmt.Sprintf("FENCE REGRESSION: %s (%s, acquired %s) entered at %s with token %d and was never lost, but a token at least as high had entered before",
+		h.name, procAbout(h), stamp(h.acq), stamp(h.enter), h.token)
+	if top != nil {
+		s += fmt.Sprintf(": %s (%s, token %d, acquired %s, entered %s, told it was lost %s)",
+			top.name, procAbout(top), top.token, stamp(top.acq), stamp(top.enter), stamp(top.told))
+	}
+	return s
+}
+
 func procAbout(h *holdInfo) string {
 	if h.python {
 		return "portalocker"
@@ -687,7 +707,8 @@ func (rp *report) String() string {
 			p("  %s", s)
 		}
 	}
-	p("stale writes: refused by the fence %d, let through %d; fence regressions %d", rp.staleRefused, len(rp.staleAccepted), len(rp.regressions))
+	p("stale writes: refused by the fence %d, let through %d; fence regressions %d (writes of live holders refused for it %d)",
+		rp.staleRefused, len(rp.staleAccepted), len(rp.regressions), rp.liveRefused)
 	if len(rp.acquireErrors) > 0 {
 		p("acquire errors (expected under faults):")
 		for _, e := range slices.SortedFunc(maps.Keys(rp.acquireErrors), func(a, b string) int {

@@ -207,3 +207,34 @@ func TestParseKinds(t *testing.T) {
 		t.Error("parseKinds accepted an unknown kind")
 	}
 }
+
+// TestAnalyzeFenceRegression: as seen in a run, a RESP2 contender whose
+// connection was killed between its SUBSCRIBE and its count counted the
+// real holder's subscription as its own, took a higher token, entered,
+// and was told 0.1ms later; the real holder then entered with the lower
+// token, and the fence refused its writes.
+func TestAnalyzeFenceRegression(t *testing.T) {
+	refused := func(t int64) record {
+		return ev("g1.0", oracle.StepSeen, "g1.0.0.1", t, func(e *oracle.Event) { e.Refused = true })
+	}
+	recs := join(
+		[]record{ev("g4.0", oracle.Acquired, "g4.0.0.1", 10, token(9975)),
+			ev("g4.0", oracle.Enter, "g4.0.0.1", 11, token(9975)),
+			ev("g4.0", oracle.Told, "g4.0.0.1", 12),
+			ev("g4.0", oracle.Abort, "g4.0.0.1", 13),
+			ev("g4.0", oracle.Leave, "g4.0.0.1", 14),
+			ev("g4.0", oracle.Released, "g4.0.0.1", 15, func(e *oracle.Event) { e.Lost = true })},
+		hold("g1.0", "g1.0.0.1", 9974, 11, 16, 30, 31, func(e *oracle.Event) { e.Regressed = true }),
+		[]record{refused(20), refused(25)},
+	)
+	rp := analyze("t", recs, []fault{{kind: killHolder, start: at(5), end: at(6), hit: true}}, testTiming)
+	if len(rp.regressions) != 1 || !strings.Contains(rp.regressions[0], "g4.0.0.1") {
+		t.Fatalf("regressions %q, want g1.0.0.1's, naming g4.0.0.1", rp.regressions)
+	}
+	if rp.liveRefused != 2 || rp.staleRefused != 0 {
+		t.Errorf("live writes refused %d, stale refused %d; want 2 and 0", rp.liveRefused, rp.staleRefused)
+	}
+	if len(rp.failures()) != 1 {
+		t.Errorf("failures %q, want the regression", rp.failures())
+	}
+}
