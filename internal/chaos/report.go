@@ -118,7 +118,7 @@ type holdInfo struct {
 	// or else its last record.
 	end          int64
 	others       []string // inside when it entered
-	regressed    bool     // it entered with a token not above an earlier one
+	regressed    bool     // it entered with a token below an earlier one
 	enterChecked int64    // when it checked Err() before entering
 	counts       []int64  // portalocker's NUMSUB counts (oracle.Event.Counts)
 	// told is when the holder was first told that the hold was lost: a
@@ -269,10 +269,24 @@ func analyze(title string, recs []record, faults []fault, tm timing) *report {
 			h.end = k
 		}
 	}
-	// touched says whether a fault hit between from and to.
-	touched := func(from, to int64) bool {
+	// touched says whether, between from and to, a fault hit that could
+	// have ended h: one on the whole server, a signal to h's process, or a
+	// black hole aimed at h.
+	touched := func(h *holdInfo, from, to int64) bool {
 		for _, f := range faults {
-			if f.hit && f.end >= from && f.start <= to {
+			if !f.hit || f.end < from || f.start > to {
+				continue
+			}
+			switch f.kind {
+			case sigkill, sigstop:
+				if f.proc == h.proc {
+					return true
+				}
+			case blackhole:
+				if f.hold == h.name {
+					return true
+				}
+			default:
 				return true
 			}
 		}
@@ -374,7 +388,7 @@ func analyze(title string, recs []record, faults []fault, tm timing) *report {
 				a.name, procAbout(a), ov.with, stamp(ov.from), time.Duration(kills[a.proc]-ov.from)))
 		default:
 			b := holds[ov.with]
-			hit := touched(a.acq, ov.from)
+			hit := touched(a, a.acq, ov.from)
 			switch {
 			case hit && a.python:
 				// portalocker 2.2.1 has no Lost(): it tells its holder only
@@ -394,6 +408,16 @@ func analyze(title string, recs []record, faults []fault, tm timing) *report {
 			}
 			rp.violations = append(rp.violations, describeViolation(a, b, ov.from, stopsAt(a.proc, ov.from)))
 		}
+	}
+
+	// Holds lost within moments of being acquired with no fault about:
+	// someone killed a fresh holder.
+	for _, h := range sortedHolds(holds) {
+		if h.acq == 0 || h.told == 0 || h.told-h.acq > int64(5*time.Millisecond) || touched(h, h.acq-int64(2*time.Second), h.told) {
+			continue
+		}
+		rp.notes = append(rp.notes, fmt.Sprintf("%s (%s) was told it lost the lock %v after acquiring it (at %s), with no fault in the 2s before",
+			h.name, procAbout(h), time.Duration(h.told-h.acq), stamp(h.acq)))
 	}
 
 	// Stale work: steps the oracle found superseded (refused or not by the
@@ -581,11 +605,11 @@ func describeViolation(a, b *holdInfo, from int64, more string) string {
 func describeRegression(h *holdInfo, holds map[string]*holdInfo) string {
 	var top *holdInfo
 	for _, o := range holds {
-		if o.enter != 0 && o.enter < h.enter && o.token >= h.token && (top == nil || o.token > top.token) {
+		if o.enter != 0 && o.enter < h.enter && o.token > h.token && (top == nil || o.token > top.token) {
 			top = o
 		}
 	}
-	s := fmt.Sprintf("FENCE REGRESSION: %s (%s, acquired %s) entered at %s with token %d and was never lost, but a token at least as high had entered before",
+	s := fmt.Sprintf("FENCE REGRESSION: %s (%s, acquired %s) entered at %s with token %d and was never lost, but a higher token had entered before",
 		h.name, procAbout(h), stamp(h.acq), stamp(h.enter), h.token)
 	if top != nil {
 		s += fmt.Sprintf(": %s (%s, token %d, acquired %s, entered %s, told it was lost %s)",

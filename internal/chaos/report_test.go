@@ -118,6 +118,18 @@ func TestAnalyzePortalockerPhantom(t *testing.T) {
 	if len(rp.reference) != 1 || len(rp.violations) != 0 {
 		t.Fatalf("reference %q, violations %q; want the overlap put down to portalocker", rp.reference, rp.violations)
 	}
+	// A fault on another process is no excuse for the earlier holder, and
+	// changes nothing.
+	other := []fault{{kind: sigstop, proc: "g9.0", hold: "g9.0.0.1", start: at(20), end: at(70), hit: true}}
+	if rp := analyze("t", recs, other, testTiming); len(rp.reference) != 1 {
+		t.Errorf("with a SIGSTOP of another process: reference %q, violations %q", rp.reference, rp.violations)
+	}
+	// A fault that could have ended the earlier holder makes it a violation
+	// (the holder, lost or not, was never told).
+	mine := []fault{{kind: killHolder, start: at(20), end: at(21), hit: true}}
+	if rp := analyze("t", recs, mine, testTiming); len(rp.violations) != 1 {
+		t.Errorf("with a CLIENT KILL: violations %q, want one", rp.violations)
+	}
 	// Without portalocker's tell-tale count, the same overlap is a violation.
 	recs[4].Counts = []int64{0, 2, 2}
 	if rp := analyze("t", recs, nil, testTiming); len(rp.violations) != 1 {

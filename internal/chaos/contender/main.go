@@ -22,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -51,6 +52,7 @@ func main() {
 		health      = flag.Duration("health", 500*time.Millisecond, "Config.HealthCheckInterval")
 		timeout     = flag.Duration("timeout", 2*time.Second, "Config.Timeout (acquire mode)")
 		seed        = flag.Uint64("seed", 1, "seed of the pauses")
+		logLevel    = flag.String("log", "info", "the lock's log records, to standard error, from this level (debug, info, warn), or off")
 	)
 	flag.Parse()
 	if *id == "" || *oracleAddr == "" || (*mode != "nolock" && *url == "") {
@@ -65,6 +67,15 @@ func main() {
 		HealthCheckInterval: *health,
 		Timeout:             *timeout,
 		Fencing:             true,
+	}
+	if *logLevel != "off" {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+			fmt.Fprintln(os.Stderr, "contender: -log:", err)
+			os.Exit(2)
+		}
+		// Kills of silent holders and losses, kept with the run's logs.
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("id", *id)
 	}
 	if *shared {
 		cl, err := pubsublock.NewClient(pubsublock.ClientConfig{URL: *url})

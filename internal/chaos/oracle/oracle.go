@@ -96,7 +96,7 @@ func Load(addr string) error {
 type Entered struct {
 	N         int64    // what INCR returned: 1 unless another hold was inside
 	Time      int64    // the oracle's clock, Unix nanoseconds
-	Regressed bool     // the token was not above every token that entered before
+	Regressed bool     // the token was below one that entered before: a stale holder
 	Others    []string // the holds that were inside
 }
 
@@ -119,7 +119,7 @@ func (o *Client) Enter(hold string, token int64) (Entered, error) {
 
 // Stepped is the oracle's answer to [Client.Step].
 type Stepped struct {
-	Superseded bool  // another hold entered after this one
+	Superseded bool  // a newer hold (a higher token; without fencing, any) entered after this one
 	Refused    bool  // the fence turned the write down
 	Time       int64 // the oracle's clock, Unix nanoseconds
 }

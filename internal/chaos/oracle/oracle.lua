@@ -4,7 +4,8 @@
 -- outside the lock under test. Keys:
 --   cs        how many holds are inside (INCR on enter, DECR on leave)
 --   inside    hash: hold -> fencing token, for every hold inside
---   current   the hold that entered last
+--   current   the hold that entered last with a token not below any before
+--             (with fencing, the newest holder; without, the last to enter)
 --   maxtoken  the highest fencing token that entered: the fence
 --   writes    how many steps the fence let through
 -- Times are the oracle's clock, in microseconds since the Unix epoch.
@@ -16,8 +17,9 @@ end
 
 -- enter(hold, token) -> {n, time, regressed, other holds inside...}
 -- n is what INCR cs returned: 1 unless another hold is inside. regressed is
--- 1 when token is not above every token that entered before (a fence that
--- went back, as after a restart that lost the counter).
+-- 1 when token is below one that entered before: a stale holder (paused
+-- while a newer one took over), or a fence that went back (a restart that
+-- lost the counter).
 redis.register_function('enter', function(_, args)
   local hold, token = args[1], tonumber(args[2])
   local n = redis.call('INCR', 'cs')
@@ -26,20 +28,21 @@ redis.register_function('enter', function(_, args)
     table.insert(reply, h)
   end
   redis.call('HSET', 'inside', hold, token)
-  redis.call('SET', 'current', hold)
   local max = tonumber(redis.call('GET', 'maxtoken') or '0')
-  if token > max then
+  if token >= max then
     redis.call('SET', 'maxtoken', token)
-  elseif token > 0 then
-    reply[3] = 1
+    redis.call('SET', 'current', hold)
+  else
+    reply[3] = 1 -- a stale holder: it supersedes nobody
   end
   return reply
 end)
 
 -- step(hold, token) -> {superseded, refused, time}
--- One write of the critical section. superseded: another hold entered
--- after this one. refused: the fence turned the write down, its token being
--- below the highest that entered (token 0, no fencing, is never refused).
+-- One write of the critical section. superseded: a newer hold entered
+-- after this one (see current). refused: the fence turned the write down,
+-- its token being below the highest that entered (token 0, no fencing, is
+-- never refused).
 redis.register_function('step', function(_, args)
   local hold, token = args[1], tonumber(args[2])
   local superseded, refused = 0, 0
