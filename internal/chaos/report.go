@@ -546,9 +546,13 @@ func analyze(title string, recs []record, faults []fault, tm timing) *report {
 			case h.told == 0 && kills[h.proc] != 0 && kills[h.proc] < deadline:
 				rp.resumedKilled++ // a later fault SIGKILLed it before the bound
 			default:
+				did := "then only left the section"
+				if n := len(fresh) + len(frozen); n > 0 {
+					did = fmt.Sprintf("wrote %d time(s) (fenced) and left", n)
+				}
 				rp.resumedNeverTold = append(rp.resumedNeverTold, fmt.Sprintf(
-					"%s (%s) was SIGSTOPped at %s, taken over at %s, resumed at %s inside the critical section, and not told within %v (told: %s)",
-					h.name, procAbout(h), stamp(f.start), stamp(r.Time), stamp(f.end), time.Duration(deadline-f.end), stamp(h.told)))
+					"%s (%s) was SIGSTOPped at %s, taken over at %s, resumed at %s inside the critical section, %s at %s, released at %s, and was not told within %v (told: %s)",
+					h.name, procAbout(h), stamp(f.start), stamp(r.Time), stamp(f.end), did, stamp(h.leave), stamp(h.rel), time.Duration(deadline-f.end), stamp(h.told)))
 			}
 		case blackhole:
 			h := holds[f.hold]

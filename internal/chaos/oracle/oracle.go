@@ -157,12 +157,3 @@ func (o *Client) Sweep(prefix string) (int64, error) {
 	}
 	return v.Int, nil
 }
-
-// Current returns the hold that entered last, "" if none.
-func (o *Client) Current() (string, error) {
-	v, err := o.Do("GET", "current")
-	if err != nil {
-		return "", err
-	}
-	return string(v.Str), nil
-}
