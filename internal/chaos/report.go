@@ -599,6 +599,11 @@ func describeViolation(a, b *holdInfo, from int64, more string) string {
 			}
 		}
 	}
+	if b.told != 0 && b.told-b.acq < int64(50*time.Millisecond) {
+		// The later holder's hold was dead on arrival: it had counted the
+		// earlier one's subscription as its own.
+		more += fmt.Sprintf("; the later holder was told it had lost the lock %v after acquiring it", time.Duration(b.told-b.acq))
+	}
 	return fmt.Sprintf("TRUE VIOLATION: %s (%s, token %d, acquired %s, entered %s, left %s, released %s) was inside with %s (%s, token %d, acquired %s, entered %s) from %s, and was never told it had lost the lock; it wrote %d steps after that, %d refused by the fence%s",
 		a.name, procAbout(a), a.token, stamp(a.acq), stamp(a.enter), stamp(a.leave), stamp(a.rel),
 		b.name, procAbout(b), b.token, stamp(b.acq), stamp(b.enter), stamp(from), stale, refused, more)
