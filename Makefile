@@ -10,6 +10,12 @@ TEST_PACKAGES := redis-server redis-tools python3-portalocker python3-redis
 # The python3 that Debian's python3-portalocker and python3-redis install for.
 PYTHON := /usr/bin/python3
 
+# The packages whose tests start real servers, which test-servers runs again
+# against each of Debian trixie's servers. Their subtests on miniredis do not
+# depend on the server and ran in make test already.
+SERVER_TEST_PKGS := . ./internal/redistest ./cmd/...
+SERVER_TEST_SKIP := /^miniredis$$
+
 FUZZTIME ?= 30s
 BENCHCOUNT ?= 1
 STATICCHECK_VERSION ?= v0.8.2
@@ -17,10 +23,10 @@ STATICCHECK_VERSION ?= v0.8.2
 GOBIN := $(or $(shell go env GOBIN),$(firstword $(subst :, ,$(shell go env GOPATH)))/bin)
 STATICCHECK := $(GOBIN)/staticcheck
 
-.PHONY: help deps test fuzz bench lint demo chaos
+.PHONY: help deps test test-servers chaos fuzz bench lint demo
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 deps: ## Install redis-server, redis-cli and the Python reference client if missing (needs root)
 	@if command -v redis-server >/dev/null && command -v redis-cli >/dev/null && \
@@ -40,6 +46,22 @@ test: deps ## Run every test with the race detector (starts its own servers on f
 	  echo "cd bench && go test -race -count=1 ./..."; \
 	  cd bench && go test -race -count=1 ./...; \
 	fi
+
+test-servers: deps ## Run the real-server tests against Redis 8.0 and Valkey 8.1 from Debian trixie (.ci/trixie-servers; its first run needs root)
+	@servers=$$(.ci/trixie-servers); \
+	failed=""; \
+	while read -r name server cli; do \
+	  echo "=== $$name: $$("$$server" --version)"; \
+	  echo "PUBSUBLOCK_REDIS_SERVER=$$server PUBSUBLOCK_REDIS_CLI=$$cli go test -race -count=1 -timeout 15m -skip '$(SERVER_TEST_SKIP)' $(SERVER_TEST_PKGS)"; \
+	  start=$$SECONDS; \
+	  if PUBSUBLOCK_REDIS_SERVER=$$server PUBSUBLOCK_REDIS_CLI=$$cli go test -race -count=1 -timeout 15m -skip '$(SERVER_TEST_SKIP)' $(SERVER_TEST_PKGS) </dev/null; then \
+	    echo "=== $$name: passed in $$((SECONDS - start))s"; \
+	  else \
+	    echo "=== $$name: FAILED after $$((SECONDS - start))s"; \
+	    failed="$$failed $$name"; \
+	  fi; \
+	done <<< "$$servers"; \
+	if [ -n "$$failed" ]; then echo "test-servers: failed on$$failed" >&2; exit 1; fi
 
 chaos: deps ## Fault-injection proof (internal/chaos): 20000 acquisitions, or CHAOS_DURATION=60s; CHAOS_SEED, CHAOS_FAULTS
 	PUBSUBLOCK_CHAOS=1 go test -race -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/chaos

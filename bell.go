@@ -1,19 +1,15 @@
 package pubsublock
 
 import (
-	"context"
-	"errors"
 	"strconv"
 	"time"
-
-	"github.com/pubsublock/pubsublock/resp"
 )
 
 // The release bell wakes the next waiter of a lock within one trip to the
 // server. A waiting Acquire does not sleep between tries: it sends, in one
 // write,
 //
-//	BLPOP <channel>-released <pause>
+//	BLPOP <channel>-released <channel>-wake-<random> <pause>
 //	CLIENT SETNAME <channel>-lock
 //	SUBSCRIBE <channel>
 //	PUBSUB NUMSUB <channel>
@@ -47,63 +43,30 @@ import (
 // try when the pause ends. Where the server refuses the bell (an ACL, a
 // key of another type) waiters poll as portalocker does.
 
+// bellValue is the element a ring pushes: a list under the bell's name
+// holding exactly this one element is the bell's own.
+const bellValue = "pubsublock-bell"
+
 // ringCmd returns the command of a release's bell for channel: one
-// script, so that a key of another type under the bell's name is left
-// alone (a PEXPIRE sent on its own would set a TTL on it).
+// script, so that a key the user owns under the bell's name (another
+// type, or a list that is not the bell) is left alone.
 func ringCmd(bell string, checkInterval time.Duration) []string {
 	ms := strconv.FormatInt(max(checkInterval.Milliseconds(), 1), 10)
-	return []string{"EVAL", ringScript, "1", bell, ms}
+	return []string{"EVAL", ringScript, "1", bell, bellValue, ms}
 }
 
-// ringScript pushes a bell, keeps the list at one, and lets it expire
-// after ARGV[1] milliseconds; on a key of another type it does nothing.
-const ringScript = `local r = redis.pcall('LPUSH', KEYS[1], '1')
-if type(r) == 'table' and r.err then return r end
+// bellOurs is the Lua test that KEYS[1] is absent or the bell's own: a
+// list holding only ARGV[1]. TYPE answers a status reply, a table in Lua.
+const bellOurs = `local t = redis.call('TYPE', KEYS[1])
+if type(t) == 'table' then t = t.ok end
+local ours = t == 'none' or (t == 'list' and redis.call('LLEN', KEYS[1]) == 1 and redis.call('LINDEX', KEYS[1], 0) == ARGV[1])
+`
+
+// ringScript pushes a bell where the key is absent or the bell's own,
+// keeps the list at one element, and lets it expire after ARGV[2]
+// milliseconds. It returns 1 when it rang, 0 when it left the key alone.
+const ringScript = bellOurs + `if not ours then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], 0, 0)
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`
-
-// bellWait returns the BLPOP that holds a try back for up to d (at least
-// a millisecond).
-func (l *Lock) bellWait(d time.Duration) []string {
-	return []string{"BLPOP", l.bell, strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)}
-}
-
-// unblockAfter ends c's BLPOP from the auxiliary connection after d with
-// CLIENT UNBLOCK: an idle Redis applies blocking timeouts only every 1/hz
-// seconds (100 ms by default), which would stretch every pause. The
-// returned stop cancels the timer, or waits for the unblock under way, and
-// must be called before the auxiliary connection is used again. Where the
-// server refuses CLIENT UNBLOCK the server's timeout is left to end the
-// pause.
-func (a *attempt) unblockAfter(ctx context.Context, c *conn, d time.Duration) (stop func()) {
-	cl := a.l.cl
-	if cl.noUnblock.Load() {
-		return func() {}
-	}
-	aux, err := a.getAux(ctx)
-	if err == nil && c.id == 0 { // RESP2: HELLO did not tell
-		var v resp.Value
-		if v, err = c.do(ctx, "CLIENT", "ID"); err == nil {
-			c.id = v.Int
-		}
-	}
-	if err != nil || c.id == 0 {
-		return func() {}
-	}
-	id := strconv.FormatInt(c.id, 10)
-	done := make(chan struct{})
-	t := time.AfterFunc(d, func() {
-		defer close(done)
-		var re resp.Error
-		if _, err := aux.do(ctx, "CLIENT", "UNBLOCK", id); errors.As(err, &re) {
-			a.l.log.Debug("pauses end at the server's BLPOP timeout", "err", err)
-			cl.noUnblock.Store(true)
-		}
-	})
-	return func() {
-		if !t.Stop() {
-			<-done
-		}
-	}
-}

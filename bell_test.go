@@ -197,7 +197,7 @@ func TestBellBounded(t *testing.T) {
 // key of another type under its name, or an ACL without list commands,
 // waiters still take the lock, by polling, and releases do not fail.
 func TestBellRefusedFallsBackToPolling(t *testing.T) {
-	run := func(t *testing.T, url string) {
+	run := func(t *testing.T, url string, clientWide bool) {
 		ctx := context.Background()
 		cl, err := NewClient(ClientConfig{URL: url})
 		if err != nil {
@@ -222,14 +222,14 @@ func TestBellRefusedFallsBackToPolling(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if !cl.noBell.Load() {
-			t.Error("the Client did not learn that the bell is refused")
+		if cl.caps.bell.no() != clientWide {
+			t.Errorf("the Client's noBell = %v, want %v", cl.caps.bell.no(), clientWide)
 		}
 	}
 	t.Run("wrongtype", func(t *testing.T) {
 		servers(t, func(t *testing.T, url string) {
 			serverDo(t, url, "SET", "jobs-released", "mine")
-			run(t, url)
+			run(t, url, false)
 			if v := serverDo(t, url, "GET", "jobs-released"); string(v.Str) != "mine" {
 				t.Errorf("the user's key jobs-released = %q, want it untouched", v.Str)
 			}
@@ -242,14 +242,33 @@ func TestBellRefusedFallsBackToPolling(t *testing.T) {
 		s := redistest.Redis(t, "--user", "locker", "on", ">secret", "resetchannels", "&jobs", "&jobs-0.*",
 			"+subscribe", "+unsubscribe", "+publish", "+pubsub|numsub", "+client|setname", "+client|list",
 			"+client|kill", "+ping", "+hello")
-		run(t, "redis://locker:secret@"+s.Addr())
+		run(t, "redis://locker:secret@"+s.Addr(), true)
+	})
+	// A list of the user's under the bell's name: waiters neither pop it
+	// nor push to it, and it gets no TTL.
+	t.Run("userlist", func(t *testing.T) {
+		servers(t, func(t *testing.T, url string) {
+			serverDo(t, url, "RPUSH", "jobs-released", "a", "b", "c")
+			run(t, url, false)
+			v := serverDo(t, url, "LRANGE", "jobs-released", "0", "-1")
+			var got []string
+			for _, e := range v.Elems {
+				got = append(got, string(e.Str))
+			}
+			if strings.Join(got, " ") != "a b c" {
+				t.Errorf("the user's list jobs-released = %q, want [a b c]", got)
+			}
+			if v := serverDo(t, url, "PTTL", "jobs-released"); v.Int != -1 {
+				t.Errorf("the user's list jobs-released got a TTL: PTTL %d", v.Int)
+			}
+		})
 	})
 }
 
 // TestBellPauseEndsOnTime: an idle Redis ends a BLPOP only every 1/hz
-// seconds; a waiter's pause is ended on time by CLIENT UNBLOCK from its
-// auxiliary connection. Where CLIENT UNBLOCK is refused (miniredis) the
-// server's timeout ends it, and the waiter still gives up on time.
+// seconds; a waiter's pause is ended on time by a push to its own wake
+// list from its auxiliary connection, never by CLIENT UNBLOCK (which
+// crashes a server in a write pause, see TestWaitersSurvivePause).
 func TestBellPauseEndsOnTime(t *testing.T) {
 	servers(t, func(t *testing.T, url string) {
 		ctx := context.Background()
@@ -268,17 +287,23 @@ func TestBellPauseEndsOnTime(t *testing.T) {
 			t.Fatalf("waiter: %v, want ErrAlreadyLocked", err)
 		}
 		t.Logf("gave up after %v", time.Since(start))
+		if cl.caps.wake.no() || cl.caps.bell.no() {
+			t.Fatalf("wake refused %v, bell refused %v", cl.caps.wake.no(), cl.caps.bell.no())
+		}
 		if miniredis := blockedClients(t, url) < 0; miniredis {
-			if !cl.noUnblock.Load() {
-				t.Error("miniredis has no CLIENT UNBLOCK, but the Client did not learn it")
-			}
 			return
 		}
 		stats := string(serverDo(t, url, "INFO", "commandstats").Str)
-		_, rest, found := strings.Cut(stats, "cmdstat_client|unblock:calls=")
+		if strings.Contains(stats, "cmdstat_client|unblock") {
+			t.Error("CLIENT UNBLOCK was sent")
+		}
+		_, rest, found := strings.Cut(stats, "cmdstat_lpush:calls=")
 		calls, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
-		if !found || calls < 3 || cl.noUnblock.Load() {
-			t.Errorf("CLIENT UNBLOCK called %d times (noUnblock %v), want one per pause", calls, cl.noUnblock.Load())
+		if !found || calls < 3 {
+			t.Errorf("LPUSH called %d times, want a wake push per pause", calls)
+		}
+		if v := serverDo(t, url, "KEYS", "jobs-wake-*"); len(v.Elems) > 1 {
+			t.Errorf("wake keys left: %v", v)
 		}
 	})
 }
@@ -408,10 +433,10 @@ func TestBellWaitInterrupted(t *testing.T) {
 		return true
 	})
 	// No pause ends here: the BLPOPs answer at once.
-	cl := f.acquireWaiting(t, func(cl *Client) { cl.noUnblock.Store(true) })
+	cl := f.acquireWaiting(t, func(cl *Client) { cl.caps.wake.set(false) })
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if blpops != 2 || cl.noBell.Load() {
-		t.Fatalf("%d BLPOPs, bell refused %v; want a second wait and the bell kept", blpops, cl.noBell.Load())
+	if blpops != 2 || cl.caps.bell.no() {
+		t.Fatalf("%d BLPOPs, bell refused %v; want a second wait and the bell kept", blpops, cl.caps.bell.no())
 	}
 }

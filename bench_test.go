@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,21 +32,26 @@ func BenchmarkPing(b *testing.B) {
 }
 
 // BenchmarkAcquireRelease is an uncontended acquire and release through a
-// shared Client (warm connections), on RESP3 and RESP2.
+// shared Client (warm connections), on RESP3 and RESP2, and through a Lock
+// made from Config{URL} alone (the package's shared pool).
 func BenchmarkAcquireRelease(b *testing.B) {
 	s := redistest.Redis(b)
-	for _, proto := range []string{"resp3", "resp2"} {
+	for _, proto := range []string{"resp3", "resp2", "resp3-noclient"} {
 		b.Run(proto, func(b *testing.B) {
 			url := s.URL()
 			if proto == "resp2" {
 				url += "?protocol=2"
 			}
-			cl, err := NewClient(ClientConfig{URL: url})
-			if err != nil {
-				b.Fatal(err)
+			cfg := Config{URL: url} // the package's shared pool
+			if !strings.HasSuffix(proto, "-noclient") {
+				cl, err := NewClient(ClientConfig{URL: url})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer cl.Close()
+				cfg = Config{Client: cl}
 			}
-			defer cl.Close()
-			l, err := New("bench", Config{Client: cl})
+			l, err := New("bench", cfg)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -123,7 +129,8 @@ func BenchmarkHandoff(b *testing.B) {
 }
 
 // BenchmarkHeldLocks holds many locks at once in one process and reports
-// the heap and goroutines each held lock costs.
+// the memory (heap and goroutine stacks, and the two apart) and the
+// goroutines each held lock costs.
 func BenchmarkHeldLocks(b *testing.B) {
 	const n = 10000
 	s := redistest.Redis(b, "--maxclients", "30000")
@@ -152,7 +159,11 @@ func BenchmarkHeldLocks(b *testing.B) {
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapInuse+after.StackInuse-before.HeapInuse-before.StackInuse)/n, "bytes/lock")
+		heap := float64(after.HeapInuse-before.HeapInuse) / n
+		stack := float64(after.StackInuse-before.StackInuse) / n
+		b.ReportMetric(heap+stack, "bytes/lock")
+		b.ReportMetric(heap, "heap-bytes/lock")
+		b.ReportMetric(stack, "stack-bytes/lock")
 		b.ReportMetric(float64(runtime.NumGoroutine()-g0)/n, "goroutines/lock")
 		for _, l := range locks {
 			if err := l.Release(ctx); err != nil {

@@ -2,13 +2,15 @@ package pubsublock
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/tls"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pubsublock/pubsublock/resp"
 )
@@ -32,32 +34,18 @@ type Client struct {
 	cluster  *clusterMap // cluster mode: the slot map; nil otherwise
 	sentinel *sentinels  // sentinel mode: the primary's finder and watcher; nil otherwise
 
-	mu     sync.Mutex         // guards idle and closed
-	idle   map[string][]*conn // idle connections by server address
-	closed bool
+	mu          sync.Mutex         // guards idle, closed and idleTimer
+	idle        map[string][]*conn // idle connections by server address, oldest first
+	closed      bool
+	idleTimeout time.Duration // idle connections older than this are closed; 0: never
+	idleTimer   *time.Timer   // runs expire while connections are idle
 
-	// subCmds is 1 when a subscribed RESP3 connection may run commands
-	// other than the SUBSCRIBE family (real Redis 6+), 0 until known,
-	// -1 when it may not (miniredis, RESP2).
-	subCmds atomic.Int32
+	// closing ends when Close is called: it ends the Acquires under way.
+	closing context.Context
+	close   context.CancelFunc
 
-	// killCmds is 1 when CLIENT LIST works (so silent holders can be
-	// killed), 0 until known, -1 when it is refused (miniredis, ACL).
-	killCmds atomic.Int32
-
-	// noBell is set once the server refused BLPOP on a release bell
-	// (ACL, or a key of another type): waiters then poll.
-	noBell atomic.Bool
-
-	// noUnblock is set once the server refused CLIENT UNBLOCK (ACL,
-	// miniredis): a waiter's pause then ends at the server's BLPOP
-	// timeout, which an idle Redis applies only every 1/hz seconds.
-	noUnblock atomic.Bool
+	caps capabilities // what its servers were found to do
 }
-
-// ErrClientClosed is returned when a closed Client is asked for a
-// connection.
-var ErrClientClosed = errors.New("pubsublock: client closed")
 
 // NewClient returns a Client for the server cfg describes. It checks the
 // settings but does not dial.
@@ -74,7 +62,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if maxIdle == 0 {
 		maxIdle = 16
 	}
-	cl := &Client{dc: dc, maxIdle: max(maxIdle, 0), idle: make(map[string][]*conn)}
+	idleTimeout := cfg.IdleTimeout
+	if idleTimeout == 0 {
+		idleTimeout = DefaultIdleTimeout
+	}
+	cl := &Client{dc: dc, maxIdle: max(maxIdle, 0), idle: make(map[string][]*conn), idleTimeout: max(idleTimeout, 0)}
+	cl.closing, cl.close = context.WithCancel(context.Background())
 	switch {
 	case topo.cluster != nil:
 		cl.cluster = newClusterMap(topo.cluster, dc.tls != nil)
@@ -84,14 +77,19 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	return cl, nil
 }
 
-// Close closes the idle connections, and in sentinel mode stops watching
-// the sentinels. Connections in use by held locks stay open until those
-// locks are released, and are then closed; from Close on, a failover no
-// longer ends their holds at once, only when the old primary drops them.
+// Close closes the idle connections, ends the Acquires under way with
+// ErrClientClosed, and in sentinel mode stops watching the sentinels.
+// Connections in use by held locks stay open until those locks are
+// released, and are then closed; from Close on, a failover no longer ends
+// their holds at once, only when the old primary drops them.
 func (cl *Client) Close() error {
+	cl.close()
 	cl.mu.Lock()
 	idle := cl.idle
 	cl.idle, cl.closed = nil, true
+	if cl.idleTimer != nil {
+		cl.idleTimer.Stop()
+	}
 	cl.mu.Unlock()
 	for _, conns := range idle {
 		for _, c := range conns {
@@ -110,7 +108,7 @@ func (cl *Client) Close() error {
 func (cl *Client) get(ctx context.Context, channel string) (*conn, error) {
 	switch {
 	case cl.cluster != nil:
-		addr, err := cl.cluster.addr(ctx, cl, Slot(channel))
+		addr, err := cl.cluster.addr(ctx, cl, hashSlot(channel))
 		if err != nil {
 			return nil, err
 		}
@@ -119,6 +117,19 @@ func (cl *Client) get(ctx context.Context, channel string) (*conn, error) {
 		return cl.sentinel.get(ctx, cl)
 	}
 	return cl.nodeConn(ctx, cl.dc.addr)
+}
+
+// getReady is get for a hold's worker: it never returns a connection still
+// carrying another hold's release, whose reads wait for that hold's worker
+// (two workers could otherwise each wait for the other).
+func (cl *Client) getReady(ctx context.Context, channel string) (*conn, error) {
+	c, err := cl.get(ctx, channel)
+	if err != nil || !c.draining() {
+		return c, err
+	}
+	addr := c.addr
+	cl.put(c)
+	return cl.dialNode(ctx, addr)
 }
 
 // nodeConn returns an idle connection to addr or dials one.
@@ -185,12 +196,136 @@ func (cl *Client) put(c *conn) {
 	cl.mu.Lock()
 	if c.failed() == nil && !cl.closed && len(cl.idle[c.addr]) < cl.maxIdle {
 		c.onPush = nil
+		c.idleSince = time.Now()
 		cl.idle[c.addr] = append(cl.idle[c.addr], c)
+		if cl.idleTimeout > 0 && cl.idleTimer == nil {
+			cl.idleTimer = time.AfterFunc(cl.idleTimeout, cl.expire)
+		}
 		c = nil
 	}
 	cl.mu.Unlock()
 	if c != nil {
 		c.close()
+	}
+}
+
+// expire closes the connections idle for idleTimeout or longer, and runs
+// again when the next one is due; it is the idle timer's callback, so an
+// idle Client costs a timer, no goroutine.
+func (cl *Client) expire() {
+	now := time.Now()
+	var old []*conn
+	cl.mu.Lock()
+	next := time.Duration(0)
+	for addr, conns := range cl.idle {
+		i := 0
+		for i < len(conns) && now.Sub(conns[i].idleSince) >= cl.idleTimeout {
+			i++
+		}
+		old = append(old, conns[:i]...)
+		if i == len(conns) {
+			delete(cl.idle, addr)
+			continue
+		}
+		cl.idle[addr] = slices.Delete(conns, 0, i)
+		if due := cl.idleTimeout - now.Sub(cl.idle[addr][0].idleSince); next == 0 || due < next {
+			next = due
+		}
+	}
+	cl.idleTimer = nil
+	if next > 0 && !cl.closed {
+		cl.idleTimer = time.AfterFunc(next, cl.expire)
+	}
+	cl.mu.Unlock()
+	for _, c := range old {
+		c.close()
+	}
+}
+
+// CloseIdleConnections closes the Client's idle connections; those in use
+// stay open. The Client stays usable.
+func (cl *Client) CloseIdleConnections() {
+	cl.mu.Lock()
+	idle := cl.idle
+	cl.idle = make(map[string][]*conn)
+	if cl.idleTimer != nil {
+		cl.idleTimer.Stop()
+		cl.idleTimer = nil
+	}
+	cl.mu.Unlock()
+	for _, conns := range idle {
+		for _, c := range conns {
+			c.close()
+		}
+	}
+}
+
+// defaultClients are the Clients of the Locks made without Config.Client,
+// one per connection setting, so that such Locks keep warm connections
+// across holds and share them, as net/http's DefaultTransport does per
+// host. It is the package's only global state: it holds only idle
+// connections, each closed after DefaultIdleTimeout (see
+// CloseIdleConnections).
+var defaultClients = struct {
+	mu sync.Mutex // guards m
+	m  map[clientKey]*Client
+}{m: make(map[clientKey]*Client)}
+
+// clientKey is the connection setting of a Config without Client.
+type clientKey struct {
+	url, addr, username, password string
+	db                            int
+	tls                           *tls.Config
+	dialTimeout                   time.Duration
+	cluster, sentinels, master    string
+}
+
+// defaultClient returns the shared Client for the connection settings of
+// cfg, which has no Client.
+func defaultClient(cfg Config) (*Client, error) {
+	k := clientKey{url: cfg.URL, addr: cfg.Addr, username: cfg.Username, password: cfg.Password, db: cfg.DB,
+		tls: cfg.TLSConfig, dialTimeout: cfg.DialTimeout, cluster: strings.Join(cfg.ClusterAddrs, ","),
+		sentinels: strings.Join(cfg.SentinelAddrs, ","), master: cfg.MasterName}
+	defaultClients.mu.Lock()
+	defer defaultClients.mu.Unlock()
+	if cl := defaultClients.m[k]; cl != nil {
+		return cl, nil
+	}
+	cc := cfg.clientConfig()
+	if cfg.SentinelAddrs != nil || isSentinelURL(cfg.URL) {
+		// Only a watched connection is closed at a failover, and the
+		// watch would have to run while connections are idle: none are
+		// kept.
+		cc.MaxIdle = -1
+	}
+	cl, err := NewClient(cc)
+	if err != nil {
+		return nil, err
+	}
+	defaultClients.m[k] = cl
+	return cl, nil
+}
+
+// isSentinelURL reports whether url has a sentinel scheme.
+func isSentinelURL(url string) bool {
+	scheme, _, _ := strings.Cut(url, "://")
+	scheme = strings.ToLower(scheme)
+	return scheme == "redis+sentinel" || scheme == "rediss+sentinel"
+}
+
+// CloseIdleConnections closes the idle connections that Locks made
+// without Config.Client keep for their next acquisitions (see
+// DefaultIdleTimeout); connections of held locks stay open. A long-running
+// process that is done with its locks may call it to close them at once.
+func CloseIdleConnections() {
+	defaultClients.mu.Lock()
+	cls := make([]*Client, 0, len(defaultClients.m))
+	for _, cl := range defaultClients.m {
+		cls = append(cls, cl)
+	}
+	defaultClients.mu.Unlock()
+	for _, cl := range cls {
+		cl.CloseIdleConnections()
 	}
 }
 
@@ -222,7 +357,7 @@ func (cl *Client) bellKey(channel string) string {
 func (cl *Client) serves(c *conn, channel string) bool {
 	switch {
 	case cl.cluster != nil:
-		a := cl.cluster.current(Slot(channel))
+		a := cl.cluster.current(hashSlot(channel))
 		return a == "" || a == c.addr
 	case cl.sentinel != nil:
 		return cl.sentinel.current() == c.addr
@@ -262,25 +397,35 @@ func (cl *Client) sideName(channel, suffix string) string {
 	return channel + "-" + suffix
 }
 
-// pubsub names the commands and push kinds of classic or sharded pub/sub.
-type pubsub struct {
-	subscribe, unsubscribe, publish string // SUBSCRIBE, UNSUBSCRIBE, PUBLISH or their S forms
-	numsub                          string // PUBSUB subcommand: NUMSUB or SHARDNUMSUB
-	subscribed, unsubscribed        string // confirmation push kinds
-	message                         string // message push kind
+// capabilities is what a Client learnt of its servers as it used them.
+type capabilities struct {
+	// subCmds: a subscribed RESP3 connection may run commands other than
+	// the SUBSCRIBE family (real Redis 6+); not miniredis, nor RESP2.
+	subCmds support
+	// kill: CLIENT LIST and CLIENT KILL work, so silent holders can be
+	// killed; not miniredis, nor an ACL user without them.
+	kill support
+	// bell: a waiter may block on the release bell; not where an ACL
+	// refuses its commands (waiters then poll).
+	bell support
+	// wake: a waiter's wake push is allowed; where an ACL refuses it, a
+	// waiter's pause ends at the server's BLPOP timeout, which an idle
+	// Redis applies only every 1/hz seconds.
+	wake support
 }
 
-var (
-	classic = pubsub{"SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", "NUMSUB", "subscribe", "unsubscribe", "message"}
-	sharded = pubsub{"SSUBSCRIBE", "SUNSUBSCRIBE", "SPUBLISH", "SHARDNUMSUB", "ssubscribe", "sunsubscribe", "smessage"}
-)
+// support is whether a server does one thing: unknown until found out.
+type support struct{ v atomic.Int32 } // 0 unknown, 1 yes, -1 no
 
-// pingMessage is the JSON a contender publishes, byte for byte as Python's
-// json.dumps writes it for an ASCII channel.
-func pingMessage(replyCh string) string {
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(replyCh) // a string always encodes
-	return `{"response_channel": ` + strings.TrimSuffix(b.String(), "\n") + `, "message": "ping"}`
+func (s *support) unknown() bool { return s.v.Load() == 0 }
+func (s *support) yes() bool     { return s.v.Load() > 0 }
+func (s *support) no() bool      { return s.v.Load() < 0 }
+
+// set records what was found.
+func (s *support) set(ok bool) {
+	if ok {
+		s.v.Store(1)
+	} else {
+		s.v.Store(-1)
+	}
 }

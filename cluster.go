@@ -339,7 +339,7 @@ func parseClusterSlots(v resp.Value, host string) ([]slotRange, error) {
 // which would let an importing node take subscribers while the migrating
 // node still serves the channel.
 func (cl *Client) doKey(ctx context.Context, key string, args ...string) (resp.Value, error) {
-	slot := Slot(key)
+	slot := hashSlot(key)
 	ask := ""
 	for redirects := 0; ; redirects++ {
 		addr := ask
@@ -381,44 +381,4 @@ func (cl *Client) doKey(ctx context.Context, key string, args ...string) (resp.V
 			ask = a
 		}
 	}
-}
-
-// fenceAsked takes the fencing token when the INCR pipelined after our
-// SSUBSCRIBE got ASK: the slot is migrating and the fence key has already
-// moved to the importing node, while the migrating node still serves the
-// channel. The token comes from the importing node (ASKING, INCR), then
-// the subscribers are counted again on c, so that the count still follows
-// the token.
-func (l *Lock) fenceAsked(ctx context.Context, c *conn) (n, token int64, err error) {
-	if l.cl.cluster == nil {
-		return 0, 0, fmt.Errorf("%w: ASK redirect outside cluster mode", resp.ErrProtocol)
-	}
-	v, err := l.cl.doKey(ctx, l.fence, "INCR", l.fence)
-	if err != nil {
-		return 0, 0, err
-	}
-	if v.Type != resp.TypeInteger {
-		return 0, 0, fmt.Errorf("%w: INCR reply %.40s", resp.ErrProtocol, v.String())
-	}
-	n, err = l.numsub(ctx, c)
-	return n, v.Int, err
-}
-
-// probe returns the command the health check sends on the holder's
-// connection: PING; or on a cluster, where a subscribed RESP3 connection
-// may run it, EXISTS on a key in the lock's slot. A master cut off from
-// the majority of the masters keeps its shard subscribers until the
-// partition heals (and serves shard pub/sub meanwhile, as
-// cluster-allow-pubsubshard-when-down is yes by default), while the
-// majority may promote its replica, where someone else takes the lock. But
-// once its cluster_state is fail, after the cluster's node timeout, it
-// refuses reads of keys with CLUSTERDOWN (unless
-// cluster-allow-reads-when-down is yes), which ends the hold. MOVED,
-// should the node stop serving the slot without unsubscribing the holder,
-// ends it too.
-func (h *hold) probe() []string {
-	if h.l.cl.cluster != nil && h.c.resp3 && h.l.cl.subCmds.Load() > 0 {
-		return []string{"EXISTS", h.l.fence}
-	}
-	return []string{"PING"}
 }

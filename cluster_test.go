@@ -155,7 +155,7 @@ type clusterEnv struct {
 // owner returns the node serving channel and another node.
 func (e clusterEnv) owner(t *testing.T, channel string) (owner, other *redistest.Server) {
 	t.Helper()
-	owner = e.c.Owner(t, Slot(channel))
+	owner = e.c.Owner(t, hashSlot(channel))
 	for _, n := range e.c.Nodes() {
 		if n != owner {
 			return owner, n
@@ -201,7 +201,7 @@ func TestCluster(t *testing.T) {
 	t.Run("FencingDuringMigration", e.testFencingDuringMigration)
 }
 
-// Slot and the same-slot names agree with CLUSTER KEYSLOT.
+// hashSlot and the same-slot names agree with CLUSTER KEYSLOT.
 func (e clusterEnv) testSlotsMatchRedis(t *testing.T) {
 	s := e.c.Nodes()[0]
 	r := rand.New(rand.NewPCG(3, 4))
@@ -216,8 +216,8 @@ func (e clusterEnv) testSlotsMatchRedis(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want, _ := strconv.Atoi(out); Slot(name) != want || Slot(name) != Slot(k) {
-				t.Errorf("Slot(%q) = %d, CLUSTER KEYSLOT says %d; channel %q in slot %d", name, Slot(name), want, k, Slot(k))
+			if want, _ := strconv.Atoi(out); hashSlot(name) != want || hashSlot(name) != hashSlot(k) {
+				t.Errorf("hashSlot(%q) = %d, CLUSTER KEYSLOT says %d; channel %q in slot %d", name, hashSlot(name), want, k, hashSlot(k))
 			}
 		}
 	}
@@ -352,8 +352,8 @@ func (e clusterEnv) testBellHandsOver(t *testing.T) {
 	// The waiter had waited, so its release rang too: the bell is on the
 	// owner, under a name in the channel's slot.
 	bell := sameSlot(ch, "released")
-	if Slot(bell) != Slot(ch) {
-		t.Fatalf("bell %q in slot %d, channel in %d", bell, Slot(bell), Slot(ch))
+	if hashSlot(bell) != hashSlot(ch) {
+		t.Fatalf("bell %q in slot %d, channel in %d", bell, hashSlot(bell), hashSlot(ch))
 	}
 	waitFor(t, func() bool { n, _ := owner.Do("EXISTS", bell); return n == "1" })
 }
@@ -532,7 +532,7 @@ func (e clusterEnv) testSlotMigration(t *testing.T) {
 			lost <- time.Now()
 		}()
 		start := time.Now()
-		e.c.MigrateSlot(t, Slot(ch), owner, other)
+		e.c.MigrateSlot(t, hashSlot(ch), owner, other)
 		moved := time.Since(start)
 		var lostAfter time.Duration
 		select {
@@ -565,7 +565,7 @@ func (e clusterEnv) testSlotMigration(t *testing.T) {
 		if n := shardNumsub(t, other, ch); n != 1 {
 			t.Errorf("SHARDNUMSUB on the new owner = %d", n)
 		}
-		if got := cfg.Client.cluster.current(Slot(ch)); got != other.Addr() {
+		if got := cfg.Client.cluster.current(hashSlot(ch)); got != other.Addr() {
 			t.Errorf("the map says %s serves the slot, not %s", got, other.Addr())
 		}
 		if err := b.Release(ctx); err != nil {
@@ -602,7 +602,7 @@ func (e clusterEnv) testFencingDuringMigration(t *testing.T) {
 	ctx := context.Background()
 	const ch = "asked"
 	from, to := e.owner(t, ch)
-	slot := strconv.Itoa(Slot(ch))
+	slot := strconv.Itoa(hashSlot(ch))
 	mustDo := func(s *redistest.Server, args ...string) {
 		t.Helper()
 		if _, err := s.Do(args...); err != nil {
@@ -633,7 +633,7 @@ func (e clusterEnv) testFencingDuringMigration(t *testing.T) {
 	if n := shardNumsub(t, to, ch); n != 0 {
 		t.Errorf("SHARDNUMSUB on the importing node = %d, want 0", n)
 	}
-	e.c.MigrateSlot(t, Slot(ch), from, to)
+	e.c.MigrateSlot(t, hashSlot(ch), from, to)
 	select {
 	case <-l.Lost():
 	case <-time.After(5 * time.Second):
@@ -658,7 +658,7 @@ func TestClusterPartitionedHolder(t *testing.T) {
 	c := redistest.Cluster(t, 2)
 	ctx := context.Background()
 	const ch = "cutoff"
-	owner := c.Owner(t, Slot(ch))
+	owner := c.Owner(t, hashSlot(ch))
 	l := newLock(t, ch, Config{ClusterAddrs: []string{owner.Addr()}, HealthCheckInterval: 100 * time.Millisecond})
 	if err := l.Acquire(ctx); err != nil {
 		t.Fatal(err)

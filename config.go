@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +33,9 @@ type Config struct {
 	// URL locates the server: redis://[user:password@]host[:port][/db],
 	// rediss:// for TLS, or unix://[user:password@]/path/to/socket[?db=N].
 	// The query parameter protocol=2 makes the client speak RESP2 only.
+	// The user info ends at the last '@', so a password may hold '/', '?',
+	// '#', '@' and ':' as they are; '%' starts a percent-encoding (%25 for
+	// a '%' itself). Errors about the URL never repeat the user info.
 	// It may not be combined with Addr.
 	URL string
 	// Addr is host:port, or the path of a unix socket. Default
@@ -91,6 +93,16 @@ type Config struct {
 
 	// Client is a shared source of connections to use instead of dialing
 	// by URL or Addr, which must then be empty. The lock never closes it.
+	//
+	// Without it, the Lock uses a Client of the package's own for its
+	// connection settings, shared by every Lock made with the same
+	// settings, as net/http's DefaultTransport is: it keeps up to 16 idle
+	// connections per server warm between holds, so the second
+	// acquisition dials nothing, and closes each after DefaultIdleTimeout.
+	// A long-running process thus sees a few idle connections to its
+	// Redis between holds; CloseIdleConnections closes them at once.
+	// In sentinel mode it keeps none. Give a Client of your own for your
+	// own limits (ClientConfig.MaxIdle, IdleTimeout) or to close it.
 	Client *Client
 
 	// HealthCheckInterval is how often the holder PINGs its subscribed
@@ -135,9 +147,10 @@ const (
 	DefaultUnavailableTimeout  = time.Second
 	DefaultDialTimeout         = 5 * time.Second
 	DefaultAddr                = "127.0.0.1:6379"
-	// DefaultMaxElements bounds the elements of one aggregate in a reply
-	// (see ClientConfig.Limits).
-	DefaultMaxElements = 1 << 16
+	// DefaultIdleTimeout is how long a Client keeps an idle connection
+	// (ClientConfig.IdleTimeout), the Clients of Locks made without
+	// Config.Client included.
+	DefaultIdleTimeout = 60 * time.Second
 )
 
 // ErrConfig is matched (errors.Is) by every error about an invalid
@@ -148,6 +161,10 @@ func configErr(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 }
 
+// withDefaults fills in the defaults of the lock's own settings and checks
+// them. The connection settings are checked once, where they become a
+// dialConfig (ClientConfig.dialConfig), whether New builds the Client from
+// them or the caller did.
 func (c Config) withDefaults() (Config, error) {
 	if c.HealthCheckInterval == 0 {
 		c.HealthCheckInterval = DefaultHealthCheckInterval
@@ -166,10 +183,6 @@ func (c Config) withDefaults() (Config, error) {
 		return c, configErr("negative CheckInterval %v", c.CheckInterval)
 	case c.UnavailableTimeout < 0:
 		return c, configErr("negative UnavailableTimeout %v", c.UnavailableTimeout)
-	case c.DialTimeout < 0:
-		return c, configErr("negative DialTimeout %v", c.DialTimeout)
-	case c.DB < 0:
-		return c, configErr("negative DB %d", c.DB)
 	case c.Client != nil && (c.URL != "" || c.Addr != "" || c.Username != "" || c.Password != "" || c.DB != 0 || c.TLSConfig != nil ||
 		c.ClusterAddrs != nil || c.SentinelAddrs != nil || c.MasterName != ""):
 		return c, configErr("Client given together with connection settings")
@@ -195,11 +208,15 @@ type ClientConfig struct {
 	// MaxIdle is how many idle connections the Client keeps warm for the
 	// next acquisition, per server. Default 16; negative keeps none.
 	MaxIdle int
-	// Limits bound what is read from the server (see resp.Limits). Zero
-	// fields take resp's defaults, except MaxElements, which defaults to
-	// DefaultMaxElements: a lock's largest reply (CLUSTER SHARDS of a big
-	// cluster) has a few thousand elements, and each costs about 100 bytes
-	// of memory while it is read.
+	// IdleTimeout is how long an idle connection is kept before it is
+	// closed. Default DefaultIdleTimeout; negative keeps them until Close.
+	IdleTimeout time.Duration
+	// Limits bound what is read from the server (see resp.Limits): each
+	// aggregate, and each reply as a whole, in values and bytes, so that a
+	// hostile server cannot make a reply cost memory out of proportion to
+	// the bytes it sent. Zero fields take resp's defaults, which fit a
+	// lock's largest reply (CLUSTER SHARDS of a cluster of about a thousand
+	// nodes).
 	Limits resp.Limits
 	// Dial, when set, opens connections instead of a net.Dialer: for
 	// proxies, custom resolvers or tests. TLS, if configured, is layered on
@@ -207,18 +224,17 @@ type ClientConfig struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+// clientConfig is the ClientConfig of the Client New builds for a Config
+// without one: the one conversion between the two.
 func (c Config) clientConfig() ClientConfig {
 	return ClientConfig{URL: c.URL, Addr: c.Addr, Username: c.Username, Password: c.Password,
-		DB: c.DB, TLSConfig: c.TLSConfig, DialTimeout: c.DialTimeout, MaxIdle: -1,
+		DB: c.DB, TLSConfig: c.TLSConfig, DialTimeout: c.DialTimeout,
 		ClusterAddrs: c.ClusterAddrs, SentinelAddrs: c.SentinelAddrs, MasterName: c.MasterName}
 }
 
 // dialConfig resolves the URL and fields into where and how to dial.
 func (cc ClientConfig) dialConfig() (dialConfig, error) {
 	dc := dialConfig{network: "tcp", addr: DefaultAddr, dialTimeout: cc.DialTimeout, limits: cc.Limits, dial: cc.Dial}
-	if dc.limits.MaxElements == 0 {
-		dc.limits.MaxElements = DefaultMaxElements
-	}
 	if dc.dialTimeout == 0 {
 		dc.dialTimeout = DefaultDialTimeout
 	}
@@ -230,7 +246,7 @@ func (cc ClientConfig) dialConfig() (dialConfig, error) {
 	}
 	if cc.URL != "" {
 		var err error
-		if dc, err = parseURL(cc.URL, dc); err != nil {
+		if dc, _, err = parseURL(cc.URL, dc); err != nil {
 			return dc, err
 		}
 	}
@@ -262,86 +278,6 @@ func (cc ClientConfig) dialConfig() (dialConfig, error) {
 	}
 	if dc.db < 0 {
 		return dc, configErr("negative DB %d", dc.db)
-	}
-	return dc, nil
-}
-
-// parseURL reads a redis://, rediss:// or unix:// URL. Its errors never
-// repeat the URL, which may hold a password.
-func parseURL(raw string, dc dialConfig) (dialConfig, error) {
-	if isMultiHostURL(raw) {
-		dc, _, err := parseMultiHostURL(raw, dc)
-		return dc, err
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return dc, configErr("URL is not a valid URL")
-	}
-	if u.User != nil {
-		dc.username = u.User.Username()
-		dc.password, _ = u.User.Password()
-		if _, set := u.User.Password(); !set {
-			// redis://secret@host: a lone user info is the password, as
-			// redis-py reads it.
-			dc.username, dc.password = "", u.User.Username()
-		}
-	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return dc, configErr("URL query: %v", err)
-	}
-	for k := range q {
-		if k != "db" && k != "protocol" {
-			return dc, configErr("URL query parameter %q not supported (db, protocol)", k)
-		}
-	}
-	switch q.Get("protocol") {
-	case "", "3":
-	case "2":
-		dc.resp2 = true
-	default:
-		return dc, configErr("URL protocol=%q: want 2 or 3", q.Get("protocol"))
-	}
-	db := q.Get("db")
-	switch u.Scheme {
-	case "redis", "rediss":
-		if u.Opaque != "" || u.Host == "" {
-			return dc, configErr("URL needs a host: redis://host:port/db")
-		}
-		host, port := u.Hostname(), u.Port()
-		if port == "" {
-			port = "6379"
-		}
-		if host == "" {
-			host = "127.0.0.1"
-		}
-		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-			return dc, configErr("URL port %q is not a port number", port)
-		}
-		dc.network, dc.addr = "tcp", net.JoinHostPort(host, port)
-		if p := strings.Trim(u.Path, "/"); p != "" {
-			if db != "" {
-				return dc, configErr("URL gives the db twice")
-			}
-			db = p
-		}
-		if u.Scheme == "rediss" {
-			dc.tls = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-	case "unix":
-		if u.Path == "" {
-			return dc, configErr("URL needs a socket path: unix:///path/to/redis.sock")
-		}
-		dc.network, dc.addr = "unix", u.Path
-	default:
-		return dc, configErr("URL scheme %q not supported (redis, rediss, unix)", u.Scheme)
-	}
-	if db != "" {
-		n, err := strconv.Atoi(db)
-		if err != nil || n < 0 {
-			return dc, configErr("URL db %q is not a database number", db)
-		}
-		dc.db = n
 	}
 	return dc, nil
 }
@@ -384,9 +320,9 @@ type topology struct {
 // fields, and checks that they fit together.
 func (cc ClientConfig) topology() (topology, error) {
 	var t topology
-	if isMultiHostURL(cc.URL) {
+	if cc.URL != "" {
 		var err error
-		if _, t, err = parseMultiHostURL(cc.URL, dialConfig{}); err != nil {
+		if _, t, err = parseURL(cc.URL, dialConfig{}); err != nil {
 			return t, err
 		}
 	}
@@ -444,117 +380,4 @@ func checkAddrs(field string, addrs []string) ([]string, error) {
 func isPort(s string) bool {
 	_, err := strconv.ParseUint(s, 10, 16)
 	return err == nil
-}
-
-// isMultiHostURL reports whether raw is a redis+cluster:// or
-// redis+sentinel:// URL (or their rediss+ forms).
-func isMultiHostURL(raw string) bool {
-	scheme, _, ok := strings.Cut(raw, "://")
-	return ok && (strings.HasSuffix(scheme, "+cluster") || strings.HasSuffix(scheme, "+sentinel"))
-}
-
-// parseMultiHostURL reads
-// redis+cluster://[user:password@]host1:port1,host2:port2[?protocol=2] and
-// redis+sentinel://[user:password@]host1:port1,host2:port2/mastername[?db=N&protocol=2],
-// with rediss+ for TLS. It parses by hand, as net/url refuses a list of
-// hosts with IPv6 literals. Its errors never repeat the user info, which
-// holds the password.
-func parseMultiHostURL(raw string, dc dialConfig) (dialConfig, topology, error) {
-	var t topology
-	scheme, rest, _ := strings.Cut(raw, "://")
-	var cluster bool
-	switch scheme {
-	case "redis+cluster", "rediss+cluster":
-		cluster = true
-	case "redis+sentinel", "rediss+sentinel":
-	default:
-		return dc, t, configErr("URL scheme %q not supported (redis+cluster, rediss+cluster, redis+sentinel, rediss+sentinel)", scheme)
-	}
-	if strings.HasPrefix(scheme, "rediss") {
-		dc.tls = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	if strings.ContainsAny(rest, "#") {
-		return dc, t, configErr("URL fragment not supported")
-	}
-	authority, tail := rest, ""
-	if i := strings.IndexAny(rest, "/?"); i >= 0 {
-		authority, tail = rest[:i], rest[i:]
-	}
-	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
-		user, pass, hasPass := strings.Cut(authority[:i], ":")
-		var err1, err2 error
-		dc.username, err1 = url.PathUnescape(user)
-		dc.password, err2 = url.PathUnescape(pass)
-		if err1 != nil || err2 != nil {
-			return dc, t, configErr("URL user info is not valid percent-encoding")
-		}
-		if !hasPass { // a lone user info is the password, as in redis://
-			dc.username, dc.password = "", dc.username
-		}
-		authority = authority[i+1:]
-	}
-	defaultPort := "6379"
-	if !cluster {
-		defaultPort = "26379"
-	}
-	var hosts []string
-	for h := range strings.SplitSeq(authority, ",") {
-		host, port := h, defaultPort
-		switch {
-		case h == "":
-			return dc, t, configErr("URL has an empty host in its host list")
-		case strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]"):
-			host = h[1 : len(h)-1]
-		case strings.Count(h, ":") == 1 || strings.HasPrefix(h, "["):
-			var err error
-			if host, port, err = net.SplitHostPort(h); err != nil {
-				return dc, t, configErr("URL host %q is not host:port", h)
-			}
-		}
-		if host == "" || !isPort(port) {
-			return dc, t, configErr("URL host %q is not host:port", h)
-		}
-		hosts = append(hosts, net.JoinHostPort(host, port))
-	}
-	path, query, _ := strings.Cut(tail, "?")
-	q, err := url.ParseQuery(query)
-	if err != nil {
-		return dc, t, configErr("URL query: %v", err)
-	}
-	for k := range q {
-		if k != "db" && k != "protocol" {
-			return dc, t, configErr("URL query parameter %q not supported (db, protocol)", k)
-		}
-	}
-	switch q.Get("protocol") {
-	case "", "3":
-	case "2":
-		dc.resp2 = true
-	default:
-		return dc, t, configErr("URL protocol=%q: want 2 or 3", q.Get("protocol"))
-	}
-	path = strings.Trim(path, "/")
-	if cluster {
-		if path != "" || q.Has("db") {
-			return dc, t, configErr("a redis+cluster URL takes no database: a Redis Cluster has only database 0")
-		}
-		t.cluster = hosts
-	} else {
-		if path == "" || strings.Contains(path, "/") {
-			return dc, t, configErr("a redis+sentinel URL needs the master name as its path: redis+sentinel://host:port/mastername")
-		}
-		if t.master, err = url.PathUnescape(path); err != nil {
-			return dc, t, configErr("URL master name is not valid percent-encoding")
-		}
-		t.sentinels = hosts
-		if db := q.Get("db"); db != "" {
-			n, err := strconv.Atoi(db)
-			if err != nil || n < 0 {
-				return dc, t, configErr("URL db %q is not a database number", db)
-			}
-			dc.db = n
-		}
-	}
-	dc.network, dc.addr = "tcp", hosts[0]
-	return dc, t, nil
 }

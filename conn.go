@@ -52,6 +52,8 @@ type conn struct {
 	resp3 bool   // HELLO 3 accepted
 	id    int64  // the server's client ID (from HELLO or CLIENT ID); 0: unknown
 	addr  string // the server's address, where the Client pools it
+	// idleSince is when the connection went back to the Client's pool.
+	idleSince time.Time
 	// replyTimeout bounds each synchronous round trip (see pipelineBlocking): the
 	// Client's DialTimeout. 0: no bound but the context's.
 	replyTimeout time.Duration
@@ -64,12 +66,12 @@ type conn struct {
 	// released hold has read the last reply it awaits (see sendFinal); the
 	// next synchronous user writes at once but reads only after that.
 	drain <-chan struct{}
+	final bool // sendFinal wrote: no command may follow from the reader's side
 
 	emu sync.Mutex // guards err
 	err error      // sticky fatal error
 
 	onPush func(resp.Value) // pushes seen by do and pipeline; nil drops them
-	pings  []notedPing      // pings seen while contending (Lock.notePing)
 }
 
 // reply is the outcome of an asynchronous command.
@@ -91,7 +93,13 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 	}
 	nc, err := dial(ctx, dc.network, dc.addr)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", dc.addr, err)
+		err = fmt.Errorf("dial %s: %w", dc.addr, err)
+		if ctx.Err() != nil || deadlinePassed(ctx) {
+			// The caller's deadline or DialTimeout passed during the
+			// dial: say so in a way errors.Is recognises.
+			return nil, fmt.Errorf("%w (%v)", ctxCause(ctx), err)
+		}
+		return nil, err
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
@@ -107,7 +115,11 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 		t := tls.Client(nc, cfg)
 		if err := t.HandshakeContext(ctx); err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("TLS handshake with %s: %w", dc.addr, err)
+			err = fmt.Errorf("TLS handshake with %s: %w", dc.addr, err)
+			if ctx.Err() != nil || deadlinePassed(ctx) {
+				return nil, fmt.Errorf("%w (%v; does the server speak TLS?)", ctxCause(ctx), err)
+			}
+			return nil, err
 		}
 		nc = t
 	}
@@ -120,8 +132,14 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 	return c, nil
 }
 
+// readBufSize is a connection's read buffer. A lock's replies and pushes
+// are a few hundred bytes at most; a longer line is gathered by the
+// resp.Reader and a long bulk string read past the buffer, so a small
+// buffer costs a large reply only more reads, and a held lock less memory.
+const readBufSize = 1024
+
 func newConn(nc net.Conn, lim resp.Limits) *conn {
-	return &conn{nc: nc, rd: resp.NewReader(bufio.NewReaderSize(nc, 4096), lim), wbuf: make([]byte, 0, 256)}
+	return &conn{nc: nc, rd: resp.NewReader(bufio.NewReaderSize(nc, readBufSize), lim), wbuf: make([]byte, 0, 256)}
 }
 
 // handshake runs HELLO 3 (with AUTH and SETNAME folded in), or, where the
@@ -258,11 +276,23 @@ func deadlinePassed(ctx context.Context) bool {
 
 // ctxErr is the error of a round trip cut short by its context.
 func ctxErr(ctx context.Context, err error) error {
-	cause := context.Cause(ctx)
-	if cause == nil {
-		cause = context.DeadlineExceeded
+	return fmt.Errorf("%w (connection closed: %v)", ctxCause(ctx), err)
+}
+
+// ctxCause is the error of an ended ctx: it matches ctx.Err()
+// (context.Canceled or context.DeadlineExceeded) and the cause given to
+// context.WithCancelCause or WithDeadlineCause, if any. A deadline that
+// passed before ctx noticed it counts as DeadlineExceeded. A Client
+// closed under an Acquire gives ErrClientClosed alone.
+func ctxCause(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	switch {
+	case err == nil:
+		return context.DeadlineExceeded
+	case cause == nil || cause == err || errors.Is(cause, err) || errors.Is(cause, ErrClientClosed):
+		return cause
 	}
-	return fmt.Errorf("%w (connection closed: %v)", cause, err)
+	return fmt.Errorf("%w: %w", err, cause)
 }
 
 // do runs one command synchronously and returns its reply. An error reply
@@ -303,7 +333,7 @@ func (c *conn) pipelineBlocking(ctx context.Context, block time.Duration, cmds [
 		limit = time.Now().Add(block + c.replyTimeout)
 	}
 	stop := c.watchUntil(ctx, limit)
-	err := c.roundTrip(cmds, fn)
+	err := c.roundTrip(ctx, limit, cmds, fn)
 	ended := stop()
 	var re resp.Error
 	if err == nil || errors.As(err, &re) || errors.Is(err, errCallback) {
@@ -327,7 +357,9 @@ func (c *conn) pipelineBlocking(ctx context.Context, block time.Duration, cmds [
 // errCallback wraps errors returned by a pipeline callback.
 var errCallback = errors.New("reply rejected")
 
-func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) error {
+// roundTrip writes cmds and reads their replies. Behind a released hold's
+// replies (drain) it waits no longer than ctx and limit allow.
+func (c *conn) roundTrip(ctx context.Context, limit time.Time, cmds [][]string, fn func(i int, v resp.Value) error) error {
 	c.wmu.Lock()
 	drain := c.drain
 	if len(c.pending) > 0 && drain == nil {
@@ -349,7 +381,9 @@ func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) er
 	if drain != nil {
 		// Our commands queue behind the released hold's; its reader
 		// stops right after their last reply.
-		<-drain
+		if err := awaitDrain(ctx, limit, drain); err != nil {
+			return err
+		}
 		if err := c.failed(); err != nil {
 			return err
 		}
@@ -403,6 +437,25 @@ func (c *conn) roundTrip(cmds [][]string, fn func(i int, v resp.Value) error) er
 		}
 	}
 	return first
+}
+
+// awaitDrain waits for drain to close, up to ctx's end or limit (zero:
+// no limit).
+func awaitDrain(ctx context.Context, limit time.Time, drain <-chan struct{}) error {
+	var expired <-chan time.Time
+	if !limit.IsZero() {
+		t := time.NewTimer(time.Until(limit))
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-drain:
+		return nil
+	case <-ctx.Done():
+		return ctxCause(ctx)
+	case <-expired:
+		return fmt.Errorf("released hold's replies not read: %w", os.ErrDeadlineExceeded)
+	}
 }
 
 // confirmKind returns the kind of push that confirms a command of the
@@ -507,7 +560,7 @@ func (c *conn) send(ch chan<- reply, args ...string) error {
 // sendBatch is send for several commands in one write; chans[i] receives
 // the reply to cmds[i].
 func (c *conn) sendBatch(cmds [][]string, chans []chan<- reply) error {
-	return c.sendFinal(cmds, chans, nil)
+	return c.sendQueued(cmds, chans, nil, false)
 }
 
 // errReleased is returned by send once sendFinal has handed the
@@ -520,15 +573,20 @@ var errReleased = errors.New("connection released")
 // the reader does after the last reply it awaits. Later sends fail with
 // errReleased until then.
 func (c *conn) sendFinal(cmds [][]string, chans []chan<- reply, drain <-chan struct{}) error {
+	return c.sendQueued(cmds, chans, drain, true)
+}
+
+// sendQueued is sendBatch and sendFinal.
+func (c *conn) sendQueued(cmds [][]string, chans []chan<- reply, drain <-chan struct{}, final bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.failed(); err != nil {
 		return err
 	}
-	if c.drain != nil {
+	if c.drain != nil || c.final {
 		return errReleased
 	}
-	c.drain = drain
+	c.drain, c.final = drain, final
 	c.wbuf = c.wbuf[:0]
 	for i, args := range cmds {
 		c.wbuf = resp.AppendCommand(c.wbuf, args...)
@@ -544,6 +602,35 @@ func (c *conn) sendFinal(cmds [][]string, chans []chan<- reply, drain <-chan str
 		return c.fatal(fmt.Errorf("write: %w", err))
 	}
 	return nil
+}
+
+// endUnsolicited is called by the reader goroutine when the server ends
+// the subscription: it reports true when sendFinal has written (the
+// unsubscribe is the release's own), and otherwise makes err the
+// connection's fatal error before sendFinal can write, and returns false.
+func (c *conn) endUnsolicited(err error) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.final {
+		return true
+	}
+	c.fatal(err)
+	return false
+}
+
+// beginHold readies the connection for a new hold's reader goroutine.
+func (c *conn) beginHold() {
+	c.wmu.Lock()
+	c.final = false
+	c.wmu.Unlock()
+}
+
+// draining reports whether the connection still carries a released
+// hold's replies, which its next user must wait for.
+func (c *conn) draining() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.drain != nil
 }
 
 // writeTimeout bounds a write to a connection read by another goroutine, so
@@ -565,4 +652,63 @@ func (c *conn) deliver(v resp.Value) error {
 		ch <- reply{err: v.Err(), val: v.Clone()}
 	}
 	return nil
+}
+
+// awaitPush reads frames from c until done reports true. Replies are not
+// expected and are an error.
+func awaitPush(ctx context.Context, c *conn, done func() bool) error {
+	if done() {
+		return nil
+	}
+	// Waiting for a push is not a round trip: only ctx bounds it.
+	stop := c.watchUntil(ctx, time.Time{})
+	defer stop()
+	for !done() {
+		v, push, err := c.readFrame()
+		if err != nil {
+			if ctx.Err() != nil || deadlinePassed(ctx) {
+				err = ctxErr(ctx, err)
+			}
+			return c.fatal(err)
+		}
+		if !push {
+			return c.fatal(fmt.Errorf("%w: unexpected reply %.64s", resp.ErrProtocol, v.String()))
+		}
+		if c.onPush != nil {
+			c.onPush(v)
+		}
+	}
+	return nil
+}
+
+// subscribeSync subscribes c to channel and waits for the confirmation.
+func subscribeSync(ctx context.Context, c *conn, ps pubsub, channel string) error {
+	// pipeline reads up to the subscribe confirmation.
+	return c.pipeline(ctx, [][]string{{ps.subscribe, channel}}, nil)
+}
+
+// unsubscribe sends cmd (UNSUBSCRIBE or SUNSUBSCRIBE) for channel on a
+// connection read synchronously and drains it up to the confirmation, so
+// messages already queued for the channel are consumed.
+func unsubscribe(ctx context.Context, c *conn, cmd, channel string) error {
+	// pipeline reads up to the confirmation; pushes on the way go to onPush.
+	return c.pipeline(ctx, [][]string{{cmd, channel}}, nil)
+}
+
+// idleReplies reports whether no reply is awaited.
+func (c *conn) idleReplies() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return len(c.pending) == 0
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }

@@ -204,7 +204,7 @@ func TestHandshakeRealServers(t *testing.T) {
 	m.RequireUserAuth("u", "pw")
 	acl := []string{"--user", "u", "on", ">pw", "~*", "&*", "+@all"}
 	real := redistest.Redis(t, acl...)
-	old := redistest.Redis(t, append([]string{"--rename-command", "HELLO", `""`}, acl...)...)
+	old := redistest.Redis(t, append([]string{"--rename-command", "HELLO", ""}, acl...)...)
 	for _, tg := range []target{{"miniredis", m.Addr(), true, true}, {"redis", real.Addr(), true, true}, {"redis-without-hello", old.Addr(), false, false}} {
 		t.Run(tg.name, func(t *testing.T) {
 			rec := newRecorder(t, tg.addr)

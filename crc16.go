@@ -45,11 +45,11 @@ func hashTag(key string) (tag string, tagged bool) {
 	return key[open+1 : open+1+n], true
 }
 
-// Slot returns the Redis Cluster hash slot of a key or shard channel name,
+// hashSlot returns the Redis Cluster hash slot of a key or shard channel name,
 // 0 to 16383, as CLUSTER KEYSLOT computes it: CRC-16/XMODEM of the key's
 // hash tag (see https://redis.io/docs/reference/cluster-spec/) modulo
 // 16384.
-func Slot(key string) int {
+func hashSlot(key string) int {
 	tag, _ := hashTag(key)
 	return int(crc16(0, tag) % slotCount)
 }
@@ -71,7 +71,7 @@ func sameSlot(channel, suffix string) string {
 	// No tag, so the name is hashed whole; appending characters other than
 	// braces cannot make a tag, as the first '{' is followed at once by
 	// '}' or by no '}' at all.
-	return forceSlot(channel+"-"+suffix+"-", Slot(channel))
+	return forceSlot(channel+"-"+suffix+"-", hashSlot(channel))
 }
 
 // forceAlphabet is what forceSlot appends characters from.

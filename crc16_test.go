@@ -31,18 +31,18 @@ func TestSlot(t *testing.T) {
 		{"{user1000}.following", 3443},
 		{"{user1000}.followers", 3443},
 		{"user1000", 3443},
-		{"{}", 15257},           // empty tag: the whole key
-		{"foo{}{bar}", 8363},    // first '{' closed at once: the whole key
-		{"foo{{bar}}zap", 4015}, // tag "{bar"
-		{"foo{bar}{zap}", 5061}, // tag "bar"
-		{"{bar", 4015},          // never closed: the whole key
-		{"}bar{", 1498},         // '}' before '{': the whole key
-		{"a{b}c", Slot("b")},    // tag "b"
-		{"{a}{b}", Slot("a")},   // first tag wins
-		{"x{}y{z}", 15453},      // only the first '{' counts: no tag
+		{"{}", 15257},             // empty tag: the whole key
+		{"foo{}{bar}", 8363},      // first '{' closed at once: the whole key
+		{"foo{{bar}}zap", 4015},   // tag "{bar"
+		{"foo{bar}{zap}", 5061},   // tag "bar"
+		{"{bar", 4015},            // never closed: the whole key
+		{"}bar{", 1498},           // '}' before '{': the whole key
+		{"a{b}c", hashSlot("b")},  // tag "b"
+		{"{a}{b}", hashSlot("a")}, // first tag wins
+		{"x{}y{z}", 15453},        // only the first '{' counts: no tag
 	} {
-		if got := Slot(tc.key); got != tc.slot {
-			t.Errorf("Slot(%q) = %d, want %d", tc.key, got, tc.slot)
+		if got := hashSlot(tc.key); got != tc.slot {
+			t.Errorf("hashSlot(%q) = %d, want %d", tc.key, got, tc.slot)
 		}
 	}
 }
@@ -67,8 +67,8 @@ func TestSameSlot(t *testing.T) {
 	for _, ch := range slotNames(r, 5000) {
 		for _, suffix := range []string{"fence", strconv.FormatFloat(r.Float64(), 'f', -1, 64)} {
 			name := sameSlot(ch, suffix)
-			if Slot(name) != Slot(ch) {
-				t.Fatalf("sameSlot(%q, %q) = %q in slot %d, channel in slot %d", ch, suffix, name, Slot(name), Slot(ch))
+			if hashSlot(name) != hashSlot(ch) {
+				t.Fatalf("sameSlot(%q, %q) = %q in slot %d, channel in slot %d", ch, suffix, name, hashSlot(name), hashSlot(ch))
 			}
 			if !strings.HasPrefix(name, ch) && !strings.HasPrefix(name, "{"+ch+"}") {
 				t.Fatalf("sameSlot(%q, %q) = %q does not start with the channel", ch, suffix, name)

@@ -29,16 +29,9 @@
 //	}
 //	defer l.Release(context.Background())
 //
-//	work, stop := context.WithCancel(ctx)
-//	defer stop()
-//	go func() {
-//		select {
-//		case <-l.Lost(): // connection gone or killed: stop at once
-//			stop()
-//		case <-work.Done():
-//		}
-//	}()
-//	return backup(work)
+//	work, cancel := l.Context(ctx) // ends as soon as the lock is lost
+//	defer cancel()
+//	return backup(work) // context.Cause(work) matches ErrLost, and says why
 //
 // # Guarantees, and what is not guaranteed
 //
@@ -121,12 +114,16 @@
 // with a ping when it finds the lock held), so an uncontended lock writes
 // no key; the list holds at most one element and expires after
 // CheckInterval when nobody waits. It is never the lock, only a wake-up
-// call: a try woken by it still subscribes and counts. Where the server refuses it (an ACL without
-// list commands or EVAL, a key of another type under that name, which is
-// left alone) waiters poll, as portalocker does. A pause is ended on time
-// by CLIENT UNBLOCK from the waiter's second connection: an idle Redis
-// applies blocking timeouts only every 1/hz seconds. Where that is refused,
-// pauses run up to 100ms (at the default hz 10) longer.
+// call: a try woken by it still subscribes and counts. The waiter also
+// blocks on a wake list of its own, "<channel>-wake-<random>", which its
+// second connection pushes to when the pause is over: an idle Redis
+// applies blocking timeouts only every 1/hz seconds. A push is a write,
+// which a write pause (CLIENT PAUSE, FAILOVER) only delays; CLIENT UNBLOCK
+// is never sent, as it crashes servers whose BLPOP a write pause holds
+// back. The bell is pushed to, and blocked on, only where its key is absent
+// or the bell's own one-element list: a key of the user's under that name
+// is left alone, and waiters then poll, as portalocker does. So they do
+// where the server refuses the bell (an ACL).
 //
 // # Contexts and connections
 //
@@ -138,12 +135,12 @@
 // # Redis permissions
 //
 // With Redis ACLs the lock needs, on the lock channel, its reply channels,
-// the release bell and (for fencing) the fence key:
+// the release bell, the waiters' wake lists and (for fencing) the fence key:
 //
 //	ACL SETUSER locker on >secret resetchannels &jobs &jobs-* ~jobs-released ~jobs-fence
-//	    +subscribe +unsubscribe +publish +pubsub|numsub +client|setname
-//	    +client|list +client|kill +client|unblock +client|id +blpop +eval
-//	    +lpush +ltrim +pexpire +ping +hello +incr +select
+//	    ~jobs-wake-* +subscribe +unsubscribe +publish +pubsub|numsub +client|setname
+//	    +client|list +client|kill +blpop +eval +lpush +ltrim +pexpire
+//	    +type +llen +lindex +ping +hello +incr +select
 //
 // Without +client|list and +client|kill a contender cannot kill a silent
 // holder (ErrKillUnsupported); without the bell's commands waiters poll;

@@ -166,3 +166,25 @@ func ExampleClient() {
 	// holding job-a
 	// holding job-b
 }
+
+// ExampleLock_Context runs work under the lock with a context that ends
+// as soon as the lock is lost, its cause saying why.
+func ExampleLock_Context() {
+	m := startRedis()
+	defer m.Close()
+	ctx := context.Background()
+	l, err := pubsublock.New("report", pubsublock.Config{Addr: m.Addr()})
+	if err != nil {
+		panic(err)
+	}
+	if err := l.Acquire(ctx); err != nil {
+		panic(err)
+	}
+	work, cancel := l.Context(ctx)
+	defer cancel()
+
+	m.Close() // the server goes away: the hold is lost
+	<-work.Done()
+	fmt.Println(errors.Is(context.Cause(work), pubsublock.ErrLost))
+	// Output: true
+}

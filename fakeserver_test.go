@@ -140,6 +140,12 @@ func newFakeLockServer(t *testing.T, held int, other func(w io.Writer, args []st
 			io.WriteString(w, "+OK\r\n")
 		case args[0] == "PING":
 			io.WriteString(w, "+PONG\r\n")
+		case args[0] == "TYPE": // the bell's key is free
+			io.WriteString(w, "+none\r\n")
+		case args[0] == "LINDEX":
+			io.WriteString(w, "_\r\n")
+		case args[0] == "LLEN", args[0] == "LPUSH", args[0] == "PEXPIRE", args[0] == "EVAL":
+			io.WriteString(w, ":1\r\n")
 		default:
 			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
 		}
@@ -152,7 +158,7 @@ func newFakeLockServer(t *testing.T, held int, other func(w io.Writer, args []st
 func (f *fakeServer) redisClient(t *testing.T) *Client {
 	t.Helper()
 	cl := f.client(t)
-	cl.subCmds.Store(1)
+	cl.caps.subCmds.set(true)
 	return cl
 }
 

@@ -75,3 +75,22 @@ func (hc *healthCheck) stop() {
 	hc.timer.Stop()
 	hc.mu.Unlock()
 }
+
+// probe returns the command the health check sends on the holder's
+// connection: PING; or on a cluster, where a subscribed RESP3 connection
+// may run it, EXISTS on a key in the lock's slot. A master cut off from
+// the majority of the masters keeps its shard subscribers until the
+// partition heals (and serves shard pub/sub meanwhile, as
+// cluster-allow-pubsubshard-when-down is yes by default), while the
+// majority may promote its replica, where someone else takes the lock. But
+// once its cluster_state is fail, after the cluster's node timeout, it
+// refuses reads of keys with CLUSTERDOWN (unless
+// cluster-allow-reads-when-down is yes), which ends the hold. MOVED,
+// should the node stop serving the slot without unsubscribing the holder,
+// ends it too.
+func (h *hold) probe() []string {
+	if h.s.cl.cluster != nil && h.c.resp3 && h.s.cl.caps.subCmds.yes() {
+		return []string{"EXISTS", h.s.fence}
+	}
+	return []string{"PING"}
+}

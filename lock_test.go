@@ -80,12 +80,12 @@ func TestAcquireRelease(t *testing.T) {
 
 // TestMinimalACL runs the lock as a user with exactly the permissions the
 // package documentation lists, including killing a silent holder, the
-// release bell and the unblocking of a waiter's pause.
+// release bell and the wake push that ends a waiter's pause.
 func TestMinimalACL(t *testing.T) {
 	s := redistest.Redis(t, "--user", "locker", "on", ">secret", "resetchannels", "&jobs", "&jobs-*",
-		"~jobs-released", "~jobs-fence",
+		"~jobs-released", "~jobs-fence", "~jobs-wake-*",
 		"+subscribe", "+unsubscribe", "+publish", "+pubsub|numsub", "+client|setname", "+client|list",
-		"+client|kill", "+client|unblock", "+client|id", "+blpop", "+eval", "+lpush", "+ltrim", "+pexpire",
+		"+client|kill", "+blpop", "+eval", "+lpush", "+ltrim", "+pexpire", "+type", "+llen", "+lindex",
 		"+ping", "+hello", "+incr", "+select")
 	url := "redis://locker:secret@" + s.Addr()
 	ctx := context.Background()
@@ -110,8 +110,8 @@ func TestMinimalACL(t *testing.T) {
 		if err := b.Acquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
 			t.Fatalf("Acquire of a held lock: %v", err)
 		}
-		if cl.noBell.Load() || cl.noUnblock.Load() {
-			t.Fatalf("protocol %s: bell refused %v, CLIENT UNBLOCK refused %v", proto, cl.noBell.Load(), cl.noUnblock.Load())
+		if cl.caps.bell.no() || cl.caps.wake.no() {
+			t.Fatalf("protocol %s: bell refused %v, wake refused %v", proto, cl.caps.bell.no(), cl.caps.wake.no())
 		}
 	}
 	// Woken by the bell: its pause is far longer than its context.

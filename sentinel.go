@@ -50,6 +50,13 @@ var sentinelEvents = []string{
 // to it is made again until the sentinels name another primary, or report
 // that the failover was aborted, or no longer flag the primary o_down or
 // failover_in_progress, or failoverHold has passed.
+//
+// A connection is handed out only if, once ROLE confirmed it, it goes to
+// the primary the Client knows now (primary, not failing), checked under
+// mu, which every piece of news about the primary takes: a dial that
+// straddles a failover is refused, whichever news came meanwhile. And
+// when a sentinel names a primary, every connection to another server is
+// closed, even if the Client lost track of where it went.
 type sentinels struct {
 	master string
 	dc     dialConfig // how to dial a sentinel: the servers' TLS and dialer, no auth
@@ -59,7 +66,7 @@ type sentinels struct {
 
 	mu       sync.Mutex         // guards the fields below
 	addrs    []string           // the sentinels; the last that answered first
-	primary  string             // the primary's address; "" until asked
+	primary  string             // the primary's address; "" when unknown
 	failing  string             // a primary being failed over, not to be used; "" none
 	failEnd  time.Time          // when failing is forgotten
 	live     map[string][]*conn // connections handed out, by server address
@@ -80,7 +87,7 @@ func newSentinels(t topology, dc dialConfig) *sentinels {
 func (s *sentinels) get(ctx context.Context, cl *Client) (*conn, error) {
 	var role string
 	for try := 1; ; try++ {
-		addr, err := s.resolve(ctx)
+		addr, err := s.resolve(ctx, cl)
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +110,7 @@ func (s *sentinels) get(ctx context.Context, cl *Client) (*conn, error) {
 		s.forget(addr)
 		if try == primaryTries {
 			if role == "master" {
-				return nil, fmt.Errorf("sentinel: a failover of %s at %s began", s.master, addr)
+				return nil, fmt.Errorf("sentinel: %s at %s is no longer the primary: a failover of it ran or runs", s.master, addr)
 			}
 			return nil, fmt.Errorf("sentinel: %s at %s is a %s, not the primary", s.master, addr, role)
 		}
@@ -126,50 +133,29 @@ func roleOf(ctx context.Context, c *conn) (string, error) {
 	return string(v.Elems[0].Str), nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
 // resolve returns the primary's address, asking the sentinels when it is
-// not known. While a failover runs (an event said so, or the sentinel
-// flags the primary o_down or failover_in_progress), no address is
-// returned: resolve asks again every 50ms, for at most the dial timeout.
-func (s *sentinels) resolve(ctx context.Context) (string, error) {
+// not known, or when no watcher follows their events. While a failover
+// runs (an event said so, or the sentinel flags the primary o_down or
+// failover_in_progress), no address is returned: resolve asks again every
+// 50ms, for at most the dial timeout.
+func (s *sentinels) resolve(ctx context.Context, cl *Client) (string, error) {
 	deadline := time.Now().Add(s.dc.dialTimeout)
 	for {
 		s.mu.Lock()
 		if s.failing != "" && time.Now().After(s.failEnd) {
 			s.failing = ""
 		}
-		primary, failing := s.primary, s.failing
+		primary, watching := s.currentLocked(), s.watching
 		s.mu.Unlock()
-		if primary != "" && primary != failing {
+		if primary != "" && watching {
 			return primary, nil
 		}
 		addr, busy, err := s.ask(ctx)
 		if err != nil {
 			return "", err
 		}
-		s.mu.Lock()
-		switch {
-		case busy:
-			s.failing, s.failEnd = addr, time.Now().Add(failoverHold)
-		case s.failing == addr:
-			s.failing = "" // the sentinel says it is over
-		}
-		ok := !busy
-		if ok {
-			s.primary = addr
-		}
-		s.mu.Unlock()
-		if ok {
+		s.named(cl, addr, busy, fmt.Sprintf("sentinel names %s as primary of %s", addr, s.master))
+		if !busy {
 			return addr, nil
 		}
 		if time.Now().After(deadline) {
@@ -260,10 +246,45 @@ func (s *sentinels) askOne(ctx context.Context, addr string) (primary string, bu
 func (s *sentinels) current() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.currentLocked()
+}
+
+// currentLocked is current with mu held.
+func (s *sentinels) currentLocked() string {
 	if s.primary == s.failing {
 		return ""
 	}
 	return s.primary
+}
+
+// named records what a sentinel said: addr is the primary, and a failover
+// of it runs if busy. Connections to any other server, or to addr too if
+// busy, are closed with errFailover and why.
+func (s *sentinels) named(cl *Client, addr string, busy bool, why string) {
+	s.mu.Lock()
+	stale := s.namedLocked(addr, busy)
+	s.mu.Unlock()
+	s.retireAll(cl, stale, why)
+}
+
+// namedLocked is named with mu held; it returns the addresses whose
+// connections the caller retires (retireAll) once mu is released.
+func (s *sentinels) namedLocked(addr string, busy bool) (stale []string) {
+	if busy {
+		s.primary = ""
+		s.failing, s.failEnd = addr, time.Now().Add(failoverHold)
+	} else {
+		s.primary = addr
+		if s.failing == addr {
+			s.failing = "" // the sentinel says it is over
+		}
+	}
+	for a := range s.live {
+		if busy || a != addr {
+			stale = append(stale, a)
+		}
+	}
+	return stale
 }
 
 // forget drops addr as the primary, so the next get asks the sentinels.
@@ -277,11 +298,13 @@ func (s *sentinels) forget(addr string) {
 
 // track records a new connection to the primary, so that a failover can
 // close it, and starts the watcher if it is not running. It refuses (and
-// the caller closes c) when a failover of that server began meanwhile.
+// the caller closes c) a connection to any server but the primary known
+// now: news of a failover (an event, a sentinel's answer to another get)
+// may have come since c's server was resolved, and each takes mu.
 func (s *sentinels) track(cl *Client, c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c.addr == s.failing {
+	if c.addr != s.currentLocked() {
 		return false
 	}
 	s.live[c.addr] = append(s.live[c.addr], c)
@@ -294,8 +317,8 @@ func (s *sentinels) track(cl *Client, c *conn) bool {
 }
 
 // sweep forgets the connections that were closed. If none is left it
-// stops the watch: it reports true, and the primary is forgotten as no
-// one watches it any more.
+// stops the watch: it reports true, and resolve asks the sentinels again
+// as no one follows their events any more.
 func (s *sentinels) sweep() (idle bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -317,7 +340,6 @@ func (s *sentinels) sweep() (idle bool) {
 		return false
 	}
 	s.watching = false
-	s.primary = ""
 	return true
 }
 
@@ -331,6 +353,14 @@ func (s *sentinels) retire(cl *Client, addr string, cause error) {
 		c.fatal(cause)
 	}
 	cl.dropIdle(addr)
+}
+
+// retireAll retires the connections to each of addrs, with errFailover
+// and why.
+func (s *sentinels) retireAll(cl *Client, addrs []string, why string) {
+	for _, a := range addrs {
+		s.retire(cl, a, fmt.Errorf("%w: %s", errFailover, why))
+	}
 }
 
 // close stops the watcher and waits for it.
@@ -398,26 +428,17 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 		return err
 	}
 	// Events before the subscription were missed: ask for the primary
-	// now, and retire the one known if the sentinels moved on.
+	// now, and retire every connection to another server (to that one too
+	// if a failover of it runs).
 	primary, busy, err := s.askOne(setup, addr)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	old := s.primary
-	if old != primary || busy {
-		s.primary = ""
-	}
+	why := fmt.Sprintf("sentinel %s names %s as primary of %s", addr, primary, s.master)
 	if busy {
-		s.failing, s.failEnd = primary, time.Now().Add(failoverHold)
+		why = fmt.Sprintf("sentinel %s reports a failover of %s at %s", addr, s.master, primary)
 	}
-	s.mu.Unlock()
-	switch {
-	case old != "" && old != primary:
-		s.retire(cl, old, fmt.Errorf("%w: sentinel %s names %s as primary of %s, not %s", errFailover, addr, primary, s.master, old))
-	case busy:
-		s.retire(cl, primary, fmt.Errorf("%w: sentinel %s reports a failover of %s at %s", errFailover, addr, s.master, primary))
-	}
+	s.named(cl, primary, busy, why)
 
 	readDone := make(chan error, 1)
 	go func() {
@@ -487,9 +508,10 @@ func (s *sentinels) event(cl *Client, channel, payload string) {
 		}
 		old, primary := net.JoinHostPort(f[1], f[2]), net.JoinHostPort(f[3], f[4])
 		s.mu.Lock()
-		s.primary, s.failing = primary, ""
+		s.failing = "" // the failover ended
+		stale := s.namedLocked(primary, false)
 		s.mu.Unlock()
-		s.retire(cl, old, fmt.Errorf("%w: %s switched from %s to %s", errFailover, s.master, old, primary))
+		s.retireAll(cl, stale, fmt.Sprintf("%s switched from %s to %s", s.master, old, primary))
 	case strings.HasPrefix(channel, "-failover-abort"):
 		if name, _ := eventMaster(f); name == s.master {
 			s.mu.Lock()

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,6 +179,7 @@ func TestSentinel(t *testing.T) {
 		waitUntil(t, time.Second, "goroutines end", func() bool { return runtime.NumGoroutine() <= before })
 	})
 	t.Run("Failover", func(t *testing.T) { testSentinelFailover(t, s) })
+	t.Run("DialStraddlesFailover", func(t *testing.T) { testSentinelDialStraddlesFailover(t, s) })
 }
 
 func sentinelWatching(cl *Client) bool {
@@ -337,5 +339,311 @@ func testSentinelFailover(t *testing.T, s *redistest.SentinelSet) {
 	}
 	if err := b.Release(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// scriptedSentinel is a fake sentinel whose answers a test changes: the
+// address it names for the primary, and whether a failover of it runs. It
+// confirms PSUBSCRIBE and answers PING, as a sentinel does, but publishes
+// nothing: the test hands events to the Client itself.
+type scriptedSentinel struct {
+	*fakeServer
+	mu      sync.Mutex // guards primary, busy and subs
+	primary string
+	busy    bool
+	subs    []net.Conn // the connections that sent PSUBSCRIBE
+}
+
+func newScriptedSentinel(t *testing.T, primary string) *scriptedSentinel {
+	t.Helper()
+	s := &scriptedSentinel{primary: primary}
+	s.fakeServer = newFakeServer(t, func(w io.Writer, args []string) {
+		s.mu.Lock()
+		host, port, _ := net.SplitHostPort(s.primary)
+		flags := "master"
+		if s.busy {
+			flags = "master,failover_in_progress"
+		}
+		s.mu.Unlock()
+		switch {
+		case len(args) == 3 && args[0] == "SENTINEL" && args[1] == "GET-MASTER-ADDR-BY-NAME":
+			w.Write(resp.AppendCommand(nil, host, port))
+		case len(args) == 3 && args[0] == "SENTINEL" && args[1] == "MASTER":
+			w.Write(resp.AppendCommand(nil, "name", args[2], "ip", host, "port", port, "flags", flags))
+		case args[0] == "PSUBSCRIBE":
+			s.mu.Lock()
+			s.subs = append(s.subs, w.(net.Conn))
+			s.mu.Unlock()
+			for i, p := range args[1:] {
+				io.WriteString(w, "*3\r\n$10\r\npsubscribe\r\n$"+strconv.Itoa(len(p))+"\r\n"+p+"\r\n:"+strconv.Itoa(i+1)+"\r\n")
+			}
+		case args[0] == "PING":
+			w.Write(resp.AppendCommand(nil, "pong", ""))
+		default:
+			io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
+		}
+	})
+	return s
+}
+
+func (s *scriptedSentinel) name(primary string, busy bool) {
+	s.mu.Lock()
+	s.primary, s.busy = primary, busy
+	s.mu.Unlock()
+}
+
+// subscribed returns how many connections sent PSUBSCRIBE.
+func (s *scriptedSentinel) subscribed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs)
+}
+
+// kick closes the subscribed connections, as a network fault would.
+func (s *scriptedSentinel) kick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.subs {
+		c.Close()
+	}
+}
+
+// fakePrimary is a fake Redis whose ROLE says master, as a primary that a
+// failover has not reached yet (cut off, or not yet reconfigured) does.
+func fakePrimary(t *testing.T) string {
+	t.Helper()
+	return newFakeRedis(t, func(w io.Writer, args []string) {
+		if args[0] == "ROLE" {
+			io.WriteString(w, "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n")
+			return
+		}
+		io.WriteString(w, "-ERR unexpected "+strings.Join(args, " ")+"\r\n")
+	}).addr()
+}
+
+// A connection to the old primary whose dial and ROLE straddle the news
+// of a failover is refused: get asks again and returns a connection to
+// the new primary. The news comes as a +switch-master event, or as the
+// failover flags seen by another get (which used to move the refused
+// address from the old primary to the promoted replica).
+func TestSentinelStaleDialRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		news func(t *testing.T, cl *Client, sent *scriptedSentinel, old, next string)
+	}{
+		{"SwitchMaster", func(t *testing.T, cl *Client, sent *scriptedSentinel, old, next string) {
+			sent.name(next, false)
+			oh, op, _ := net.SplitHostPort(old)
+			nh, np, _ := net.SplitHostPort(next)
+			cl.sentinel.event(cl, "+switch-master", strings.Join([]string{"m", oh, op, nh, np}, " "))
+		}},
+		{"FailoverRunning", func(t *testing.T, cl *Client, sent *scriptedSentinel, old, next string) {
+			oh, op, _ := net.SplitHostPort(old)
+			cl.sentinel.event(cl, "+odown", "master m "+oh+" "+op+" #quorum 1/1")
+			// The sentinel names the promoted replica before the failover
+			// ends; another get's resolve sees that and waits.
+			sent.name(next, true)
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Millisecond)
+			defer cancel()
+			if addr, err := cl.sentinel.resolve(ctx, cl); err == nil {
+				t.Errorf("resolve during the failover returned %s", addr)
+			}
+			sent.name(next, false)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old, next := fakePrimary(t), fakePrimary(t)
+			sent := newScriptedSentinel(t, old)
+			var cl *Client
+			var once sync.Once
+			dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if addr == old {
+					once.Do(func() { tc.news(t, cl, sent, old, next) })
+				}
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			}
+			var err error
+			cl, err = NewClient(ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m", Dial: dial})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			c, err := cl.get(context.Background(), "jobs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.close()
+			if c.addr != next {
+				t.Errorf("get returned a connection to %s, the old primary; want %s, the new one", c.addr, next)
+			}
+			cl.sentinel.mu.Lock()
+			live := len(cl.sentinel.live[old])
+			cl.sentinel.mu.Unlock()
+			if live != 0 {
+				t.Errorf("%d connections to the old primary tracked", live)
+			}
+		})
+	}
+}
+
+// A watcher that reconnects to its sentinel, having missed events, closes
+// every connection to a server other than the primary the sentinel names,
+// even when the Client no longer knows which primary those connections
+// went to (a failed dial made it forget).
+func TestSentinelResyncRetiresStale(t *testing.T) {
+	old, next := fakePrimary(t), fakePrimary(t)
+	sent := newScriptedSentinel(t, old)
+	var down atomic.Bool
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == old && down.Load() {
+			return nil, errors.New("old primary down")
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	cl, err := NewClient(ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m", Dial: dial, MaxIdle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	held, err := cl.get(ctx, "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.close()
+	waitUntil(t, 2*time.Second, "watcher subscribes", func() bool { return sent.subscribed() == 1 })
+
+	// The old primary goes down: another get fails to dial it, and the
+	// Client forgets it. The sentinel fails over while the watcher's link
+	// to it is cut.
+	down.Store(true)
+	if c, err := cl.get(ctx, "jobs"); err == nil {
+		c.close()
+		t.Fatalf("get with the old primary down returned a connection to %s", c.addr)
+	}
+	sent.name(next, false)
+	sent.kick()
+	waitUntil(t, 3*time.Second, "the held connection to the old primary is closed", func() bool { return held.failed() != nil })
+	if err := held.failed(); !errors.Is(err, errFailover) {
+		t.Errorf("held connection closed with %v, want errFailover", err)
+	}
+}
+
+// A get whose dial to the primary straddles a real failover, and whose
+// ROLE still finds a master there, is refused, and returns a connection
+// to the new primary. The old primary that still says master is a stand-in
+// (a standalone Redis dialed in its place), as a cut-off old primary, or
+// one the sentinel has not reconfigured yet, would be: Failover demotes
+// the real one at once.
+func testSentinelDialStraddlesFailover(t *testing.T, s *redistest.SentinelSet) {
+	ctx := context.Background()
+	standIn := redistest.Redis(t)
+	old, sentinel := s.Primary().Addr(), s.SentinelAddrs()[0]
+	var armed atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	defer releaseOnce.Do(func() { close(release) })
+	var mu sync.Mutex
+	var ours []string // local addresses of the Client's connections to the sentinel
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == old && armed.CompareAndSwap(true, false) {
+			close(entered)
+			<-release
+			addr = standIn.Addr()
+		}
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, network, addr)
+		if err == nil && addr == sentinel {
+			mu.Lock()
+			ours = append(ours, nc.LocalAddr().String())
+			mu.Unlock()
+		}
+		return nc, err
+	}
+	cl, err := NewClient(ClientConfig{SentinelAddrs: s.SentinelAddrs(), MasterName: s.MasterName(), Dial: dial,
+		DialTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// A held lock starts the Client's watcher. Once it has subscribed
+	// and asked for the primary (as a failover running then would close
+	// every connection), a connection the test files under an address no
+	// event names keeps it running through the failover, whose first event
+	// closes the hold: the watcher stops a tick after its last connection
+	// is gone, and would miss the switch.
+	l := newLock(t, "held", Config{Client: cl})
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := dialConn(ctx, dialConfig{network: "tcp", addr: sentinel, resp2: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.close()
+	waitUntil(t, 5*time.Second, "the watcher subscribes and asks for the primary", func() bool {
+		v, err := sc.do(ctx, "CLIENT", "LIST")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		subscribed, others := 0, 0
+		for line := range strings.Lines(string(v.Str)) {
+			for _, a := range ours {
+				if strings.Contains(line, " addr="+a+" ") {
+					if strings.Contains(line, " psub=8 ") {
+						subscribed++
+					} else {
+						others++
+					}
+				}
+			}
+		}
+		return subscribed == 1 && others == 0
+	})
+	keep, err := dialConn(ctx, dialConfig{network: "tcp", addr: standIn.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.close()
+	keep.addr = "keep.invalid:1"
+	cl.sentinel.mu.Lock()
+	cl.sentinel.live[keep.addr] = []*conn{keep}
+	cl.sentinel.mu.Unlock()
+
+	armed.Store(true)
+	type result struct {
+		c   *conn
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		c, err := cl.get(ctx, "jobs")
+		got <- result{c, err}
+	}()
+	select {
+	case <-entered:
+	case r := <-got:
+		t.Fatalf("get did not dial the primary: %v, %v", r.c, r.err)
+	}
+	s.Failover(t)
+	next := s.Primary().Addr()
+	waitUntil(t, 5*time.Second, "the Client learns the new primary", func() bool { return cl.sentinel.current() == next })
+	releaseOnce.Do(func() { close(release) })
+	r := <-got
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.c.close()
+	if r.c.addr != next {
+		t.Errorf("get returned a connection to %s, the old primary; want %s, the new one", r.c.addr, next)
+	}
+	select {
+	case <-l.Lost():
+	case <-time.After(5 * time.Second):
+		t.Error("the hold on the old primary was not lost")
 	}
 }

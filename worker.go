@@ -2,10 +2,8 @@ package pubsublock
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +13,7 @@ import (
 // keeps it. The worker goroutine is the only reader of c; it answers pings
 // and notices the end of the subscription. The health check PINGs c.
 type hold struct {
-	l     *Lock
+	s     *spec
 	c     *conn
 	token int64
 
@@ -34,7 +32,8 @@ type hold struct {
 	resetName  chan reply                  // reply to CLIENT SETNAME "" sent by release
 	drainTimer atomic.Pointer[time.Timer]  // closes c if the release goes unanswered
 
-	answer *conn // where pings are answered from when c cannot publish; worker-owned
+	early  []notedPing // pings c saw while it contended, answered first; worker-owned
+	answer *conn       // where pings are answered from when c cannot publish; worker-owned
 	// late lists the reply channels of pings that reached the hold after
 	// its release: they are answered from another connection once c is
 	// drained, as the contender that sent one listed c and would kill it
@@ -48,16 +47,19 @@ type hold struct {
 
 // newHold starts the worker of a new hold on c. waited says whether the
 // Acquire that took it had to wait.
-func newHold(l *Lock, c *conn, token int64, waited bool) *hold {
+func newHold(s *spec, c *conn, token int64, waited bool, early []notedPing) *hold {
 	h := &hold{
-		l:          l,
+		s:          s,
 		c:          c,
 		token:      token,
 		lost:       make(chan struct{}),
 		workerDone: make(chan struct{}),
 		resetName:  make(chan reply, 1),
+		early:      early,
 	}
-	h.waited.Store(waited || len(c.pings) > 0)
+	h.waited.Store(waited || len(early) > 0)
+	c.beginHold()
+	c.rd.Shrink() // a hold reads pings and small replies only
 	go h.work()
 	return h
 }
@@ -69,7 +71,7 @@ func (h *hold) end(cause error) {
 			h.errMu.Lock()
 			h.err = fmt.Errorf("%w: %w", ErrLost, cause)
 			h.errMu.Unlock()
-			h.l.log.Warn("lock lost", "err", cause)
+			h.s.log.Warn("lock lost", "err", cause)
 		}
 		close(h.lost)
 	})
@@ -94,12 +96,12 @@ func (h *hold) work() {
 	// The health check's timer is set here rather than in newHold: setting
 	// a timer can wake the runtime's network poller, which Acquire's
 	// caller need not wait for.
-	if iv := h.l.cfg.HealthCheckInterval; iv > 0 && !h.releasing.Load() {
-		h.health.Store(newHealthCheck(h, iv, h.l.cfg.UnavailableTimeout))
+	if iv := h.s.cfg.HealthCheckInterval; iv > 0 && !h.releasing.Load() {
+		h.health.Store(newHealthCheck(h, iv, h.s.cfg.UnavailableTimeout))
 	}
 	h.read()
 	if h.answer != nil {
-		h.l.cl.put(h.answer)
+		h.s.cl.put(h.answer)
 	}
 	h.health.Load().stop()
 	if t := h.drainTimer.Load(); t != nil {
@@ -108,13 +110,13 @@ func (h *hold) work() {
 	close(h.workerDone)
 	var ring [][]string
 	if h.lateRing && !h.rang.Load() && h.lostErr() == nil {
-		ring = append(ring, h.l.ring)
+		ring = append(ring, h.s.ring)
 	}
 	if len(h.late) > 0 || len(ring) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), h.l.cfg.UnavailableTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), h.s.cfg.UnavailableTimeout)
 		defer cancel()
-		if err := h.l.answerPings(ctx, nil, h.late, ring...); err != nil {
-			h.l.log.Debug("cannot answer ping", "err", err)
+		if err := h.s.answerPings(ctx, nil, h.late, ring...); err != nil {
+			h.s.log.Debug("cannot answer ping", "err", err)
 		}
 	}
 }
@@ -122,12 +124,12 @@ func (h *hold) work() {
 // read is the worker's reading loop.
 func (h *hold) read() {
 	// Pings this connection saw while it was still contending.
-	for _, p := range h.c.pings {
-		if p.channel == h.l.channel {
+	for _, p := range h.early {
+		if p.channel == h.s.channel {
 			h.answerPing(p.replyCh)
 		}
 	}
-	h.c.pings = nil
+	h.early = nil
 	unsubscribed := false
 	for {
 		v, push, err := h.c.readFrame()
@@ -146,15 +148,19 @@ func (h *hold) read() {
 			}
 		} else {
 			switch pushKind(v) {
-			case h.l.ps.message:
-				if len(v.Elems) == 3 && string(v.Elems[1].Str) == h.l.channel {
+			case h.s.ps.message:
+				if len(v.Elems) == 3 && string(v.Elems[1].Str) == h.s.channel {
 					h.onMessage(v.Elems[2].Str)
 				}
-			case h.l.ps.unsubscribed:
-				if len(v.Elems) == 3 && string(v.Elems[1].Str) == h.l.channel {
-					if !h.releasing.Load() {
+			case h.s.ps.unsubscribed:
+				if len(v.Elems) == 3 && string(v.Elems[1].Str) == h.s.channel {
+					// Only the release's own UNSUBSCRIBE, written by
+					// sendFinal, ends the hold cleanly; one that comes
+					// before it was written (even once releasing is set)
+					// is the server's, and the release's replies are
+					// still to come: the connection is retired.
+					if !h.c.endUnsolicited(errUnsubscribed) {
 						h.end(errUnsubscribed)
-						h.c.fatal(errUnsubscribed) // never re-subscribed
 						return
 					}
 					unsubscribed = true
@@ -175,22 +181,13 @@ func (h *hold) read() {
 	}
 }
 
-// maxPing is the largest message parsed as a ping; anything longer is
-// ignored. A real ping is about 80 bytes.
-const maxPing = 4096
-
-// ping is the JSON a contender publishes on the lock channel.
-type ping struct {
-	ResponseChannel string `json:"response_channel"`
-}
-
 // onMessage answers a ping by publishing the Unix time to its
 // response_channel, as portalocker's holder does. Anything else is logged
 // and ignored: nothing published on the channel stops the worker.
 func (h *hold) onMessage(payload []byte) {
 	replyCh, ok := parsePing(payload)
 	if !ok {
-		h.l.log.Debug("ignoring message that is not a ping", "bytes", len(payload))
+		h.s.log.Debug("ignoring message that is not a ping", "bytes", len(payload))
 		return
 	}
 	h.answerPing(replyCh)
@@ -206,41 +203,41 @@ func (h *hold) answerPing(replyCh string) {
 		// The connection may already carry the next user's commands,
 		// and any other one may be waiting for this one to drain.
 		h.lateRing = true
-		if replyCh != h.l.waiting {
+		if replyCh != h.s.waiting {
 			h.noteLate(replyCh)
 		}
 		return
 	}
-	if replyCh == h.l.waiting {
+	if replyCh == h.s.waiting {
 		return
 	}
-	if h.c.resp3 && h.l.cl.subCmds.Load() > 0 {
-		err := h.c.send(nil, h.l.ps.publish, replyCh, answerStamp())
+	if h.c.resp3 && h.s.cl.caps.subCmds.yes() {
+		err := h.c.send(nil, h.s.ps.publish, replyCh, answerStamp())
 		if errors.Is(err, errReleased) { // released meanwhile
 			h.noteLate(replyCh)
 		} else if err != nil {
-			h.l.log.Debug("cannot answer ping", "err", err)
+			h.s.log.Debug("cannot answer ping", "err", err)
 		}
 		return
 	}
 	// The subscribed connection cannot publish: answer from a second one.
-	ctx, cancel := context.WithTimeout(context.Background(), h.l.cfg.UnavailableTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), h.s.cfg.UnavailableTimeout)
 	defer cancel()
 	if h.answer == nil || h.answer.failed() != nil {
-		c, err := h.l.cl.get(ctx, h.l.channel)
+		c, err := h.s.cl.getReady(ctx, h.s.channel)
 		if err != nil {
-			h.l.log.Debug("cannot answer ping", "err", err)
+			h.s.log.Debug("cannot answer ping", "err", err)
 			return
 		}
 		if c == h.c { // released meanwhile, and pooled: its reads wait for ours
-			h.l.cl.put(c)
+			h.s.cl.put(c)
 			h.noteLate(replyCh)
 			return
 		}
 		h.answer = c
 	}
-	if err := h.l.answerPings(ctx, h.answer, []string{replyCh}); err != nil {
-		h.l.log.Debug("cannot answer ping", "err", err)
+	if err := h.s.answerPings(ctx, h.answer, []string{replyCh}); err != nil {
+		h.s.log.Debug("cannot answer ping", "err", err)
 	}
 }
 
@@ -253,40 +250,20 @@ func (h *hold) noteLate(replyCh string) {
 // answerPings publishes the Unix time, as portalocker's holder answers a
 // ping, to each of replyChs, then sends then, on c or, when c is nil, on a
 // connection of the Client.
-func (l *Lock) answerPings(ctx context.Context, c *conn, replyChs []string, then ...[]string) error {
+func (s *spec) answerPings(ctx context.Context, c *conn, replyChs []string, then ...[]string) error {
 	if c == nil {
 		var err error
-		if c, err = l.cl.get(ctx, l.channel); err != nil {
+		if c, err = s.cl.getReady(ctx, s.channel); err != nil {
 			return err
 		}
-		defer l.cl.put(c)
+		defer s.cl.put(c)
 	}
 	ts := answerStamp()
 	cmds := make([][]string, 0, len(replyChs)+len(then))
 	for _, ch := range replyChs {
-		cmds = append(cmds, []string{l.ps.publish, ch, ts})
+		cmds = append(cmds, []string{s.ps.publish, ch, ts})
 	}
 	return c.pipeline(ctx, append(cmds, then...), nil)
-}
-
-// answerStamp is the answer to a ping: the Unix time in seconds with 7
-// decimals, as Python prints time.time().
-func answerStamp() string {
-	return strconv.FormatFloat(float64(time.Now().UnixNano())/1e9, 'f', 7, 64)
-}
-
-// parsePing returns the response_channel of a ping: a JSON object of at
-// most maxPing bytes with a non-empty string response_channel. Other keys
-// (portalocker sends "message": "ping") are ignored.
-func parsePing(payload []byte) (replyCh string, ok bool) {
-	if len(payload) > maxPing {
-		return "", false
-	}
-	var p ping
-	if err := json.Unmarshal(payload, &p); err != nil || p.ResponseChannel == "" {
-		return "", false
-	}
-	return p.ResponseChannel, true
 }
 
 // release unsubscribes. See Lock.Release.
@@ -309,16 +286,16 @@ func (h *hold) release(ctx context.Context) error {
 	h.health.Load().stop() // no PING may follow the last write (and on a pooled connection none can)
 	// Unsubscribe, then ring the bell if a contender showed itself, so
 	// that the waiter it wakes finds the channel free; all in one write.
-	cmds := [][]string{{h.l.ps.unsubscribe, h.l.channel}}
+	cmds := [][]string{{h.s.ps.unsubscribe, h.s.channel}}
 	chans := []chan<- reply{nil}
 	if h.waited.Load() { // after releasing is set: see answerPing
 		h.rang.Store(true)
-		cmds = append(cmds, h.l.ring)
+		cmds = append(cmds, h.s.ring)
 		chans = append(chans, nil)
 	}
-	pooled := h.l.cl.maxIdle > 0
+	pooled := h.s.cl.maxIdle > 0
 	if pooled {
-		cmds = append(cmds, []string{"CLIENT", "SETNAME", h.l.cl.dc.name})
+		cmds = append(cmds, []string{"CLIENT", "SETNAME", h.s.cl.dc.name})
 		chans = append(chans, h.resetName)
 	}
 	var drain <-chan struct{}
@@ -332,7 +309,7 @@ func (h *hold) release(ctx context.Context) error {
 	// A server that never answers cannot keep the connection, and the
 	// lock, forever (nor hold up Release, when it waits). The timer is set
 	// after the write, which it must not delay.
-	h.drainTimer.Store(time.AfterFunc(h.l.cfg.UnavailableTimeout, func() {
+	h.drainTimer.Store(time.AfterFunc(h.s.cfg.UnavailableTimeout, func() {
 		select {
 		case <-h.workerDone:
 		default:
@@ -341,7 +318,7 @@ func (h *hold) release(ctx context.Context) error {
 	}))
 	if err == nil && drain != nil {
 		h.end(nil)
-		h.l.cl.put(h.c)
+		h.s.cl.put(h.c)
 		return nil
 	}
 	select {
@@ -350,17 +327,10 @@ func (h *hold) release(ctx context.Context) error {
 		h.c.fatal(ctxErr(ctx, errConnClosed))
 		<-h.workerDone
 	}
-	h.l.cl.put(h.c) // closed if it failed: the server dropped the subscription
-	return nil
+	h.s.cl.put(h.c)    // closed if it failed: the server dropped the subscription
+	return h.lostErr() // lost before the release was written
 }
 
 // errDrainTimeout closes a released connection whose last replies did
 // not come within UnavailableTimeout.
 var errDrainTimeout = errors.New("no reply to the release within UnavailableTimeout")
-
-// idleReplies reports whether no reply is awaited.
-func (c *conn) idleReplies() bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return len(c.pending) == 0
-}

@@ -9,10 +9,15 @@
 //
 // Every length on the wire is checked against [Limits] before it is used,
 // and memory grows only as bytes actually arrive: a header that announces a
-// gigabyte costs nothing until the gigabyte is sent. Integers are parsed with
-// overflow checks and every CRLF trailer is verified. A violation is a
-// [*ProtocolError] (errors.Is(err, [ErrProtocol]) holds); after one, the
-// stream is out of sync and the connection must be closed.
+// gigabyte costs nothing until the gigabyte is sent. Each reply as a whole
+// is bounded too, in values and in bytes, so that a Reader allocates at most
+// 16 bytes per byte it is sent, plus a constant for short streams: what
+// replies at the limits take however short they are, under 10 MiB with the
+// defaults, most of it for the Values of the 32,768 values a reply may hold.
+// Integers are parsed with overflow checks and every CRLF trailer is
+// verified. A violation is a [*ProtocolError] (errors.Is(err, [ErrProtocol])
+// holds, and errors.Is(err, [ErrLimit]) too when a limit was exceeded);
+// after one, the stream is out of sync and the connection must be closed.
 //
 // Replies that are errors (simple errors and bulk errors) are returned as
 // Values of type [TypeError] or [TypeBulkError]; [Value.Err] turns them into

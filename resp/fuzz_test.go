@@ -7,11 +7,24 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // fuzzLimits are small, so that the fuzzer reaches every limit with short
 // inputs.
-var fuzzLimits = Limits{MaxBulkLen: 1024, MaxElements: 32, MaxDepth: 8, MaxLineLen: 256}
+var fuzzLimits = Limits{MaxBulkLen: 1024, MaxElements: 32, MaxDepth: 8, MaxLineLen: 256, MaxReplyValues: 256, MaxReplyBytes: 4096}
+
+// fuzzAllocBound is the most a Reader with fuzzLimits may allocate to read
+// n bytes: maxAllocPerByte for each, and a constant for tiny inputs, what
+// one reply at the limits may take however few its bytes: the reader's
+// buffers; for each of its values a Value on the stack and one in the slab,
+// each with as much again to spare as they grow; four times its bytes; and
+// a line.
+func fuzzAllocBound(n int) uint64 {
+	const valueSize = int(unsafe.Sizeof(Value{}))
+	reply := 8<<10 + 4*valueSize*fuzzLimits.MaxReplyValues + 4*fuzzLimits.MaxReplyBytes + 4*fuzzLimits.MaxLineLen
+	return uint64(maxAllocPerByte*n + reply)
+}
 
 // fuzzSeeds holds a sample of every type and small versions of the hostile
 // inputs. The corpora under testdata/fuzz hold the same and more.
@@ -47,11 +60,20 @@ var fuzzSeeds = []string{
 	"$33554432\r\nabc",
 	strings.Repeat("a", 300),
 	"$?\r\n" + strings.Repeat(";1\r\na\r\n", 40),
+	// Beyond the reply's limits, in many small values.
+	"*8\r\n" + strings.Repeat("*32\r\n"+strings.Repeat("_\r\n", 32), 8),
+	"*32\r\n" + strings.Repeat("*32\r\n"+strings.Repeat("_\r\n", 32), 32),
+	"*32\r\n" + strings.Repeat("*-1\r\n", 32) + "*9\r\n" + strings.Repeat("$-1\r\n", 9),
+	"%32\r\n" + strings.Repeat("%0\r\n*0\r\n", 32),
+	"*32\r\n" + strings.Repeat("|1\r\n_\r\n_\r\n_\r\n", 32),
+	"*2\r\n" + strings.Repeat("|1\r\n+k\r\n+v\r\n", 7) + ":1\r\n:2\r\n",
+	"*4\r\n" + strings.Repeat("$1024\r\n"+strings.Repeat("b", 1024)+"\r\n", 4),
 }
 
 // FuzzReader feeds arbitrary bytes to a Reader with small limits. It must
 // not panic, must fail only with a *ProtocolError, io.EOF or
-// io.ErrUnexpectedEOF, and must allocate in proportion to its input.
+// io.ErrUnexpectedEOF, and must allocate in proportion to its input: at
+// most fuzzAllocBound for each of the two readings.
 func FuzzReader(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
@@ -78,7 +100,7 @@ func FuzzReader(f *testing.F) {
 			}
 		}
 		runtime.ReadMemStats(&after)
-		if alloc, bound := after.TotalAlloc-before.TotalAlloc, uint64(1<<20+1024*len(data)); alloc > bound {
+		if alloc, bound := after.TotalAlloc-before.TotalAlloc, 2*fuzzAllocBound(len(data)); alloc > bound {
 			t.Fatalf("reading %d bytes twice allocated %d bytes, more than %d", len(data), alloc, bound)
 		}
 		// Attributes change what is kept, never what is accepted.

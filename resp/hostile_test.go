@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"runtime"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // loopReader yields prefix, then loop over and over until limit bytes in
@@ -72,7 +74,10 @@ func TestHostileInputs(t *testing.T) {
 		// OOM in readers that preallocate the announced count.
 		{name: "array of a billion", in: str("*1000000000\r\n"), maxAlloc: 64 << 10, want: ErrProtocol},
 		{name: "map of a billion", in: str("%1000000000\r\n"), maxAlloc: 64 << 10, want: ErrProtocol},
-		{name: "array at the limit, no elements", in: str("*1048576\r\n"), maxAlloc: 256 << 10, want: io.ErrUnexpectedEOF},
+		{name: "array at the limit, no elements", in: str("*" + strconv.Itoa(maxValues-1) + "\r\n"), maxAlloc: 64 << 10, want: io.ErrUnexpectedEOF},
+		{name: "array beyond the reply's values", in: str("*" + strconv.Itoa(maxValues) + "\r\n"), maxAlloc: 64 << 10, want: ErrLimit},
+		{name: "map beyond the reply's values", in: str("%" + strconv.Itoa(maxValues/2) + "\r\n"), maxAlloc: 64 << 10, want: ErrLimit},
+		{name: "nested arrays at the limit, no elements", in: str(strings.Repeat("*1000\r\n", 64)), maxAlloc: 64 << 10, want: io.ErrUnexpectedEOF},
 		// Stack overflow in recursive readers: twenty million "*1\r\n".
 		{name: "twenty million nested arrays", in: loop("", "*1\r\n", 20e6*4), maxAlloc: 256 << 10, maxRead: 64 << 10, want: ErrProtocol},
 		{name: "twenty million nested maps", in: loop("", "%1\r\n+k\r\n", 20e6*8), maxAlloc: 256 << 10, maxRead: 64 << 10, want: ErrProtocol},
@@ -115,7 +120,7 @@ func TestHostileInputs(t *testing.T) {
 				if !errors.Is(err, tt.want) {
 					t.Fatalf("Read = %v, want %v", err, tt.want)
 				}
-				if tt.want == ErrProtocol {
+				if tt.want == ErrProtocol || tt.want == ErrLimit {
 					var pe *ProtocolError
 					if !errors.As(err, &pe) {
 						t.Fatalf("Read = %#v, want a *ProtocolError", err)
@@ -187,6 +192,24 @@ func TestLimitsExact(t *testing.T) {
 		{"line beyond bufio buffer", Limits{MaxLineLen: 5000}, "+" + rep("a", 4999) + "\r\n", "+" + rep("a", 5000) + "\r\n"},
 		{"line far beyond bufio buffer", Limits{MaxLineLen: 20000}, "+" + rep("a", 19999) + "\r\n", "+" + rep("a", 20000) + "\r\n"},
 		{"line default", Limits{}, "+" + rep("a", 64<<10-1) + "\r\n", "+" + rep("a", 64<<10) + "\r\n"},
+
+		// Every value counts, at every depth; the limit is per reply.
+		{"reply values", Limits{MaxReplyValues: 4}, "*3\r\n" + lines(3, ":1\r\n"), "*4\r\n" + lines(4, ":1\r\n")},
+		{"reply values nested", Limits{MaxReplyValues: 4}, "*2\r\n*1\r\n:1\r\n:1\r\n", "*2\r\n*2\r\n:1\r\n:1\r\n:1\r\n"},
+		{"reply values map", Limits{MaxReplyValues: 5}, "%2\r\n" + lines(4, ":1\r\n"), "%2\r\n:1\r\n*1\r\n:1\r\n:1\r\n:1\r\n"},
+		{"reply values streamed", Limits{MaxReplyValues: 4}, "*?\r\n" + lines(3, ":1\r\n") + ".\r\n", "*?\r\n" + lines(4, ":1\r\n") + ".\r\n"},
+		{"reply values attribute", Limits{MaxReplyValues: 4}, "|1\r\n+k\r\n+v\r\n:1\r\n", "|1\r\n+k\r\n+v\r\n*1\r\n:1\r\n"},
+		{"reply values empty attribute", Limits{MaxReplyValues: 1}, ":1\r\n", "|0\r\n:1\r\n"},
+		{"reply values per reply", Limits{MaxReplyValues: 2}, lines(3, "*1\r\n:1\r\n"), "*2\r\n:1\r\n:1\r\n"},
+		{"reply values default", Limits{}, aggregate("*", maxValues-1, "_\r\n"), "*2\r\n" + aggregate("*", maxValues-2, "_\r\n") + "_\r\n"},
+
+		// Every byte counts, headers and CRLFs too.
+		{"reply bytes bulk", Limits{MaxReplyBytes: 12}, "$6\r\nhello!\r\n", "$7\r\nhello!!\r\n"},
+		{"reply bytes lines", Limits{MaxReplyBytes: 10}, "*1\r\n+abc\r\n", "*1\r\n+abcd\r\n"},
+		{"reply bytes streamed", Limits{MaxReplyBytes: 17}, "$?\r\n;3\r\nabc\r\n;0\r\n", "$?\r\n;4\r\nabcd\r\n;0\r\n"},
+		{"reply bytes end of stream", Limits{MaxReplyBytes: 11}, "*?\r\n:1\r\n.\r\n", "*?\r\n:12\r\n.\r\n"},
+		{"reply bytes attribute", Limits{MaxReplyBytes: 16}, "|1\r\n+k\r\n+v\r\n:1\r\n", "|1\r\n+k\r\n+v\r\n:12\r\n"},
+		{"reply bytes per reply", Limits{MaxReplyBytes: 5}, lines(3, "+OK\r\n"), "+OK!\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,10 +219,10 @@ func TestLimitsExact(t *testing.T) {
 				}
 				err := readErr(tt.over, tt.lim, keep)
 				var pe *ProtocolError
-				if !errors.As(err, &pe) {
-					t.Errorf("over the limit %+v: Read(%.60q) = %v, want a *ProtocolError", tt.lim, tt.over, err)
-				} else if !strings.Contains(pe.Reason, "limit") {
-					t.Errorf("over the limit: reason %q does not name the limit", pe.Reason)
+				if !errors.As(err, &pe) || !errors.Is(err, ErrLimit) {
+					t.Errorf("over the limit %+v: Read(%.60q) = %v, want a *ProtocolError matching ErrLimit", tt.lim, tt.over, err)
+				} else if !strings.Contains(pe.Reason, "limit") || pe.Limit == "" {
+					t.Errorf("over the limit: reason %q or field %q does not name the limit", pe.Reason, pe.Limit)
 				}
 			}
 		})
@@ -209,7 +232,7 @@ func TestLimitsExact(t *testing.T) {
 // TestDroppedAttributesCostNothing reads many attributed elements without
 // keeping the attributes: the reader's memory must not grow with them.
 func TestDroppedAttributesCostNothing(t *testing.T) {
-	const n = 10000
+	const n = 5000 // 4 values each, within MaxReplyValues
 	var b strings.Builder
 	b.WriteString("*" + strconv.Itoa(n) + "\r\n")
 	for range n {
@@ -224,7 +247,187 @@ func TestDroppedAttributesCostNothing(t *testing.T) {
 	if len(r.arena) != 0 {
 		t.Errorf("arena holds %d bytes of dropped attributes", len(r.arena))
 	}
-	if len(r.slab) != n {
-		t.Errorf("slab holds %d values, want %d", len(r.slab), n)
+	// The one list of n values, in the long array; no chunk carved.
+	if s := r.slab; s.longOff != n || s.ci != 0 || s.off != 0 {
+		t.Errorf("slab holds %d values of the long array and %d of %d chunks; want only the list of %d", s.longOff, s.off, s.ci+1, n)
+	}
+}
+
+// allocInput is a hostile stream for TestReplyAllocBound.
+type allocInput struct {
+	name string
+	wire string
+	keep bool // KeepAttributes
+}
+
+// atLeastMiB repeats reply until the stream is at least 1 MiB long.
+func atLeastMiB(reply string) string { return strings.Repeat(reply, (mib+len(reply)-1)/len(reply)) }
+
+// aggregate returns an aggregate of type typ holding n copies of elem (n
+// pairs of it for a map).
+func aggregate(typ string, n int, elem string) string {
+	if typ == "%" {
+		return "%" + strconv.Itoa(n) + "\r\n" + strings.Repeat(elem, 2*n)
+	}
+	return typ + strconv.Itoa(n) + "\r\n" + strings.Repeat(elem, n)
+}
+
+// tree returns an array tree of the given depth and fan-out whose leaves are
+// leaf.
+func tree(depth, fanout int, leaf string) string {
+	if depth == 0 {
+		return leaf
+	}
+	return "*" + strconv.Itoa(fanout) + "\r\n" + strings.Repeat(tree(depth-1, fanout, leaf), fanout)
+}
+
+// allocBoundInputs are hostile streams of at least 1 MiB in the shapes that
+// cost the most memory per byte: many small values, each a whole Value.
+// Each small value comes in two forms: a reply that is too large, in
+// aggregates of 4096 until 1 MiB, refused when the reply reaches
+// MaxReplyValues; and replies that reach the limit without exceeding it
+// (16 aggregates of 4094), repeated.
+func allocBoundInputs() []allocInput {
+	chain := strings.Repeat("|1\r\n+k\r\n+v\r\n", 62) + "_\r\n" // at depth 64 in two arrays
+	small := []struct {
+		name, wire string
+		values     int // values in wire
+		kept       bool
+	}{
+		{"nulls", "_\r\n", 1, false},
+		{"RESP2 null bulks", "$-1\r\n", 1, false},
+		{"RESP2 null arrays", "*-1\r\n", 1, false},
+		{"integers", ":1\r\n", 1, false},
+		{"booleans", "#t\r\n", 1, false},
+		{"doubles", ",1\r\n", 1, false},
+		{"big numbers", "(1\r\n", 1, false},
+		{"empty simple strings", "+\r\n", 1, false},
+		{"one-byte simple strings", "+a\r\n", 1, false},
+		{"empty bulk strings", "$0\r\n\r\n", 1, false},
+		{"empty verbatim strings", "=4\r\ntxt:\r\n", 1, false},
+		{"empty streamed strings", "$?\r\n;0\r\n", 1, false},
+		{"empty arrays", "*0\r\n", 1, false},
+		{"empty maps", "%0\r\n", 1, false},
+		{"empty streamed arrays", "*?\r\n.\r\n", 1, false},
+		{"attributed nulls, attributes dropped", "|1\r\n_\r\n_\r\n_\r\n", 4, false},
+		{"attributed nulls, attributes kept", "|1\r\n_\r\n_\r\n_\r\n", 4, true},
+		{"nulls after 62 chained attributes, dropped", chain, 187, false},
+		{"nulls after 62 chained attributes, kept", chain, 187, true},
+	}
+	var ins []allocInput
+	for _, e := range small {
+		over := atLeastMiB(aggregate("*", 4096, e.wire))
+		over = "*" + strconv.Itoa(len(over)/(len(e.wire)*4096)) + "\r\n" + over
+		n := (maxValues - 17) / 16 / e.values
+		atLimit := atLeastMiB("*16\r\n" + strings.Repeat(aggregate("*", n, e.wire), 16))
+		ins = append(ins,
+			allocInput{name: "arrays of " + e.name + ", over the limit", wire: over, keep: e.kept},
+			allocInput{name: "arrays of " + e.name + ", at the limit", wire: atLimit, keep: e.kept})
+	}
+	for _, typ := range []string{"~", ">", "%"} {
+		n := (maxValues - 17) / 16
+		if typ == "%" {
+			n /= 2
+		}
+		ins = append(ins,
+			allocInput{name: "aggregates " + typ + " of nulls, over the limit", wire: atLeastMiB("*256\r\n" + strings.Repeat(aggregate(typ, 2048, "_\r\n"), 256))},
+			allocInput{name: "aggregates " + typ + " of nulls, at the limit", wire: atLeastMiB("*16\r\n" + strings.Repeat(aggregate(typ, n, "_\r\n"), 16))})
+	}
+	return append(ins,
+		// The reply to HELLO, refused at its first inner header.
+		allocInput{name: "16 arrays of 65536 nulls", wire: "*16\r\n" + strings.Repeat(aggregate("*", 1<<16, "_\r\n"), 16)},
+		// One list as long as the limit allows: it is on the stack whole
+		// before it moves to the slab.
+		allocInput{name: "one array of nulls", wire: atLeastMiB(aggregate("*", maxValues-1, "_\r\n"))},
+		allocInput{name: "one array of nulls in another", wire: atLeastMiB("*1\r\n" + aggregate("*", maxValues-2, "_\r\n"))},
+		allocInput{name: "one streamed array of nulls", wire: atLeastMiB("*?\r\n" + strings.Repeat("_\r\n", maxValues-1) + ".\r\n")},
+		allocInput{name: "one streamed array of nulls in another", wire: atLeastMiB("*1\r\n*?\r\n" + strings.Repeat("_\r\n", maxValues-2) + ".\r\n")},
+		allocInput{name: "a streamed array of nulls without end", wire: "*?\r\n" + strings.Repeat("_\r\n", mib/3+1)},
+		allocInput{name: "one map of null pairs", wire: atLeastMiB(aggregate("%", maxValues/2-1, "_\r\n"))},
+		// Announced far beyond what is sent.
+		allocInput{name: "array at the limit announced, nulls sent to 1 MiB", wire: "*" + strconv.Itoa(maxValues-1) + "\r\n" + strings.Repeat("_\r\n", mib/3+1)},
+		allocInput{name: "64 nested arrays of 1000 announced, then nulls", wire: strings.Repeat("*1000\r\n", 64) + strings.Repeat("_\r\n", mib/3+1)},
+		allocInput{name: "32 MiB bulk announced, 1 MiB sent", wire: "$33554432\r\n" + strings.Repeat("x", mib)},
+		// Nesting.
+		allocInput{name: "a tree of empty arrays, fan-out 4, depth 7", wire: atLeastMiB(tree(7, 4, "*0\r\n"))},
+		allocInput{name: "a tree of nulls, fan-out 2, depth 15", wire: atLeastMiB(tree(15, 2, "_\r\n"))},
+		// Small replies, one after the other.
+		allocInput{name: "small replies", wire: atLeastMiB("*3\r\n_\r\n:1\r\n$1\r\nx\r\n")},
+		allocInput{name: "streamed strings of one-byte chunks", wire: atLeastMiB("$?\r\n" + strings.Repeat(";1\r\na\r\n", maxValues-1) + ";0\r\n")},
+		// Replies at the limit that each need memory in another shape than
+		// the ones before: long lists in growing numbers, lists that grow
+		// by one, long lists then short ones.
+		allocInput{name: "replies of 1, 2, 3... long lists", wire: replies(func(k int) string {
+			return "*" + strconv.Itoa(k) + "\r\n" + strings.Repeat(aggregate("*", (maxValues-1-k)/k, "_\r\n"), k)
+		})},
+		allocInput{name: "replies of one list, one longer each time", wire: replies(func(k int) string {
+			return aggregate("*", maxValues/2+k, "_\r\n")
+		})},
+		allocInput{name: "replies of a long list then of short lists", wire: replies(func(k int) string {
+			if k%2 == 1 {
+				return aggregate("*", maxValues-1, "_\r\n")
+			}
+			n := (maxValues - 1) / (longList + 1)
+			return "*" + strconv.Itoa(n) + "\r\n" + strings.Repeat(aggregate("*", longList, "_\r\n"), n)
+		})},
+	)
+}
+
+// maxValues is the default MaxReplyValues.
+const maxValues = DefaultMaxReplyValues
+
+// replies returns reply(1), reply(2)... up to 1 MiB.
+func replies(reply func(k int) string) string {
+	var b strings.Builder
+	for k := 1; b.Len() < mib; k++ {
+		b.WriteString(reply(k))
+	}
+	return b.String()
+}
+
+// TestValueSize guards the size of a Value, which the bounds on a reader's
+// memory are made for.
+func TestValueSize(t *testing.T) {
+	if size := unsafe.Sizeof(Value{}); strconv.IntSize == 64 && size != 96 {
+		t.Errorf("a Value is %d bytes, want 96", size)
+	}
+}
+
+// maxAllocPerByte is the most a Reader may allocate per byte of a stream of
+// 1 MiB or more.
+const maxAllocPerByte = 16
+
+// TestReplyAllocBound reads hostile streams of 1 MiB and more, each a
+// shape that turns few bytes into many values, and checks that the reader
+// allocates at most maxAllocPerByte bytes per byte of input.
+func TestReplyAllocBound(t *testing.T) {
+	for _, tt := range allocBoundInputs() {
+		t.Run(tt.name, func(t *testing.T) {
+			wire := []byte(tt.wire)
+			if len(wire) < mib {
+				t.Fatalf("input of %d bytes, want at least 1 MiB", len(wire))
+			}
+			src := bytes.NewReader(wire)
+			var err error
+			replies := -1
+			alloc := allocated(func() {
+				r := NewReader(src, Limits{})
+				r.KeepAttributes = tt.keep
+				for err == nil {
+					_, err = r.Read()
+					replies++
+				}
+			})
+			consumed := len(wire) - src.Len()
+			perByte := float64(alloc) / float64(len(wire))
+			t.Logf("%d bytes in, %d consumed, %d replies then %v; %d bytes allocated: %.1f per byte in, %.1f per byte consumed",
+				len(wire), consumed, replies, err, alloc, perByte, float64(alloc)/float64(consumed))
+			if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, ErrLimit) {
+				t.Fatalf("Read = %v", err)
+			}
+			if perByte > maxAllocPerByte {
+				t.Errorf("allocated %d bytes for %d bytes of input: %.1f per byte, want at most %d", alloc, len(wire), perByte, maxAllocPerByte)
+			}
+		})
 	}
 }

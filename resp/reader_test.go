@@ -567,9 +567,22 @@ func TestProtocolError(t *testing.T) {
 		t.Errorf("wrapped error does not match ErrProtocol")
 	}
 	for _, unrelated := range []error{io.ErrUnexpectedEOF, Error("ERR")} {
-		if errors.Is(unrelated, ErrProtocol) {
-			t.Errorf("%v matches ErrProtocol", unrelated)
+		if errors.Is(unrelated, ErrProtocol) || errors.Is(unrelated, ErrLimit) {
+			t.Errorf("%v matches ErrProtocol or ErrLimit", unrelated)
 		}
+	}
+	// A limit exceeded matches ErrLimit too, and names the field; bytes that
+	// are not RESP do not.
+	if !errors.Is(err, ErrLimit) || pe.Limit != "MaxBulkLen" {
+		t.Errorf("bulk beyond MaxBulkLen: %#v does not match ErrLimit or name MaxBulkLen", err)
+	}
+	if err := readErr("$x\r\n", Limits{}, false); !errors.Is(err, ErrProtocol) || errors.Is(err, ErrLimit) {
+		t.Errorf("malformed bulk length: %v, want ErrProtocol and not ErrLimit", err)
+	}
+	err = readErr("*3\r\n:1\r\n:2\r\n:3\r\n", Limits{MaxReplyValues: 3}, false)
+	if !errors.As(err, &pe) || !errors.Is(err, ErrLimit) || pe.Limit != "MaxReplyValues" ||
+		err.Error() != "resp: protocol error: array of 3 elements exceeds the reply's limit of 3 values" {
+		t.Errorf("reply over MaxReplyValues: %#v", err)
 	}
 }
 
@@ -670,16 +683,21 @@ func TestReaderUsesGivenBufio(t *testing.T) {
 
 func TestLimitsDefaults(t *testing.T) {
 	got := NewReader(strings.NewReader(""), Limits{}).Limits()
-	want := Limits{MaxBulkLen: 32 << 20, MaxElements: 1 << 20, MaxDepth: 64, MaxLineLen: 64 << 10}
+	want := Limits{MaxBulkLen: 32 << 20, MaxElements: 1 << 15, MaxDepth: 64, MaxLineLen: 64 << 10,
+		MaxReplyValues: 1 << 15, MaxReplyBytes: 64 << 20}
 	if got != want {
 		t.Fatalf("Limits() = %+v, want %+v", got, want)
 	}
-	custom := Limits{MaxBulkLen: 1, MaxElements: 2, MaxDepth: 3, MaxLineLen: 4}
+	custom := Limits{MaxBulkLen: 1, MaxElements: 2, MaxDepth: 3, MaxLineLen: 4, MaxReplyValues: 5, MaxReplyBytes: 6}
 	if got := NewReader(strings.NewReader(""), custom).Limits(); got != custom {
 		t.Fatalf("Limits() = %+v, want %+v", got, custom)
 	}
 	if got := NewReader(strings.NewReader(""), Limits{MaxBulkLen: -1}).Limits(); got != want {
 		t.Fatalf("negative limit not defaulted: %+v", got)
+	}
+	// MaxElements follows MaxReplyValues: one aggregate may fill a reply.
+	if got := NewReader(strings.NewReader(""), Limits{MaxReplyValues: 10}).Limits(); got.MaxElements != 10 {
+		t.Fatalf("MaxElements = %d with MaxReplyValues 10, want 10", got.MaxElements)
 	}
 	// An absurd element limit stays usable (map lengths are doubled).
 	r := NewReader(strings.NewReader("%?\r\n+a\r\n:1\r\n.\r\n"), Limits{MaxElements: math.MaxInt})
@@ -744,5 +762,31 @@ func TestValueEqual(t *testing.T) {
 	}
 	if !bulk("").Equal(Value{Type: TypeBulkString}) {
 		t.Errorf("empty and nil strings differ")
+	}
+}
+
+// TestShrink: a Reader that dropped its kept storage reads on, and the
+// values it returned before stay valid.
+func TestShrink(t *testing.T) {
+	in := "*3\r\n$3\r\nfoo\r\n:1\r\n*1\r\n_\r\n+OK\r\n%1\r\n$1\r\nk\r\n$1\r\nv\r\n"
+	r := NewReader(strings.NewReader(in), Limits{})
+	first, err := r.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := first.String()
+	r.Shrink()
+	for _, w := range []string{"OK", "k"} {
+		v, err := r.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(v.String(), w) {
+			t.Errorf("after Shrink read %v, want %q in it", v, w)
+		}
+		r.Shrink()
+	}
+	if first.String() != want {
+		t.Errorf("a value read before Shrink changed: %v, was %v", first, want)
 	}
 }

@@ -85,12 +85,17 @@ func (t Type) String() string {
 // value, in the same pair layout as a map, when the Reader keeps attributes.
 //
 // Values returned by a [Reader] share its buffers: see [Value.Clone].
+//
+// A Value is 96 bytes on 64-bit platforms (the fields are ordered so that
+// only Type and Format share padding): a reply of many small values, such
+// as nulls of 3 bytes each, takes many times its size on the wire, which
+// [Limits].MaxReplyValues bounds.
 type Value struct {
 	Type   Type
-	Str    []byte
+	Format [3]byte
 	Int    int64
 	Float  float64
-	Format [3]byte
+	Str    []byte
 	Elems  []Value
 	Attrs  []Value
 }

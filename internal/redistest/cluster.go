@@ -32,11 +32,14 @@ type ClusterServers struct {
 // --cluster-config-file nodes.conf and --cluster-node-timeout 2000, each
 // on a free port with its cluster bus on another. Three or more masters are
 // joined with `redis-cli --cluster create --cluster-replicas 0
-// --cluster-yes`, which refuses fewer; one or two get their share of slots
-// with CLUSTER ADDSLOTSRANGE and meet with CLUSTER MEET. Cluster returns
-// once every node reports cluster_state:ok and all agree on who owns each
-// slot. The nodes stop with the test. When redis-server or redis-cli is
-// missing the test is skipped, or fails when CI is "true".
+// --cluster-yes` (redis-cli from PATH, or the program that the environment
+// variable PUBSUBLOCK_REDIS_CLI names), which refuses fewer; one or two get
+// their share of slots with CLUSTER ADDSLOTSRANGE and meet with CLUSTER
+// MEET. The servers are the program that PUBSUBLOCK_REDIS_SERVER names, if
+// set, as for [Redis]. Cluster returns once every node reports
+// cluster_state:ok and all agree on who owns each slot. The nodes stop with
+// the test. When redis-server or redis-cli is missing the test is skipped,
+// or fails when CI is "true".
 func Cluster(t testing.TB, masters int) *ClusterServers {
 	t.Helper()
 	if masters < 1 {
@@ -44,11 +47,11 @@ func Cluster(t testing.TB, masters int) *ClusterServers {
 	}
 	cli := ""
 	if masters >= 3 {
-		cli = RequireBinary(t, "redis-cli", "redis-tools")
+		cli = envBinary(t, cliEnv, "redis-cli", "redis-tools")
 	}
 	c := &ClusterServers{buses: make([]int, masters)}
 	for i := range masters {
-		c.nodes = append(c.nodes, startServer(t, 1, func(dir string, ports []int) []string {
+		c.nodes = append(c.nodes, startServer(t, 1, false, func(dir string, ports []int) []string {
 			c.buses[i] = ports[1]
 			return append(baseArgs(dir, ports[0]),
 				"--cluster-enabled", "yes",
@@ -88,6 +91,43 @@ func (c *ClusterServers) join(t testing.TB) {
 	for i, s := range c.nodes[1:] {
 		mustDo(t, c.nodes[0], "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(s.Port()), strconv.Itoa(c.buses[i+1]))
 	}
+}
+
+// AddReplica starts a cluster node that replicates master, a node of c,
+// and returns once it has synced. It is not one of Nodes: the master keeps
+// its slots until a failover (CLUSTER FAILOVER on the replica) promotes
+// the replica. It stops with the test.
+func (c *ClusterServers) AddReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	var bus int
+	r := startServer(t, 1, false, func(dir string, ports []int) []string {
+		bus = ports[1]
+		return append(baseArgs(dir, ports[0]),
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000",
+			"--cluster-port", strconv.Itoa(ports[1]),
+			"--repl-diskless-sync-delay", "0",
+		)
+	})
+	id := myID(t, master)
+	mustDo(t, master, "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(r.Port()), strconv.Itoa(bus))
+	waitFor(t, clusterTimeout, "replica knows its master", func() error {
+		nodes, err := r.Do("CLUSTER", "NODES")
+		if err != nil || !strings.Contains(nodes, id) {
+			return fmt.Errorf("replica does not know %s yet: %v", id, err)
+		}
+		return nil
+	})
+	mustDo(t, r, "CLUSTER", "REPLICATE", id)
+	waitFor(t, clusterTimeout, "replica synced", func() error {
+		info, err := master.Do("INFO", "replication")
+		if err != nil || !strings.Contains(info, "state=online") {
+			return fmt.Errorf("replica not online: %v", err)
+		}
+		return nil
+	})
+	return r
 }
 
 // Addrs returns the nodes' addresses, "127.0.0.1:<port>", in the order of

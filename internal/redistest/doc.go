@@ -13,6 +13,28 @@
 // install hint, or fail with that hint when the environment variable CI is
 // "true", so a CI machine cannot pass by skipping.
 //
+// # Choosing the server
+//
+// The servers are redis-server from PATH. The environment variable
+// PUBSUBLOCK_REDIS_SERVER names another program for every server that
+// [Redis], [Cluster] and [Sentinel] start, the sentinel included (it runs
+// as "<program> sentinel.conf --sentinel", which valkey-server understands
+// too): a path, or a name looked up on PATH. PUBSUBLOCK_REDIS_CLI does the
+// same for the redis-cli with which [Cluster] joins three or more masters.
+// A program that one of them names must exist, or the test fails, CI or
+// not. For example, with the Valkey 8.1 wrappers that .ci/trixie-servers
+// makes from Debian trixie's packages (make test-servers runs the tests
+// with each server it makes):
+//
+//	PUBSUBLOCK_REDIS_SERVER=~/.cache/pubsublock/trixie/bin/valkey-server-8.1 \
+//	PUBSUBLOCK_REDIS_CLI=~/.cache/pubsublock/trixie/bin/valkey-cli-8.1 \
+//	go test -race . ./internal/redistest
+//
+// Options reach a server through a config file in its directory, never its
+// command line: servers turn arguments into config lines differently
+// (Valkey 8.1 does not escape quotes), so an argument like "" or one with
+// quotes would mean different things to each.
+//
 // The package speaks RESP itself through a tiny private client (see
 // [Server.Do]) and deliberately imports neither the root package nor resp/,
 // so that their tests can use it.

@@ -3,8 +3,6 @@ package redistest
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +28,8 @@ type SentinelSet struct {
 }
 
 // Sentinel starts a primary, a replica of it (--replicaof) and a sentinel
-// (redis-server sentinel.conf --sentinel) that monitors the primary as
+// (redis-server sentinel.conf --sentinel, or the program that
+// PUBSUBLOCK_REDIS_SERVER names as for [Redis]) that monitors the primary as
 // "mymaster" with quorum 1, down-after-milliseconds 1000, failover-timeout
 // 5000 and resolve-hostnames no. The primary and replica run with
 // --repl-diskless-sync-delay 0 so that replicas sync at once. Sentinel
@@ -42,21 +41,14 @@ func Sentinel(t testing.TB) *SentinelSet {
 	t.Helper()
 	primary := Redis(t, "--repl-diskless-sync-delay", "0")
 	replica := Redis(t, "--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port()))
-	sentinel := startServer(t, 0, func(dir string, ports []int) []string {
-		conf := filepath.Join(dir, "sentinel.conf")
-		text := fmt.Sprintf(`port %d
-bind 127.0.0.1
-dir %q
-daemonize no
-sentinel resolve-hostnames no
-sentinel monitor %s 127.0.0.1 %d 1
-sentinel down-after-milliseconds %[3]s 1000
-sentinel failover-timeout %[3]s 5000
-`, ports[0], dir, masterName, primary.Port())
-		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-			t.Fatalf("redistest: %v", err)
+	sentinel := startServer(t, 0, true, func(dir string, ports []int) []string {
+		return []string{
+			"--port", strconv.Itoa(ports[0]), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no",
+			"--sentinel", "resolve-hostnames", "no",
+			"--sentinel", "monitor", masterName, "127.0.0.1", strconv.Itoa(primary.Port()), "1",
+			"--sentinel", "down-after-milliseconds", masterName, "1000",
+			"--sentinel", "failover-timeout", masterName, "5000",
 		}
-		return []string{conf, "--sentinel"}
 	})
 	s := &SentinelSet{sentinel: sentinel, primary: primary, replica: replica}
 	waitFor(t, sentinelTimeout, "replica syncs", func() error { return replicating(replica) })

@@ -19,6 +19,13 @@ import (
 // redis-cli.
 const redisPackages = "redis-server redis-tools"
 
+// The environment variables that choose the programs the servers run
+// instead of redis-server and redis-cli from PATH, e.g. a Valkey.
+const (
+	serverEnv = "PUBSUBLOCK_REDIS_SERVER"
+	cliEnv    = "PUBSUBLOCK_REDIS_CLI"
+)
+
 const (
 	// startTimeout bounds how long a server may take to answer PING.
 	startTimeout = 10 * time.Second
@@ -33,11 +40,11 @@ const (
 // Server is a redis-server process on 127.0.0.1, started by [Redis],
 // [Cluster] or [Sentinel] and stopped when the test ends.
 type Server struct {
-	binary  string   // path of redis-server
+	binary  string   // path of redis-server or what PUBSUBLOCK_REDIS_SERVER names
 	dir     string   // working directory, a t.TempDir
 	logfile string   // stdout and stderr of every start, appended
 	port    int      // set before the first start, then fixed
-	argv    []string // arguments after the binary, fixed after the first start
+	argv    []string // arguments after the binary (see configure), fixed after the first start
 
 	mu   sync.Mutex // guards proc
 	proc *process   // the running process; nil when stopped
@@ -50,15 +57,19 @@ type process struct {
 	err  error         // what cmd.Wait returned; read only after done
 }
 
-// Redis starts redis-server from PATH on a free port of 127.0.0.1, with its
-// working directory in t.TempDir, persistence off (--save "" --appendonly
-// no) and --daemonize no, followed by args (e.g. "--maxmemory", "10mb"). It
-// returns once the server answers PING, within 10s, and stops it with
-// t.Cleanup. When redis-server is missing the test is skipped, or fails
-// when CI is "true".
+// Redis starts redis-server from PATH, or the program that the environment
+// variable PUBSUBLOCK_REDIS_SERVER names, on a free port of 127.0.0.1, with
+// its working directory in t.TempDir, persistence off (--save ""
+// --appendonly no) and --daemonize no, followed by args, options as on the
+// command line (e.g. "--maxmemory", "10mb", or "--rename-command", "HELLO",
+// "" to disable HELLO). The options reach the server through a config file,
+// each argument quoted, so an empty argument or one with spaces or quotes
+// means the same to every server. It returns once the server answers PING,
+// within 10s, and stops it with t.Cleanup. When redis-server is missing the
+// test is skipped, or fails when CI is "true".
 func Redis(t testing.TB, args ...string) *Server {
 	t.Helper()
-	return startServer(t, 0, func(dir string, ports []int) []string {
+	return startServer(t, 0, false, func(dir string, ports []int) []string {
 		return append(baseArgs(dir, ports[0]), args...)
 	})
 }
@@ -75,28 +86,110 @@ func baseArgs(dir string, port int) []string {
 	}
 }
 
-// startServer starts redis-server with the arguments that build returns for
-// a working directory and 1+extraPorts free ports, the first being the
-// server's own. build runs again with new ports when a port was taken
-// before the server could bind it.
-func startServer(t testing.TB, extraPorts int, build func(dir string, ports []int) []string) *Server {
+// startServer starts redis-server, a sentinel if sentinel is true, with the
+// options that build returns for a working directory and 1+extraPorts free
+// ports, the first being the server's own. build runs again with new ports
+// when a port was taken before the server could bind it.
+func startServer(t testing.TB, extraPorts int, sentinel bool, build func(dir string, ports []int) []string) *Server {
 	t.Helper()
-	s := &Server{binary: RequireBinary(t, "redis-server", redisPackages), dir: t.TempDir()}
+	s := &Server{binary: envBinary(t, serverEnv, "redis-server", redisPackages), dir: t.TempDir()}
 	s.logfile = filepath.Join(s.dir, "redis.log")
 	t.Cleanup(s.Stop)
 	for attempt := 1; ; attempt++ {
 		ports := freePorts(t, 1+extraPorts)
 		s.port = ports[0]
-		s.argv = build(s.dir, ports)
-		err := s.start()
+		options := build(s.dir, ports)
+		err := s.configure(options, sentinel)
+		if err == nil {
+			err = s.start()
+		}
 		if err == nil {
 			return s
 		}
 		if attempt < startAttempts && errors.Is(err, errAddrInUse) {
 			continue
 		}
-		t.Fatalf("redistest: start redis-server %s: %v", strings.Join(s.argv, " "), err)
+		t.Fatalf("redistest: start %s with %q: %v", s.binary, options, err)
 	}
+}
+
+// envBinary returns the program that the environment variable env names,
+// looked up on PATH unless it contains a slash, and fails the test if it
+// is not there. When env is unset or empty it returns
+// RequireBinary(t, name, pkg).
+func envBinary(t testing.TB, env, name, pkg string) string {
+	t.Helper()
+	v := os.Getenv(env)
+	if v == "" {
+		return RequireBinary(t, name, pkg)
+	}
+	path, err := exec.LookPath(v)
+	if err != nil {
+		// Set on purpose, so never a skip.
+		t.Fatalf("redistest: %s=%s: %v", env, v, err)
+	}
+	return path
+}
+
+// configure writes options, as on the command line ("--port", "6379",
+// "--save", ""), to a config file in the server's directory, one directive
+// per line with each argument quoted, and makes that file the server's
+// argument, followed by --sentinel for a sentinel. An argument that starts
+// with "--" begins a directive.
+//
+// A file rather than the command line, because servers turn their
+// arguments into config lines differently: Redis quotes each argument, so
+// "" is an empty value, while Valkey 8.1 wraps it in quotes without
+// escaping, so an argument with a quote is a syntax error and a backslash
+// starts an escape.
+func (s *Server) configure(options []string, sentinel bool) error {
+	name := "redis.conf"
+	if sentinel {
+		name = "sentinel.conf" // the sentinel rewrites it as its state changes
+	}
+	var b strings.Builder
+	for i, o := range options {
+		if directive, ok := strings.CutPrefix(o, "--"); ok {
+			if i > 0 {
+				b.WriteByte('\n')
+			}
+			b.WriteString(directive)
+			continue
+		}
+		if i == 0 {
+			return fmt.Errorf("option %q does not start with --", o)
+		}
+		b.WriteByte(' ')
+		b.WriteString(quoteConfig(o))
+	}
+	b.WriteByte('\n')
+	conf := filepath.Join(s.dir, name)
+	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	s.argv = []string{conf}
+	if sentinel {
+		s.argv = append(s.argv, "--sentinel")
+	}
+	return nil
+}
+
+// quoteConfig quotes arg for a config file line, as the servers split it
+// (sdssplitargs): in double quotes, with backslash escapes for quotes,
+// backslashes and every byte that is not printable ASCII.
+func quoteConfig(arg string) string {
+	b := []byte{'"'}
+	for i := 0; i < len(arg); i++ {
+		switch c := arg[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c >= ' ' && c <= '~':
+			b = append(b, c)
+		default:
+			b = fmt.Appendf(b, "\\x%02x", c)
+		}
+	}
+	return string(append(b, '"'))
 }
 
 // errAddrInUse says the server could not bind its port.
@@ -109,6 +202,9 @@ func (s *Server) start() error {
 		return err
 	}
 	fmt.Fprintf(f, "redistest: starting %s %s\n", s.binary, strings.Join(s.argv, " "))
+	if conf, err := os.ReadFile(s.argv[0]); err == nil {
+		fmt.Fprintf(f, "redistest: %s:\n%s", s.argv[0], conf)
+	}
 	cmd := exec.Command(s.binary, s.argv...)
 	cmd.Dir = s.dir
 	cmd.Stdout, cmd.Stderr = f, f

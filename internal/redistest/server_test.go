@@ -23,6 +23,14 @@ func TestRedis(t *testing.T) {
 	if s.Pid() == 0 {
 		t.Error("Pid() = 0 for a running server")
 	}
+	if info, err := s.Do("INFO", "server"); err == nil {
+		// Valkey adds server_name and valkey_version; its redis_version
+		// is the Redis it is compatible with.
+		name, _ := infoField(info, "server_name")
+		version, _ := infoField(info, "valkey_version")
+		redis, _ := infoField(info, "redis_version")
+		t.Logf("%s: server_name:%s valkey_version:%s redis_version:%s", s.binary, name, version, redis)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -47,6 +55,56 @@ func TestRedis(t *testing.T) {
 	}
 	if b, err := os.ReadFile(s.Logfile()); err != nil || !strings.Contains(string(b), "Ready to accept connections") {
 		t.Errorf("Logfile() %s: %v, content %q", s.Logfile(), err, b)
+	}
+}
+
+// TestRedisArgs checks that arguments reach every server as they are: an
+// empty one, and one with spaces, quotes, a backslash and a byte that is
+// not ASCII.
+func TestRedisArgs(t *testing.T) {
+	password := "p w\"x'\\y\xff"
+	s := Redis(t, "--rename-command", "HELLO", "", "--user", "u", "on", ">"+password, "~*", "+@all")
+	if _, err := s.Do("HELLO", "3"); err == nil || !strings.HasPrefix(err.Error(), "ERR unknown command") {
+		t.Errorf("HELLO after renaming it to \"\": %v, want ERR unknown command", err)
+	}
+	replies, err := pipeline(s.Addr(), []string{"AUTH", "u", password}, []string{"ACL", "WHOAMI"})
+	if err != nil || len(replies) != 2 || replies[0] != "OK" || replies[1] != "u" {
+		t.Errorf("AUTH u %q, ACL WHOAMI: %q, %v", password, replies, err)
+	}
+}
+
+func TestQuoteConfig(t *testing.T) {
+	for arg, want := range map[string]string{
+		"":           `""`,
+		"yes":        `"yes"`,
+		"a b":        `"a b"`,
+		`"`:          `"\""`,
+		`\n`:         `"\\n"`,
+		"\n\x00\xff": `"\x0a\x00\xff"`,
+	} {
+		if got := quoteConfig(arg); got != want {
+			t.Errorf("quoteConfig(%q) = %s, want %s", arg, got, want)
+		}
+	}
+}
+
+func TestConfigure(t *testing.T) {
+	s := &Server{dir: t.TempDir()}
+	if err := s.configure([]string{"--port", "1", "--save", "", "--user", "u", "on", ">p w"}, false); err != nil {
+		t.Fatal(err)
+	}
+	want := "port \"1\"\nsave \"\"\nuser \"u\" \"on\" \">p w\"\n"
+	if b, err := os.ReadFile(s.argv[0]); err != nil || string(b) != want || len(s.argv) != 1 {
+		t.Errorf("argv %q, config %q, %v; want %q", s.argv, b, err, want)
+	}
+	if err := s.configure([]string{"--sentinel", "monitor", "m", "127.0.0.1", "1", "1"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.argv) != 2 || s.argv[1] != "--sentinel" || !strings.HasSuffix(s.argv[0], "/sentinel.conf") {
+		t.Errorf("sentinel argv %q", s.argv)
+	}
+	if err := s.configure([]string{"port", "1"}, false); err == nil {
+		t.Error("options without a leading --option accepted")
 	}
 }
 
@@ -116,7 +174,9 @@ func TestRedisPortTaken(t *testing.T) {
 	a := Redis(t)
 	b := &Server{binary: a.binary, dir: t.TempDir(), port: a.Port()}
 	b.logfile = b.dir + "/redis.log"
-	b.argv = baseArgs(b.dir, b.port)
+	if err := b.configure(baseArgs(b.dir, b.port), false); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(b.Stop)
 	if err := b.start(); !errors.Is(err, errAddrInUse) {
 		t.Fatalf("second server on a taken port: %v, want errAddrInUse", err)

@@ -1,0 +1,611 @@
+package pubsublock
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// bellRecheck is how long a finding that the bell's key is free holds:
+// a list the user creates under that name is respected from then on.
+const bellRecheck = time.Second
+
+// maxConnFailures bounds the tries in a row that may fail on their
+// connection before Acquire gives up with the error.
+const maxConnFailures = 3
+
+// raceBackoff bounds the pause after losing a race between optimistic
+// tries: a few round trips on a LAN, so that one of two contenders in step
+// is likely to be done before the other tries again.
+const raceBackoff = 500 * time.Microsecond
+
+// jitter spreads d by ±25%.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+}
+
+// attempt is the state of one Acquire: the connection it subscribes (and
+// waits for the release bell) on, and the auxiliary one it counts, pings,
+// kills and wakes with.
+type attempt struct {
+	s *spec
+	// bellFreeAt is the Lock's record of when the bell's key was last
+	// found free (see Lock.bellFreeAt).
+	bellFreeAt *atomic.Int64
+	sub        *conn // the would-be holder connection
+	// subClean says that sub is known to be unsubscribed, to carry the
+	// Client's name and to await no reply: only then may it go back to
+	// the pool. Any other sub is closed, which makes the server drop its
+	// subscription and name.
+	subClean bool
+	aux      *conn  // commands while sub is subscribed (RESP2, miniredis) or blocked
+	wake     string // the wake list of this attempt's bell waits (see wakeKey)
+	// bellChecked is set once the bell's key was found absent or the
+	// bell's own; noBell once it was found to be the user's (a list this
+	// attempt must not pop): the attempt then polls.
+	bellChecked, noBell bool
+	pings               []notedPing // pings seen on sub while it contended (see notePing)
+	last                outcome     // what the last try found
+	waited              bool        // a try found the lock held: the new holder rings the bell
+
+	connFailures int // tries in a row whose connection failed
+}
+
+// close gives back the attempt's connections: sub only when it is clean,
+// else it is closed.
+func (a *attempt) close() {
+	if a.sub != nil && !a.subClean {
+		a.sub.close()
+	}
+	a.s.cl.put(a.sub)
+	a.s.cl.put(a.aux)
+	a.sub, a.aux = nil, nil
+}
+
+func (a *attempt) getAux(ctx context.Context) (*conn, error) {
+	if a.aux != nil && a.aux.failed() != nil {
+		a.aux.close()
+		a.aux = nil
+	}
+	if a.aux != nil && !a.s.cl.serves(a.aux, a.s.channel) { // cluster slot or primary moved
+		a.s.cl.put(a.aux)
+		a.aux = nil
+	}
+	if a.aux == nil {
+		c, err := a.s.cl.get(ctx, a.s.channel)
+		if err != nil {
+			return nil, err
+		}
+		a.aux = c
+	}
+	return a.aux, nil
+}
+
+// errTryAgain marks a try's failure that is not the server's refusal of
+// the lock: a try on a new connection may succeed.
+var errTryAgain = errors.New("try again")
+
+// refusedWhileSubscribed reports whether err is a server's refusal to run
+// a command on a subscribed connection. It has no error code of its own
+// (it is ERR), so the wording decides, in this one place. Redis 7 and
+// Valkey say "ERR Can't execute '<cmd>': only (P|S)SUBSCRIBE /
+// (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+// Redis 6.2 "only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET
+// ...", miniredis (which refuses them even in RESP3) "only (P)SUBSCRIBE /
+// (P)UNSUBSCRIBE / PING / QUIT are allowed in this context".
+func refusedWhileSubscribed(err error) bool {
+	var re resp.Error
+	if !errors.As(err, &re) || re.Code() != "ERR" {
+		return false
+	}
+	msg := string(re)
+	return strings.Contains(msg, "only (P") && strings.Contains(msg, "allowed in this context")
+}
+
+// outcome is what one try found.
+type outcome int
+
+const (
+	// busy: the lock is held elsewhere; wait (or give up), then try again.
+	busy outcome = iota
+	// taken: the try took the lock; it returns the hold.
+	taken
+	// again: the try's connection failed (stale in the pool, killed, or
+	// its wait for the bell broke off); try again at once on a new one.
+	again
+	// freed: the holder was dead, silent and killed, or gone by the time
+	// it was pinged or told of this waiter; try again at once.
+	freed
+	// raced: as freed, for the second try in a row: contenders in step
+	// see each other and all back off; try again after a short random
+	// pause, which breaks the tie.
+	raced
+)
+
+// try makes one attempt at the lock and says what it found; with taken
+// it returns the new hold. An error ends Acquire (dialing,
+// authentication, a refused command, ctx).
+//
+// A try subscribes at once (optimistic), which takes an unheld lock in
+// one round trip. With wait > 0 it is first held back by the server until
+// the release bell rings or wait is over (see bell.go); where the bell is
+// refused, the try sleeps for wait instead and counts the subscribers
+// before it subscribes, as portalocker does. A holder found is pinged when
+// ping is set, unless the bell woke the try: a holder that took the lock
+// since the bell rang is alive.
+func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out outcome, h *hold, err error) {
+	defer func() { a.last = out }()
+	l := a.s
+	inStep := a.last == freed || a.last == raced // the last try found nobody left too
+	optimistic := true
+	if wait > 0 && !a.bellChecked && !a.noBell && !l.cl.caps.bell.no() {
+		if at := a.bellFreeAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < bellRecheck {
+			a.bellChecked = true
+		} else {
+			free, err := a.bellFree(ctx)
+			if err != nil {
+				return busy, nil, err
+			}
+			a.bellChecked, a.noBell = free, !free
+			if free {
+				a.bellFreeAt.Store(time.Now().UnixNano())
+			}
+		}
+	}
+	if wait > 0 && (l.cl.caps.bell.no() || a.noBell) {
+		if err := sleepCtx(ctx, wait); err != nil {
+			return busy, nil, err
+		}
+		optimistic, wait = false, 0
+	}
+	if !optimistic {
+		aux, err := a.getAux(ctx)
+		if err != nil {
+			return busy, nil, err
+		}
+		n, err := l.numsub(ctx, aux)
+		if err != nil {
+			var re resp.Error
+			if errors.As(err, &re) || ctx.Err() != nil || a.connFailures >= maxConnFailures {
+				return busy, nil, err
+			}
+			// A stale connection: drop it and its idle siblings.
+			a.connFailures++
+			l.cl.dropIdle(aux.addr)
+			return again, nil, nil
+		}
+		if n > 0 && (!ping || !a.check(ctx)) {
+			return busy, nil, ctx.Err()
+		}
+	}
+	if a.sub != nil && (!a.subClean || a.sub.failed() != nil || !l.cl.serves(a.sub, l.channel)) {
+		a.sub.close()
+		a.sub = nil
+	}
+	if a.sub == nil {
+		c, err := l.cl.get(ctx, l.channel)
+		if err != nil {
+			return busy, nil, err
+		}
+		a.sub = c
+	}
+	a.subClean = false // from the write on, it may be subscribed and named
+	n, token, belled, err := a.subscribe(ctx, wait)
+	for r := 0; err != nil && r < maxRedirects && l.cl.redirected(err, a.sub); r++ {
+		// Cluster: the channel's slot moved (MOVED); the Client has
+		// learnt where to.
+		l.log.Debug("redirected", "err", err)
+		a.sub.close()
+		if a.sub, err = l.cl.get(ctx, l.channel); err != nil {
+			return busy, nil, err
+		}
+		n, token, belled, err = a.subscribe(ctx, 0)
+	}
+	if err != nil {
+		var re resp.Error
+		if errors.As(err, &re) && re.Code() != "" && !errors.Is(err, errTryAgain) && !refusedWhileSubscribed(err) {
+			return busy, nil, err // e.g. NOPERM: no use retrying
+		}
+		if ctx.Err() != nil {
+			return busy, nil, ctx.Err()
+		}
+		// Our connection died (a stale pooled connection, or killed by a
+		// contender), or its wait for the bell failed: try again at once
+		// on a new one.
+		l.log.Debug("try failed", "err", err)
+		a.sub.close()
+		// Its idle siblings likely died with it (a restart, a mass kill):
+		// the next try dials.
+		l.cl.dropIdle(a.sub.addr)
+		a.sub = nil
+		a.connFailures++
+		if a.connFailures > maxConnFailures {
+			return busy, nil, err
+		}
+		return again, nil, nil
+	}
+	a.connFailures = 0
+	if n == 1 && a.sub.failed() == nil {
+		h := newHold(l, a.sub, token, a.waited, a.pings)
+		a.sub, a.pings = nil, nil
+		return taken, h, nil
+	}
+	l.log.Debug("contended", "subscribers", n)
+	a.sub.onPush = a.notePing
+	// Unsubscribe and drop the holder's name: a connection that lost keeps
+	// no name a contender (portalocker kills by name) would take for a
+	// holder's. Then announce this waiter to the holder, so that its
+	// release rings the bell; the count of receivers tells whether anyone
+	// still holds the lock.
+	receivers := int64(-1)
+	err = a.sub.pipeline(ctx, [][]string{
+		{l.ps.unsubscribe, l.channel},
+		{"CLIENT", "SETNAME", l.cl.dc.name},
+		{l.ps.publish, l.channel, l.announce},
+	}, func(i int, v resp.Value) error {
+		if i == 1 {
+			receivers = v.Int
+		}
+		return nil
+	})
+	a.sub.onPush = nil
+	pings := a.pings
+	a.pings = nil
+	if err != nil {
+		a.sub.close()
+		a.sub = nil
+	} else {
+		a.subClean = true
+	}
+	if len(pings) > 0 {
+		// Contenders that pinged listed this connection, subscribed and
+		// named; it may be again by the time they decide, so answer.
+		a.answer(ctx, pings)
+	}
+	switch {
+	case receivers == 0:
+		// Whoever was counted is gone: a holder that released too early
+		// to hear of this waiter and ring, or a contender that tried at
+		// the same time and announced itself first, so it heard this one
+		// still subscribed and waits for a bell. Try again at once; only
+		// when that happens twice in a row (contenders in step) after a
+		// short, random pause.
+		if inStep {
+			return raced, nil, ctx.Err()
+		}
+		return freed, nil, ctx.Err()
+	case optimistic && ping && !belled && n > 1 && a.check(ctx):
+		return freed, nil, ctx.Err()
+	}
+	return busy, nil, ctx.Err()
+}
+
+// answer answers pings on the lock's channel that a contending
+// connection saw.
+func (a *attempt) answer(ctx context.Context, pings []notedPing) {
+	var chs []string
+	for _, p := range pings {
+		if p.channel == a.s.channel && p.replyCh != a.s.waiting {
+			chs = append(chs, p.replyCh)
+		}
+	}
+	if len(chs) == 0 {
+		return
+	}
+	aux, err := a.getAux(ctx)
+	if err == nil {
+		err = a.s.answerPings(ctx, aux, chs)
+	}
+	if err != nil {
+		a.s.log.Debug("cannot answer ping", "err", err)
+	}
+}
+
+// check runs the contender's check on a holder that was seen. It reports
+// whether the lock may be free now (the holder was gone or killed). On a
+// server that cannot kill clients it does not ping: a silent holder could
+// not be removed anyway.
+func (a *attempt) check(ctx context.Context) (free bool) {
+	l := a.s
+	if l.cl.caps.kill.no() {
+		return false
+	}
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		return false
+	}
+	if l.cl.caps.kill.unknown() {
+		// Learn whether silent holders can be killed before pinging.
+		var re resp.Error
+		if _, err := aux.do(ctx, "CLIENT", "LIST", "TYPE", "pubsub"); errors.As(err, &re) {
+			l.log.Debug("silent holders cannot be killed here", "err", err)
+			l.cl.caps.kill.set(false)
+			return false
+		} else if err != nil {
+			return false
+		}
+		l.cl.caps.kill.set(true)
+	}
+	st, err := l.checkOrKill(ctx, aux)
+	l.logCheck(st, err)
+	return err == nil && st != holderAlive
+}
+
+// notePing records the reply channel of a ping that arrived on the lock
+// channel while sub was subscribed outside a hold. If sub goes on to hold
+// the lock, its worker answers these first: the contender that sent one
+// listed sub as a subscriber and would otherwise kill it for its silence.
+func (a *attempt) notePing(v resp.Value) {
+	s := a.s
+	if !isKind(v, s.ps.message) || len(v.Elems) != 3 || string(v.Elems[1].Str) != s.channel {
+		return
+	}
+	ch, ok := parsePing(v.Elems[2].Str)
+	if !ok {
+		return
+	}
+	if len(a.pings) == maxNotedPings {
+		a.pings = slices.Delete(a.pings, 0, 1)
+	}
+	a.pings = append(a.pings, notedPing{channel: s.channel, replyCh: ch})
+}
+
+// notedPing is a ping seen by a contending connection.
+type notedPing struct{ channel, replyCh string }
+
+// maxNotedPings bounds attempt.pings.
+const maxNotedPings = 16
+
+// subscribe names a.sub as the holder, subscribes it to the channel, takes
+// a fencing token if asked, and counts the subscribers once the
+// subscription is in place. Where a subscribed connection may run commands
+// (RESP3 on real Redis) this is one round trip; otherwise the count and
+// the token come from the auxiliary connection after the subscription is
+// confirmed. With wait > 0 the server holds it all back until the release
+// bell rings (belled) or wait is over.
+func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, token int64, belled bool, err error) {
+	l := a.s
+	c := a.sub
+	// The token is taken after our SUBSCRIBE and before the count, so a
+	// later holder, who must subscribe after our count, gets a larger one.
+	a.pings = nil // those of an earlier subscription were answered
+	c.onPush = a.notePing
+	defer func() { c.onPush = nil }()
+	var cmds [][]string
+	if wait > 0 {
+		cmds = append(cmds, a.bellWait(wait))
+	}
+	first := len(cmds) // replies before SETNAME's
+	cmds = append(cmds, []string{"CLIENT", "SETNAME", l.name}, []string{l.ps.subscribe, l.channel})
+	inline := c.resp3 && !l.cl.caps.subCmds.no()
+	if inline {
+		if l.cfg.Fencing {
+			cmds = append(cmds, []string{"INCR", l.fence})
+		}
+		cmds = append(cmds, []string{"PUBSUB", l.ps.numsub, l.channel})
+	}
+	stopWake := func() {}
+	if wait > 0 {
+		stopWake = a.wakeAfter(ctx, wait)
+	}
+	waited := wait == 0 // BLPOP answered
+	err = c.pipelineBlocking(ctx, wait+wakeGrace, cmds, func(i int, v resp.Value) error {
+		switch i -= first; {
+		case i < 0:
+			// [key, element]: the bell rang, or the wake list ended the
+			// pause; null: the server's timeout did.
+			stopWake() // at once: a push now would be left for the next wait
+			waited = true
+			belled = len(v.Elems) == 2 && string(v.Elems[0].Str) == l.bell
+		case i == 1 && l.cfg.Fencing:
+			token = v.Int
+		case i >= 1:
+			n, err = numsubCount(v, l.channel)
+			return err
+		}
+		return nil
+	})
+	stopWake()
+	var re resp.Error
+	if _, redirect := isRedirect(err); !waited && !redirect && errors.As(err, &re) {
+		switch re.Code() {
+		case "UNBLOCKED", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
+			// The server's state changed under the wait (a failover, a
+			// slot moving): not a refusal.
+		case "WRONGTYPE", "READONLY", "OOM":
+			// A key of the user's under the bell's name, a replica, a
+			// full memory: this attempt polls.
+			l.log.Debug("no release bell: this attempt polls", "err", err)
+			a.noBell = true
+		default: // NOPERM, a server without float timeouts
+			l.log.Debug("no release bell: waiters poll", "err", err)
+			l.cl.caps.bell.set(false)
+		}
+		// The commands behind the BLPOP ran at once and may have left c
+		// subscribed, uncounted: the try gives c up as a failed connection
+		// and tries again.
+		return 0, 0, false, fmt.Errorf("%w: waiting for the release bell: %w", errTryAgain, err)
+	}
+	if inline && err != nil && refusedWhileSubscribed(err) {
+		// miniredis: a subscribed connection refuses other commands even
+		// in RESP3. Remember, and count from the auxiliary connection.
+		l.cl.caps.subCmds.set(false)
+		inline, err = false, nil
+	}
+	if code, _ := isRedirect(err); code == "ASK" && inline && l.cfg.Fencing {
+		n, token, err = l.fenceAsked(ctx, c)
+	}
+	if err != nil {
+		return 0, 0, belled, err
+	}
+	if inline {
+		l.cl.caps.subCmds.set(true)
+		return n, token, belled, nil
+	}
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		return 0, 0, belled, err
+	}
+	cmds = cmds[:0]
+	if l.cfg.Fencing {
+		cmds = append(cmds, []string{"INCR", l.fence})
+	}
+	cmds = append(cmds, []string{"PUBSUB", l.ps.numsub, l.channel})
+	err = aux.pipeline(ctx, cmds, func(i int, v resp.Value) error {
+		if i == 0 && l.cfg.Fencing {
+			token = v.Int
+			return nil
+		}
+		n, err = numsubCount(v, l.channel)
+		return err
+	})
+	if code, _ := isRedirect(err); code == "ASK" && l.cfg.Fencing {
+		n, token, err = l.fenceAsked(ctx, aux)
+	}
+	return n, token, belled, err
+}
+
+// bellWait returns the BLPOP that holds a try back on the bell and the
+// attempt's wake list for up to d (at least a millisecond).
+func (a *attempt) bellWait(d time.Duration) []string {
+	return []string{"BLPOP", a.s.bell, a.wakeKey(), strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)}
+}
+
+// wakeGrace is how long after its timeout a BLPOP is woken by the
+// attempt's own push. A server that ends blocking commands on time
+// (miniredis, a busy Redis) does it first, and no push is sent; an idle
+// Redis applies blocking timeouts only every 1/hz seconds (100 ms by
+// default), and the push ends the wait instead.
+const wakeGrace = 5 * time.Millisecond
+
+// wakeKey returns the attempt's wake list: a name of its own beside the
+// lock's, in the channel's hash slot on a cluster (BLPOP takes keys of
+// one slot).
+func (a *attempt) wakeKey() string {
+	if a.wake == "" {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+		a.wake = a.s.cl.sideName(a.s.channel, "wake-"+hex.EncodeToString(b[:]))
+	}
+	return a.wake
+}
+
+// wakeAfter ends c's wait on the bell after d (plus wakeGrace) by pushing to the
+// attempt's wake list from the auxiliary connection. A push is a write:
+// a server in CLIENT PAUSE WRITE (a failover, an operator) holds it back
+// with the BLPOP, and runs both when the pause ends. (CLIENT UNBLOCK, the
+// obvious means, crashes Redis 7.0, 8.0 and Valkey 8.1 when it names a
+// BLPOP that a write pause holds back: valkey-io/valkey#2111.)
+//
+// The returned stop cancels the timer, or waits for the push under way;
+// it may be called more than once, and must be called before the auxiliary connection is used again. Where
+// the server refuses the push (an ACL without the wake key) the server's
+// timeout ends the pause.
+func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) {
+	cl := a.s.cl
+	if cl.caps.wake.no() {
+		return func() {}
+	}
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		return func() {}
+	}
+	// Two plain commands, no script: the key's random name is the wake's
+	// own, and a push the waiter did not take expires.
+	cmds := [][]string{{"LPUSH", a.wakeKey(), "1"}, {"PEXPIRE", a.wakeKey(), strconv.FormatInt((d + wakeTTL).Milliseconds(), 10)}}
+	done := make(chan struct{})
+	t := time.AfterFunc(d+wakeGrace, func() {
+		defer close(done)
+		var re resp.Error
+		if err := aux.pipeline(ctx, cmds, nil); errors.As(err, &re) && re.Code() == "NOPERM" {
+			a.s.log.Debug("pauses end at the server's BLPOP timeout", "err", err)
+			cl.caps.wake.set(false)
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if !t.Stop() {
+				<-done
+			}
+		})
+	}
+}
+
+// wakeTTL bounds how long a wake push that its waiter did not take (the
+// bell came first) stays in the keyspace.
+const wakeTTL = time.Second
+
+// bellFree reports whether the bell's key is absent or the bell's own, so
+// that this attempt may block on it. A list of the user's under that name
+// is not popped: the attempt polls instead.
+func (a *attempt) bellFree(ctx context.Context) (bool, error) {
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		return false, err
+	}
+	var typ string
+	var n int64 = -1
+	var first resp.Value
+	err = aux.pipeline(ctx, [][]string{{"TYPE", a.s.bell}, {"LLEN", a.s.bell}, {"LINDEX", a.s.bell, "0"}},
+		func(i int, v resp.Value) error {
+			switch i {
+			case 0:
+				typ = string(v.Str)
+			case 1:
+				n = v.Int
+			case 2:
+				first = v
+			}
+			return nil
+		})
+	var re resp.Error
+	if errors.As(err, &re) && typ == "" {
+		a.s.log.Debug("no release bell: waiters poll", "err", err)
+		if re.Code() == "NOPERM" { // an ACL: so for every lock of the Client
+			a.s.cl.caps.bell.set(false)
+		}
+		return false, nil
+	}
+	switch {
+	case typ == "none":
+		return true, nil
+	case typ == "list":
+		return n == 1 && string(first.Str) == bellValue, nil
+	case err != nil && !errors.As(err, &re):
+		return false, err
+	}
+	return false, nil // a key of another type: LLEN refused it (WRONGTYPE)
+}
+
+// fenceAsked takes the fencing token when the INCR pipelined after our
+// SSUBSCRIBE got ASK: the slot is migrating and the fence key has already
+// moved to the importing node, while the migrating node still serves the
+// channel. The token comes from the importing node (ASKING, INCR), then
+// the subscribers are counted again on c, so that the count still follows
+// the token.
+func (s *spec) fenceAsked(ctx context.Context, c *conn) (n, token int64, err error) {
+	if s.cl.cluster == nil {
+		return 0, 0, fmt.Errorf("%w: ASK redirect outside cluster mode", resp.ErrProtocol)
+	}
+	v, err := s.cl.doKey(ctx, s.fence, "INCR", s.fence)
+	if err != nil {
+		return 0, 0, err
+	}
+	if v.Type != resp.TypeInteger {
+		return 0, 0, fmt.Errorf("%w: INCR reply %.40s", resp.ErrProtocol, v.String())
+	}
+	n, err = s.numsub(ctx, c)
+	return n, v.Int, err
+}
