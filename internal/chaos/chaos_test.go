@@ -18,15 +18,16 @@ import (
 	"github.com/pubsublock/pubsublock/internal/redistest"
 )
 
-// The contenders of the main run. Go ones cover a shared Client and own
-// connections, RESP3 and RESP2, Acquire and TryAcquire; all use fencing.
+// The contenders of the main run. Go ones cover a shared Client and
+// Config{URL} only, RESP3 and RESP2, Acquire and TryAcquire; all use
+// fencing.
 var roster = []spec{
 	{name: "g1", args: []string{"-shared", "-workers", "2"}, about: "Go, shared Client with 2 Locks, RESP3, Acquire"},
 	{name: "g2", resp2: true, args: []string{"-shared"}, about: "Go, shared Client, RESP2, Acquire"},
-	{name: "g3", about: "Go, own connections, RESP3, Acquire"},
-	{name: "g4", resp2: true, args: []string{"-mode", "try"}, about: "Go, own connections, RESP2, TryAcquire"},
+	{name: "g3", about: "Go, Config{URL} only, RESP3, Acquire"},
+	{name: "g4", resp2: true, args: []string{"-mode", "try"}, about: "Go, Config{URL} only, RESP2, TryAcquire"},
 	{name: "g5", args: []string{"-shared", "-mode", "try"}, about: "Go, shared Client, RESP3, TryAcquire"},
-	{name: "g6", resp2: true, about: "Go, own connections, RESP2, Acquire"},
+	{name: "g6", resp2: true, about: "Go, Config{URL} only, RESP2, Acquire"},
 	{name: "p1", python: true, args: []string{"--mode", "acquire"}, about: "portalocker 2.2.1, timeout 2s"},
 	{name: "p2", python: true, args: []string{"--mode", "try"}, about: "portalocker 2.2.1, fail_when_locked"},
 }

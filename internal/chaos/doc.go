@@ -40,7 +40,7 @@
 // Separate processes built from this repository (contender/main.go, with
 // go build, into a temporary directory) contend on one channel through a
 // TCP proxy that the test controls: Go ones with a shared Client (one
-// process runs two Locks on it) and with their own connections, over RESP3
+// process runs two Locks on it) and with Config{URL} only, over RESP3
 // and RESP2, with Acquire and TryAcquire, all with fencing on; and two
 // Python processes running portalocker 2.2.1's RedisLock
 // (contender/contender.py), one waiting and one with fail_when_locked. A

@@ -39,7 +39,7 @@ func main() {
 		url         = flag.String("url", "", "the lock server's URL (through the test's proxy); ?protocol=2 for RESP2")
 		oracleAddr  = flag.String("oracle", "", "the oracle server's host:port")
 		channel     = flag.String("channel", "chaos", "the lock channel")
-		shared      = flag.Bool("shared", false, "one pubsublock.Client shared by the workers' Locks (else each Lock dials by URL)")
+		shared      = flag.Bool("shared", false, "one pubsublock.Client shared by the workers' Locks (else each Lock gets Config{URL} only)")
 		workers     = flag.Int("workers", 1, "workers, each with its own Lock")
 		mode        = flag.String("mode", "acquire", "acquire (Acquire), try (TryAcquire), or nolock (no lock: the self-test)")
 		steps       = flag.Int("steps", 3, "steps of a short hold's critical section")
