@@ -250,3 +250,19 @@ func TestAnalyzeFenceRegression(t *testing.T) {
 		t.Errorf("failures %q, want the regression", rp.failures())
 	}
 }
+
+// TestAnalyzePortalockerPhantomFirst: the portalocker phantom enters the
+// section before the real holder, whose entry then finds a higher token:
+// one overlap, seen twice, both put down to portalocker.
+func TestAnalyzePortalockerPhantomFirst(t *testing.T) {
+	recs := join(
+		hold("p1.0", "p1.0.0.1", 16309, 10, 11, 30, 31),
+		hold("g1.0", "g1.0.0.1", 16307, 12, 13, 20, 21, inside("p1.0.0.1"), func(e *oracle.Event) { e.Regressed = true }),
+	)
+	recs[0].Counts = []int64{0, 1, 4}
+	rp := analyze("t", recs, nil, testTiming)
+	if len(rp.reference) != 2 || len(rp.regressions) != 0 || len(rp.failures()) != 0 {
+		t.Errorf("reference %q, regressions %q, failures %q; want the overlap and the regression put down to portalocker",
+			rp.reference, rp.regressions, rp.failures())
+	}
+}
