@@ -113,6 +113,35 @@ func refusedWhileSubscribed(err error) bool {
 	return strings.Contains(msg, "only (P") && strings.Contains(msg, "allowed in this context")
 }
 
+// transient reports whether the server refused a command for a state that
+// passes: loading its data, a script running, a failover or a slot moving.
+func transient(re resp.Error) bool {
+	switch re.Code() {
+	case "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "UNBLOCKED":
+		return true
+	}
+	return false
+}
+
+// confirm checks, before a try that counted 1 becomes a hold, that the
+// count speaks for sub: that sub was not closed since (a contender's kill
+// of a holder that was stopped meanwhile, seen without reading), and, where
+// the count came from the auxiliary connection (RESP2, miniredis) or the
+// round trip took so long that the count may be stale (slow is set: the
+// process was stopped, or the server paused), that sub still answers.
+// The server runs sub's PING after the count, so it answers only if sub
+// was subscribed when the count was taken and still is.
+func (a *attempt) confirm(ctx context.Context, slow bool) error {
+	if err := a.sub.peerClosed(); err != nil {
+		return err
+	}
+	if !slow && a.sub.resp3 && a.s.cl.caps.subCmds.yes() {
+		return nil // the count ran on sub itself, just now
+	}
+	_, err := a.sub.do(ctx, "PING")
+	return err
+}
+
 // outcome is what one try found.
 type outcome int
 
@@ -201,6 +230,7 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 		a.sub = c
 	}
 	a.subClean = false // from the write on, it may be subscribed and named
+	sent := time.Now()
 	n, token, belled, err := a.subscribe(ctx, wait)
 	for r := 0; err != nil && r < maxRedirects && l.cl.redirected(err, a.sub); r++ {
 		// Cluster: the channel's slot moved (MOVED); the Client has
@@ -212,8 +242,20 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 		}
 		n, token, belled, err = a.subscribe(ctx, 0)
 	}
+	if err == nil && n == 1 && a.sub.failed() == nil {
+		err = a.confirm(ctx, time.Since(sent) > wait+l.cfg.UnavailableTimeout)
+	}
 	if err != nil {
 		var re resp.Error
+		if errors.As(err, &re) && transient(re) {
+			// The server cannot serve the try now (it loads its data
+			// after a restart, a failover runs): the lock is busy, not
+			// refused; try again after the pause.
+			l.log.Debug("try refused for now", "err", err)
+			a.sub.close()
+			a.sub = nil
+			return busy, nil, nil
+		}
 		if errors.As(err, &re) && re.Code() != "" && !errors.Is(err, errTryAgain) && !refusedWhileSubscribed(err) {
 			return busy, nil, err // e.g. NOPERM: no use retrying
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pubsublock/pubsublock/resp"
@@ -54,6 +55,7 @@ type conn struct {
 	addr  string // the server's address, where the Client pools it
 	// idleSince is when the connection went back to the Client's pool.
 	idleSince time.Time
+	raw       syscall.Conn // the socket, for peerClosed; nil if not one
 	// replyTimeout bounds each synchronous round trip (see pipelineBlocking): the
 	// Client's DialTimeout. 0: no bound but the context's.
 	replyTimeout time.Duration
@@ -105,6 +107,7 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 		_ = tc.SetNoDelay(true)
 		_ = tc.SetKeepAlive(true)
 	}
+	raw, _ := nc.(syscall.Conn) // the socket itself, under TLS too
 	if dc.tls != nil {
 		cfg := dc.tls.Clone()
 		if cfg.ServerName == "" {
@@ -124,6 +127,7 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 		nc = t
 	}
 	c := newConn(nc, dc.limits)
+	c.raw = raw
 	c.replyTimeout = dc.dialTimeout
 	if err := c.handshake(ctx, dc); err != nil {
 		c.close()
@@ -617,6 +621,36 @@ func (c *conn) endUnsolicited(err error) bool {
 	c.fatal(err)
 	return false
 }
+
+// peerClosed reports, without reading and without waiting, that the
+// server has closed the connection (or reset it), even while replies it
+// sent before are still unread: a process that was stopped (SIGSTOP, a
+// suspended VM) learns at once on resume that a contender killed its
+// connection meanwhile, before its reader goroutine runs. It returns nil
+// where it cannot tell (see peerHungUp).
+func (c *conn) peerClosed() error {
+	if err := c.failed(); err != nil {
+		return err
+	}
+	if c.raw == nil {
+		return nil
+	}
+	rc, err := c.raw.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var closed bool
+	if rc.Control(func(fd uintptr) { closed = peerHungUp(fd) }) != nil {
+		return nil
+	}
+	if closed {
+		return c.fatal(errPeerClosed)
+	}
+	return nil
+}
+
+// errPeerClosed is the error of a connection the server closed.
+var errPeerClosed = errors.New("connection closed by the server")
 
 // beginHold readies the connection for a new hold's reader goroutine.
 func (c *conn) beginHold() {

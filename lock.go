@@ -171,7 +171,10 @@ func (l *Lock) Check(ctx context.Context) error {
 
 // Err returns nil while the lock is held, an error matching ErrLost (and
 // wrapping the cause) once the hold was lost and not yet released, and
-// ErrNotHeld otherwise.
+// ErrNotHeld otherwise. It does not wait: it tells what the hold's worker
+// has read, and (on Linux) whether the server has closed the connection
+// though the worker has not read that yet, as after a stop of the
+// process (SIGSTOP, a suspended VM). Check asks the server.
 func (l *Lock) Err() error {
 	l.mu.Lock()
 	h := l.h
@@ -181,6 +184,12 @@ func (l *Lock) Err() error {
 	}
 	if err := h.lostErr(); err != nil {
 		return err
+	}
+	// The worker may not have read the news yet (a process resumed after
+	// a stop): a connection the server closed is a loss now.
+	if err := h.c.peerClosed(); err != nil {
+		h.end(err)
+		return h.lostErr()
 	}
 	return nil
 }
