@@ -135,62 +135,6 @@ func TestHandshakeAuthFailureHidesPassword(t *testing.T) {
 	}
 }
 
-// recorder is a TCP proxy that records the bytes the client sends.
-type recorder struct {
-	ln  net.Listener
-	mu  sync.Mutex
-	buf strings.Builder
-	wg  sync.WaitGroup
-}
-
-func newRecorder(t *testing.T, target string) *recorder {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &recorder{ln: ln}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			r.wg.Add(2)
-			go func() { defer r.wg.Done(); io.Copy(c, s); c.Close() }()
-			go func() {
-				defer r.wg.Done()
-				b := make([]byte, 4096)
-				for {
-					n, err := c.Read(b)
-					r.mu.Lock()
-					r.buf.Write(b[:n])
-					r.mu.Unlock()
-					s.Write(b[:n])
-					if err != nil {
-						s.Close()
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); r.wg.Wait() })
-	return r
-}
-
-func (r *recorder) sent() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.buf.String()
-}
-
 // TestHandshakeRealServers checks the bytes sent and the protocol agreed
 // with miniredis and redis-server, with a password, a name and a DB, and
 // the RESP2 fallback against a server whose HELLO is disabled.
@@ -207,8 +151,9 @@ func TestHandshakeRealServers(t *testing.T) {
 	old := redistest.Redis(t, append([]string{"--rename-command", "HELLO", ""}, acl...)...)
 	for _, tg := range []target{{"miniredis", m.Addr(), true, true}, {"redis", real.Addr(), true, true}, {"redis-without-hello", old.Addr(), false, false}} {
 		t.Run(tg.name, func(t *testing.T) {
-			rec := newRecorder(t, tg.addr)
-			c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: rec.ln.Addr().String(),
+			px := redistest.NewProxy(t, tg.addr)
+			px.Record()
+			c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: px.Addr(),
 				username: "u", password: "pw", name: "app", db: 3})
 			if err != nil {
 				t.Fatal(err)
@@ -226,7 +171,7 @@ func TestHandshakeRealServers(t *testing.T) {
 				want += cmd("AUTH", "u", "pw") + cmd("CLIENT", "SETNAME", "app")
 			}
 			want += cmd("SELECT", "3") + cmd("PING")
-			if got := rec.sent(); got != want {
+			if got := px.Sent(); got != want {
 				t.Errorf("sent %q\nwant %q", got, want)
 			}
 		})

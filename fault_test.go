@@ -611,8 +611,8 @@ func TestFaultUnsolicitedUnsubscribe(t *testing.T) {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
 			leakCheck(t)
 			s := redistest.Redis(t)
-			px := newInjectProxy(t, s.Addr())
-			l := mustNew(t, "unsub", Config{URL: "redis://" + px.addr() + proto})
+			px := redistest.NewProxy(t, s.Addr())
+			l := mustNew(t, "unsub", Config{URL: "redis://" + px.Addr() + proto})
 			mustAcquire(t, l)
 			if n := numsubOf(t, s, "unsub"); n != 1 {
 				t.Fatalf("NUMSUB = %d while held", n)
@@ -622,7 +622,7 @@ func TestFaultUnsolicitedUnsubscribe(t *testing.T) {
 				head = ">3"
 			}
 			start := time.Now()
-			px.inject(head + "\r\n$11\r\nunsubscribe\r\n$5\r\nunsub\r\n:0\r\n")
+			px.Inject(head + "\r\n$11\r\nunsubscribe\r\n$5\r\nunsub\r\n:0\r\n")
 			d := waitLost(t, l, start, 2*time.Second)
 			t.Logf("Lost() %v after the unsubscribe push", d)
 			if err := l.Err(); !errors.Is(err, ErrLost) || !errors.Is(err, errUnsubscribed) {
@@ -641,107 +641,5 @@ func TestFaultUnsolicitedUnsubscribe(t *testing.T) {
 				t.Errorf("Release = %v, want ErrLost", err)
 			}
 		})
-	}
-}
-
-// injectProxy forwards connections to a server and can write extra bytes
-// to every client, between the server's own writes.
-type injectProxy struct {
-	ln     net.Listener
-	target string
-	wg     sync.WaitGroup
-
-	mu     sync.Mutex // guards conns and closed, and serialises writes to clients
-	conns  map[net.Conn]net.Conn
-	closed bool
-}
-
-func newInjectProxy(t *testing.T, target string) *injectProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &injectProxy{ln: ln, target: target, conns: make(map[net.Conn]net.Conn)}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		p.closed = true
-		for c, s := range p.conns {
-			c.Close()
-			s.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *injectProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *injectProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			c.Close()
-			s.Close()
-			return
-		}
-		p.conns[c] = s
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() { // client to server
-			defer p.wg.Done()
-			_, _ = io.Copy(s, c)
-			s.Close()
-			c.Close()
-		}()
-		go func() { // server to client, under mu
-			defer p.wg.Done()
-			defer func() {
-				p.mu.Lock()
-				delete(p.conns, c)
-				p.mu.Unlock()
-				c.Close()
-				s.Close()
-			}()
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := s.Read(buf)
-				if n > 0 {
-					p.mu.Lock()
-					_, werr := c.Write(buf[:n])
-					p.mu.Unlock()
-					if werr != nil {
-						return
-					}
-				}
-				if err != nil {
-					return
-				}
-			}
-		}()
-	}
-}
-
-// inject writes b to every client connection.
-func (p *injectProxy) inject(b string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		_, _ = c.Write([]byte(b))
 	}
 }
