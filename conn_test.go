@@ -3,78 +3,13 @@ package pubsublock
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pubsublock/pubsublock/internal/redistest"
 	"github.com/pubsublock/pubsublock/resp"
 )
-
-// scripted is a fake server: for each expected command (exact bytes) it
-// writes the given reply bytes. It records everything the client sent.
-type scripted struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	got  strings.Builder
-	done chan struct{}
-}
-
-type step struct{ want, reply string }
-
-func newScripted(t *testing.T, steps ...step) *scripted {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &scripted{ln: ln, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for _, st := range steps {
-			buf := make([]byte, len(st.want))
-			if _, err := io.ReadFull(c, buf); err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.got.Write(buf)
-			s.mu.Unlock()
-			if string(buf) != st.want {
-				return
-			}
-			if _, err := c.Write([]byte(st.reply)); err != nil {
-				return
-			}
-		}
-		rest, _ := io.ReadAll(c) // until the client closes
-		s.mu.Lock()
-		s.got.Write(rest)
-		s.mu.Unlock()
-	}()
-	t.Cleanup(func() { ln.Close(); <-s.done })
-	return s
-}
-
-func (s *scripted) addr() string { return s.ln.Addr().String() }
-
-func (s *scripted) sent() string {
-	<-s.done
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.got.String()
-}
-
-func cmd(args ...string) string { return string(resp.AppendCommand(nil, args...)) }
-
-const helloReply = "%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n"
 
 func TestHandshakeTranscript(t *testing.T) {
 	for _, tc := range []struct {
@@ -101,7 +36,7 @@ func TestHandshakeTranscript(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newScripted(t, tc.steps...)
+			s := newFakeServer(t, transcript(tc.steps...))
 			dc, err := tc.cfg.dialConfig()
 			if err != nil {
 				t.Fatal(err)
@@ -116,7 +51,7 @@ func TestHandshakeTranscript(t *testing.T) {
 			for _, st := range tc.steps {
 				want.WriteString(st.want)
 			}
-			if got := s.sent(); got != want.String() {
+			if got := s.sent(t); got != want.String() {
 				t.Errorf("sent %q\nwant %q", got, want.String())
 			}
 		})
@@ -124,7 +59,7 @@ func TestHandshakeTranscript(t *testing.T) {
 }
 
 func TestHandshakeAuthFailureHidesPassword(t *testing.T) {
-	s := newScripted(t, step{cmd("HELLO", "3", "AUTH", "u", "hunter2"), "-WRONGPASS invalid username-password pair or user is disabled.\r\n"})
+	s := newFakeServer(t, transcript(step{cmd("HELLO", "3", "AUTH", "u", "hunter2"), "-WRONGPASS invalid username-password pair or user is disabled.\r\n"}))
 	_, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), username: "u", password: "hunter2"})
 	var re resp.Error
 	if !errors.As(err, &re) || re.Code() != "WRONGPASS" {
@@ -180,7 +115,7 @@ func TestHandshakeRealServers(t *testing.T) {
 
 func TestContextDeadlineClosesConn(t *testing.T) {
 	// A server that reads and never answers.
-	s := newScripted(t, step{cmd("PING"), ""})
+	s := newFakeServer(t, transcript(step{cmd("PING"), ""}))
 	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +139,7 @@ func TestContextDeadlineClosesConn(t *testing.T) {
 }
 
 func TestContextCancelClosesConn(t *testing.T) {
-	s := newScripted(t, step{cmd("PING"), ""})
+	s := newFakeServer(t, transcript(step{cmd("PING"), ""}))
 	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
 	if err != nil {
 		t.Fatal(err)
@@ -221,10 +156,10 @@ func TestContextCancelClosesConn(t *testing.T) {
 
 func TestPushBeforeReply(t *testing.T) {
 	push := ">3\r\n$7\r\nmessage\r\n$4\r\njobs\r\n$2\r\nhi\r\n"
-	s := newScripted(t,
+	s := newFakeServer(t, transcript(
 		step{cmd("HELLO", "3"), helloReply},
 		step{cmd("SUBSCRIBE", "jobs") + cmd("PUBSUB", "NUMSUB", "jobs"),
-			">3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n" + push + "*2\r\n$4\r\njobs\r\n:1\r\n"})
+			">3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n" + push + "*2\r\n$4\r\njobs\r\n:1\r\n"}))
 	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr()})
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +179,7 @@ func TestPushBeforeReply(t *testing.T) {
 }
 
 func TestProtocolErrorIsFatal(t *testing.T) {
-	s := newScripted(t, step{cmd("PING"), "$1\r\naXY\r\n"})
+	s := newFakeServer(t, transcript(step{cmd("PING"), "$1\r\naXY\r\n"}))
 	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
 	if err != nil {
 		t.Fatal(err)
@@ -259,9 +194,9 @@ func TestProtocolErrorIsFatal(t *testing.T) {
 }
 
 func TestServerErrorIsNotFatal(t *testing.T) {
-	s := newScripted(t,
+	s := newFakeServer(t, transcript(
 		step{cmd("GET", "k"), "-MOVED 5258 127.0.0.1:17001\r\n"},
-		step{cmd("PING"), "+PONG\r\n"})
+		step{cmd("PING"), "+PONG\r\n"}))
 	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
 	if err != nil {
 		t.Fatal(err)
