@@ -28,7 +28,7 @@ func TestDefaultClientPools(t *testing.T) {
 	url := s.URL() + "?protocol=3" // a setting of this test's own
 	var locks []*Lock
 	for range 3 {
-		locks = append(locks, mustNew(t, "pool", Config{URL: url}))
+		locks = append(locks, newLock(t, "pool", Config{URL: url}))
 	}
 	for round := range 3 {
 		for _, l := range locks {
@@ -43,7 +43,9 @@ func TestDefaultClientPools(t *testing.T) {
 			mustDo(t, s, "CONFIG", "RESETSTAT")
 		}
 	}
-	if n := infoField(t, s, "stats", "total_connections_received"); n != "1" { // the INFO's own
+	if n, ok := infoField(t, s.URL(), "stats", "total_connections_received"); !ok {
+		t.Fatal("INFO stats has no total_connections_received")
+	} else if n != "1" { // the INFO's own
 		t.Errorf("Locks without a Client dialed %s connections in 6 warm cycles, want none", n)
 	}
 	if n := clientConns(t, s); n < 1 {
@@ -59,7 +61,7 @@ func TestDefaultClientPools(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	l := mustNew(t, "pool", Config{Client: cl})
+	l := newLock(t, "pool", Config{Client: cl})
 	if err := l.Acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +81,7 @@ func TestDefaultClientPools(t *testing.T) {
 func TestDefaultClientAfterRestart(t *testing.T) {
 	s := redistest.Redis(t)
 	ctx := context.Background()
-	l := mustNew(t, "restart", Config{URL: s.URL() + "?protocol=3"})
+	l := newLock(t, "restart", Config{URL: s.URL() + "?protocol=3"})
 	for range 2 {
 		if err := l.Acquire(ctx); err != nil {
 			t.Fatal(err)
@@ -89,16 +91,4 @@ func TestDefaultClientAfterRestart(t *testing.T) {
 		}
 		s.Restart(t)
 	}
-}
-
-// infoField returns field of INFO section on s.
-func infoField(t *testing.T, s *redistest.Server, section, field string) string {
-	t.Helper()
-	for line := range strings.SplitSeq(mustDo(t, s, "INFO", section), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
-			return v
-		}
-	}
-	t.Fatalf("INFO %s has no %s", section, field)
-	return ""
 }

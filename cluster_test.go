@@ -1,7 +1,6 @@
 package pubsublock
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -172,20 +171,6 @@ func (e clusterEnv) seedsFrom(first *redistest.Server) []string {
 	return append(addrs[i:], addrs[:i]...)
 }
 
-func shardNumsub(t *testing.T, s *redistest.Server, channel string) int {
-	t.Helper()
-	out, err := s.Do("PUBSUB", "SHARDNUMSUB", channel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(out, "\n")
-	n, err := strconv.Atoi(lines[len(lines)-1])
-	if err != nil {
-		t.Fatalf("SHARDNUMSUB %s: %q", channel, out)
-	}
-	return n
-}
-
 func TestCluster(t *testing.T) {
 	start := time.Now()
 	e := clusterEnv{redistest.Cluster(t, 3)}
@@ -266,10 +251,10 @@ func (e clusterEnv) testAcquireViaNonOwnerSeed(t *testing.T) {
 			t.Fatal(err)
 		}
 		firsts = append(firsts, time.Since(start))
-		if n := shardNumsub(t, owner, ch); n != 1 {
+		if n := owner.ShardNumSub(t, ch); n != 1 {
 			t.Fatalf("SHARDNUMSUB on the owner = %d", n)
 		}
-		if n := shardNumsub(t, other, ch); n != 0 {
+		if n := other.ShardNumSub(t, ch); n != 0 {
 			t.Fatalf("SHARDNUMSUB on another node = %d", n)
 		}
 		if i == 0 {
@@ -343,7 +328,7 @@ func (e clusterEnv) testBellHandsOver(t *testing.T) {
 	if err := <-got; err != nil {
 		t.Fatalf("waiter: %v", err)
 	}
-	if n := shardNumsub(t, owner, ch); n != 1 {
+	if n := owner.ShardNumSub(t, ch); n != 1 {
 		t.Fatalf("SHARDNUMSUB on the owner = %d, want the waiter alone", n)
 	}
 	if err := waiter.Release(ctx); err != nil {
@@ -404,38 +389,13 @@ func (e clusterEnv) testMutualExclusion(t *testing.T) {
 	t.Logf("%d acquisitions by %d contenders through 3 seeds in %v", acquired.Load(), contenders, time.Since(start))
 }
 
-// silentHolder subscribes a raw connection to channel on s as a holder
-// would, and never reads from it again: a frozen holder.
-func silentHolder(t *testing.T, s *redistest.Server, channel string) net.Conn {
-	t.Helper()
-	nc, err := net.Dial("tcp", s.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	var b []byte
-	b = resp.AppendCommand(b, "CLIENT", "SETNAME", channel+"-lock")
-	b = resp.AppendCommand(b, "SSUBSCRIBE", channel)
-	if _, err := nc.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for shardNumsub(t, s, channel) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the silent holder did not subscribe")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return nc
-}
-
 // A holder that stopped reading is pinged on the owner, killed there after
 // UnavailableTimeout, and the lock taken over.
 func (e clusterEnv) testFrozenHolderKilled(t *testing.T) {
 	ctx := context.Background()
 	const ch = "frozen"
 	owner, other := e.owner(t, ch)
-	nc := silentHolder(t, owner, ch)
+	nc := silentHolder(t, owner, "SSUBSCRIBE", ch)
 	l := newLock(t, ch, Config{ClusterAddrs: e.seedsFrom(other), UnavailableTimeout: 200 * time.Millisecond,
 		CheckInterval: 20 * time.Millisecond})
 	start := time.Now()
@@ -447,7 +407,7 @@ func (e clusterEnv) testFrozenHolderKilled(t *testing.T) {
 	if _, err := readAll(nc); err != nil {
 		t.Errorf("the frozen holder's connection was not closed: %v", err)
 	}
-	if n := shardNumsub(t, owner, ch); n != 1 {
+	if n := owner.ShardNumSub(t, ch); n != 1 {
 		t.Errorf("SHARDNUMSUB = %d", n)
 	}
 	// A live holder is not killed.
@@ -552,7 +512,7 @@ func (e clusterEnv) testSlotMigration(t *testing.T) {
 
 		// The Client's map is stale: the next acquisition meets MOVED and
 		// lands on the new owner.
-		var logs logBuffer
+		var logs lockedBuffer
 		bcfg := cfg
 		bcfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		b := newLock(t, ch, bcfg)
@@ -562,7 +522,7 @@ func (e clusterEnv) testSlotMigration(t *testing.T) {
 		if !strings.Contains(logs.String(), "msg=redirected") {
 			t.Errorf("no redirect logged:\n%s", logs.String())
 		}
-		if n := shardNumsub(t, other, ch); n != 1 {
+		if n := other.ShardNumSub(t, ch); n != 1 {
 			t.Errorf("SHARDNUMSUB on the new owner = %d", n)
 		}
 		if got := cfg.Client.cluster.current(hashSlot(ch)); got != other.Addr() {
@@ -575,24 +535,6 @@ func (e clusterEnv) testSlotMigration(t *testing.T) {
 	}
 }
 
-// logBuffer is a bytes.Buffer for loggers used from many goroutines.
-type logBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // While the lock's slot is being migrated, its fence key may already sit on
 // the importing node: the INCR gets ASK and is retried there after ASKING,
 // while the channel is still served by the migrating node. When the
@@ -603,17 +545,11 @@ func (e clusterEnv) testFencingDuringMigration(t *testing.T) {
 	const ch = "asked"
 	from, to := e.owner(t, ch)
 	slot := strconv.Itoa(hashSlot(ch))
-	mustDo := func(s *redistest.Server, args ...string) {
-		t.Helper()
-		if _, err := s.Do(args...); err != nil {
-			t.Fatal(err)
-		}
-	}
 	fromID, _ := from.Do("CLUSTER", "MYID")
 	toID, _ := to.Do("CLUSTER", "MYID")
-	mustDo(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID)
-	mustDo(from, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
-	var logs logBuffer
+	mustDo(t, to, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID)
+	mustDo(t, from, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
+	var logs lockedBuffer
 	l := newLock(t, ch, Config{ClusterAddrs: e.seedsFrom(to), Fencing: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err := l.Acquire(ctx); err != nil {
@@ -627,10 +563,10 @@ func (e clusterEnv) testFencingDuringMigration(t *testing.T) {
 			t.Errorf("%s holds %s keys of the slot, want %s: the INCR did not follow ASK", s.Addr(), got, want)
 		}
 	}
-	if n := shardNumsub(t, from, ch); n != 1 {
+	if n := from.ShardNumSub(t, ch); n != 1 {
 		t.Errorf("SHARDNUMSUB on the migrating node = %d, want 1 (it serves the channel until the end)", n)
 	}
-	if n := shardNumsub(t, to, ch); n != 0 {
+	if n := to.ShardNumSub(t, ch); n != 0 {
 		t.Errorf("SHARDNUMSUB on the importing node = %d, want 0", n)
 	}
 	e.c.MigrateSlot(t, hashSlot(ch), from, to)
@@ -646,7 +582,7 @@ func (e clusterEnv) testFencingDuringMigration(t *testing.T) {
 	if l.Token() != 2 {
 		t.Errorf("token after the migration %d, want 2", l.Token())
 	}
-	if n := shardNumsub(t, to, ch); n != 1 {
+	if n := to.ShardNumSub(t, ch); n != 1 {
 		t.Errorf("SHARDNUMSUB on the new owner = %d", n)
 	}
 }

@@ -73,10 +73,7 @@ func TestContentionMutualExclusion(t *testing.T) {
 			} else {
 				cfg.URL = url
 			}
-			l, err := New("contended", cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := newLock(t, "contended", cfg)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

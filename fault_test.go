@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,126 +17,22 @@ import (
 	"github.com/pubsublock/pubsublock/internal/redistest"
 )
 
-// leakCheck fails t if, once t and its cleanups are done, more goroutines
-// run than when leakCheck was called. Goroutines may take a moment to
-// exit, so it retries for a few seconds. Call it first, so its cleanup
-// runs last. Tests using it must not run in parallel.
-func leakCheck(t *testing.T) {
-	t.Helper()
-	base := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= base {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutine leak: %d goroutines, %d before the test\n%s", n, base, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
-
-// mustAcquire acquires l or fails the test, and releases l with the test.
-func mustAcquire(t *testing.T, l *Lock) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := l.Acquire(ctx); err != nil {
-		t.Fatalf("Acquire: %v", err)
-	}
-	t.Cleanup(func() { _ = l.Release(context.Background()) })
-}
-
-func mustNew(t *testing.T, channel string, cfg Config) *Lock {
-	t.Helper()
-	l, err := New(channel, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-// waitLost waits up to limit for l's hold to end and returns how long it
-// took.
-func waitLost(t *testing.T, l *Lock, since time.Time, limit time.Duration) time.Duration {
-	t.Helper()
-	select {
-	case <-l.Lost():
-		return time.Since(since)
-	case <-time.After(limit - time.Since(since)):
-		t.Fatalf("Lost() not closed within %v; Err() = %v", limit, l.Err())
-		return 0
-	}
-}
-
-// holderIDs returns the ids of the clients named name that are subscribed.
-func holderIDs(t *testing.T, s *redistest.Server, name string) []int64 {
-	t.Helper()
-	out, err := s.Do("CLIENT", "LIST", "TYPE", "pubsub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	list, err := parseClientList([]byte(out))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []int64
-	for _, c := range list {
-		if c.name == name && c.subscribed() {
-			ids = append(ids, c.id)
-		}
-	}
-	return ids
-}
-
-// numsubOf returns PUBSUB NUMSUB channel.
-func numsubOf(t *testing.T, s *redistest.Server, channel string) int {
-	t.Helper()
-	out, err := s.Do("PUBSUB", "NUMSUB", channel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(strings.TrimPrefix(out, channel+"\n"))
-	if err != nil {
-		t.Fatalf("PUBSUB NUMSUB %s = %q", channel, out)
-	}
-	return n
-}
-
-// publishAll publishes msgs on channel from a fresh RESP2 connection to
-// addr, in one pipeline, and waits for every reply.
+// publishAll publishes msgs on channel from a new connection to addr, in
+// one pipeline, and checks every reply.
 func publishAll(t *testing.T, addr, channel string, msgs ...string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	cmds := make([][]string, len(msgs))
+	for i, m := range msgs {
+		cmds[i] = []string{"PUBLISH", channel, m}
+	}
+	replies, err := redistest.Pipeline(addr, cmds...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	var buf []byte
-	for _, m := range msgs {
-		buf = fmt.Appendf(buf, "*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(channel), channel, len(m), m)
-	}
-	errc := make(chan error, 1)
-	go func() { _, err := c.Write(buf); errc <- err }()
-	r := bufio.NewReader(c)
-	for i := range msgs {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("PUBLISH %d: %v", i, err)
+	for i, r := range replies {
+		if _, err := strconv.Atoi(r); err != nil {
+			t.Fatalf("PUBLISH %d: reply %q", i, r)
 		}
-		if !strings.HasPrefix(line, ":") {
-			t.Fatalf("PUBLISH %d: reply %q", i, line)
-		}
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -191,23 +84,6 @@ type holderProc struct {
 	lines chan string   // its stdout, line by line; closed at EOF
 	done  chan struct{} // closed once stdout hit EOF
 	errb  lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // startProc starts cmd with its stdout read line by line, and kills and
@@ -294,7 +170,7 @@ func TestFaultSIGKILLedHolder(t *testing.T) {
 
 	// UnavailableTimeout bounds the rare case where the holder dies between
 	// a ping and its answer.
-	w := mustNew(t, "killed", Config{URL: s.URL(), Timeout: -1, CheckInterval: 50 * time.Millisecond,
+	w := newLock(t, "killed", Config{URL: s.URL(), Timeout: -1, CheckInterval: 50 * time.Millisecond,
 		UnavailableTimeout: 400 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -332,14 +208,14 @@ func TestFaultSIGSTOPpedHolder(t *testing.T) {
 	leakCheck(t)
 	s := redistest.Redis(t)
 	p := startHolder(t, s.URL(), "frozen")
-	before := holderIDs(t, s, "frozen-lock")
+	before := s.SubscriberIDs(t, "frozen-lock")
 	if len(before) != 1 {
 		t.Fatalf("holder connections named frozen-lock: %v", before)
 	}
 
 	p.signal(t, syscall.SIGSTOP)
 	stopped := time.Now()
-	c := mustNew(t, "frozen", Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
+	c := newLock(t, "frozen", Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
 		UnavailableTimeout: 300 * time.Millisecond})
 	mustAcquire(t, c)
 	d := time.Since(stopped)
@@ -350,7 +226,7 @@ func TestFaultSIGSTOPpedHolder(t *testing.T) {
 	if d > 2*time.Second {
 		t.Errorf("take-over of a frozen holder took %v, want < 2s", d)
 	}
-	if after := holderIDs(t, s, "frozen-lock"); len(after) != 1 || after[0] == before[0] {
+	if after := s.SubscriberIDs(t, "frozen-lock"); len(after) != 1 || after[0] == before[0] {
 		t.Errorf("holder connections after take-over: %v, before %v", after, before)
 	}
 
@@ -364,7 +240,7 @@ func TestFaultSIGSTOPpedHolder(t *testing.T) {
 	if err := c.Err(); err != nil {
 		t.Errorf("new holder's Err() = %v", err)
 	}
-	if n := numsubOf(t, s, "frozen"); n != 1 {
+	if n := s.NumSub(t, "frozen"); n != 1 {
 		t.Errorf("NUMSUB frozen = %d after the old holder resumed", n)
 	}
 }
@@ -377,7 +253,7 @@ func TestFaultServerRestart(t *testing.T) {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
 			leakCheck(t)
 			s := redistest.Redis(t)
-			l := mustNew(t, "restart", Config{URL: s.URL() + proto})
+			l := newLock(t, "restart", Config{URL: s.URL() + proto})
 			mustAcquire(t, l)
 			start := time.Now()
 			s.Restart(t)
@@ -390,7 +266,7 @@ func TestFaultServerRestart(t *testing.T) {
 				t.Errorf("Release after restart = %v, want ErrLost", err)
 			}
 			mustAcquire(t, l)
-			if n := numsubOf(t, s, "restart"); n != 1 {
+			if n := s.NumSub(t, "restart"); n != 1 {
 				t.Errorf("NUMSUB after re-acquire = %d", n)
 			}
 			if err := l.Release(context.Background()); err != nil {
@@ -408,7 +284,7 @@ func TestFaultBlackhole(t *testing.T) {
 			leakCheck(t)
 			s := redistest.Redis(t)
 			px := redistest.NewProxy(t, s.Addr())
-			l := mustNew(t, "hole", Config{URL: "redis://" + px.Addr() + proto,
+			l := newLock(t, "hole", Config{URL: "redis://" + px.Addr() + proto,
 				HealthCheckInterval: 300 * time.Millisecond, UnavailableTimeout: 200 * time.Millisecond})
 			mustAcquire(t, l)
 			start := time.Now()
@@ -450,8 +326,8 @@ func TestFaultHungServer(t *testing.T) {
 			} else {
 				cfg.URL, cfg.DialTimeout = url, 500*time.Millisecond
 			}
-			holder := mustNew(t, "hung", cfg)
-			waiter := mustNew(t, "hung", cfg)
+			holder := newLock(t, "hung", cfg)
+			waiter := newLock(t, "hung", cfg)
 			ctx := context.Background()
 			mustAcquire(t, holder)
 			// Warm connections in the shared Client's pool: the calls below
@@ -525,13 +401,13 @@ func garbage() []string {
 // keeps the lock and keeps answering pings.
 func TestFaultGarbage(t *testing.T) {
 	run := func(t *testing.T, url, addr string) {
-		h := mustNew(t, "garbage", Config{URL: url})
+		h := newLock(t, "garbage", Config{URL: url})
 		mustAcquire(t, h)
 		start := time.Now()
 		publishAll(t, addr, "garbage", garbage()...)
 		t.Logf("published %d messages in %v", len(garbage()), time.Since(start))
 
-		c := mustNew(t, "garbage", Config{URL: url, UnavailableTimeout: 2 * time.Second})
+		c := newLock(t, "garbage", Config{URL: url, UnavailableTimeout: 2 * time.Second})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		alive, err := c.CheckOrKill(ctx)
@@ -578,9 +454,9 @@ func TestFaultClientKill(t *testing.T) {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
 			leakCheck(t)
 			s := redistest.Redis(t)
-			l := mustNew(t, "victim", Config{URL: s.URL() + proto})
+			l := newLock(t, "victim", Config{URL: s.URL() + proto})
 			mustAcquire(t, l)
-			ids := holderIDs(t, s, "victim-lock")
+			ids := s.SubscriberIDs(t, "victim-lock")
 			if len(ids) != 1 {
 				t.Fatalf("holder connections named victim-lock: %v", ids)
 			}
@@ -612,9 +488,9 @@ func TestFaultUnsolicitedUnsubscribe(t *testing.T) {
 			leakCheck(t)
 			s := redistest.Redis(t)
 			px := redistest.NewProxy(t, s.Addr())
-			l := mustNew(t, "unsub", Config{URL: "redis://" + px.Addr() + proto})
+			l := newLock(t, "unsub", Config{URL: "redis://" + px.Addr() + proto})
 			mustAcquire(t, l)
-			if n := numsubOf(t, s, "unsub"); n != 1 {
+			if n := s.NumSub(t, "unsub"); n != 1 {
 				t.Fatalf("NUMSUB = %d while held", n)
 			}
 			head := "*3"
@@ -630,13 +506,8 @@ func TestFaultUnsolicitedUnsubscribe(t *testing.T) {
 			}
 			// The server still counted the subscription: the holder must
 			// drop its connection.
-			deadline := time.Now().Add(2 * time.Second)
-			for numsubOf(t, s, "unsub") != 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("the server still counts the holder's subscription after the loss")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			waitUntil(t, 2*time.Second, "the server drops the holder's subscription after the loss",
+				func() bool { return s.NumSub(t, "unsub") == 0 })
 			if err := l.Release(context.Background()); !errors.Is(err, ErrLost) {
 				t.Errorf("Release = %v, want ErrLost", err)
 			}

@@ -78,14 +78,14 @@ func TestInteropPythonHolds(t *testing.T) {
 	}
 	p := startPy(t, s, "hold", "pyheld")
 	p.expect(t, "held", 15*time.Second)
-	before := holderIDs(t, s, "pyheld-lock")
+	before := s.SubscriberIDs(t, "pyheld-lock")
 	if len(before) != 1 {
 		t.Fatalf("Python holder connections: %v", before)
 	}
 	checkAnswer(t, runPy(t, s, "ping", "pyheld")) // the pinger works
 
 	for _, proto := range []string{"", "?protocol=2"} {
-		g := mustNew(t, "pyheld", Config{URL: s.URL() + proto})
+		g := newLock(t, "pyheld", Config{URL: s.URL() + proto})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		start := time.Now()
 		err := g.TryAcquire(ctx)
@@ -101,10 +101,10 @@ func TestInteropPythonHolds(t *testing.T) {
 		}
 	}
 
-	if after := holderIDs(t, s, "pyheld-lock"); len(after) != 1 || after[0] != before[0] {
+	if after := s.SubscriberIDs(t, "pyheld-lock"); len(after) != 1 || after[0] != before[0] {
 		t.Errorf("Python holder connections after Go tried: %v, before %v", after, before)
 	}
-	if n := numsubOf(t, s, "pyheld"); n != 1 {
+	if n := s.NumSub(t, "pyheld"); n != 1 {
 		t.Errorf("NUMSUB = %d, want the Python holder alone", n)
 	}
 	if err := syscall.Kill(p.cmd.Process.Pid, 0); err != nil {
@@ -124,7 +124,7 @@ func TestInteropGoHolds(t *testing.T) {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
 			leakCheck(t)
 			s := redistest.Redis(t)
-			g := mustNew(t, "goheld", Config{URL: s.URL() + proto})
+			g := newLock(t, "goheld", Config{URL: s.URL() + proto})
 			mustAcquire(t, g)
 			if got := runPy(t, s, "try", "goheld"); got != "locked" {
 				t.Errorf("Python while Go holds: %q, want locked", got)
@@ -135,7 +135,7 @@ func TestInteropGoHolds(t *testing.T) {
 			if err := g.Err(); err != nil {
 				t.Errorf("Go holder's Err() = %v", err)
 			}
-			if n := numsubOf(t, s, "goheld"); n != 1 {
+			if n := s.NumSub(t, "goheld"); n != 1 {
 				t.Errorf("NUMSUB = %d, want the Go holder alone", n)
 			}
 			if err := g.Release(context.Background()); err != nil {
@@ -156,13 +156,13 @@ func TestInteropFrozenPythonHolder(t *testing.T) {
 	s := redistest.Redis(t)
 	p := startPy(t, s, "hold", "pyfrozen")
 	p.expect(t, "held", 15*time.Second)
-	before := holderIDs(t, s, "pyfrozen-lock")
+	before := s.SubscriberIDs(t, "pyfrozen-lock")
 	if len(before) != 1 {
 		t.Fatalf("Python holder connections: %v", before)
 	}
 	p.signal(t, syscall.SIGSTOP)
 	stopped := time.Now()
-	g := mustNew(t, "pyfrozen", Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
+	g := newLock(t, "pyfrozen", Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
 		UnavailableTimeout: 300 * time.Millisecond})
 	mustAcquire(t, g)
 	d := time.Since(stopped)
@@ -170,11 +170,11 @@ func TestInteropFrozenPythonHolder(t *testing.T) {
 	if d < 300*time.Millisecond || d > 2*time.Second {
 		t.Errorf("take-over in %v, want between UnavailableTimeout and 2s", d)
 	}
-	after := holderIDs(t, s, "pyfrozen-lock")
+	after := s.SubscriberIDs(t, "pyfrozen-lock")
 	if len(after) != 1 || after[0] == before[0] {
 		t.Errorf("holder connections after take-over: %v, before %v", after, before)
 	}
-	if n := numsubOf(t, s, "pyfrozen"); n != 1 {
+	if n := s.NumSub(t, "pyfrozen"); n != 1 {
 		t.Errorf("NUMSUB = %d after take-over", n)
 	}
 	// The Python process stays frozen; the cleanup kills it (a resumed
@@ -189,7 +189,7 @@ func TestInteropPythonPingsGo(t *testing.T) {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
 			leakCheck(t)
 			s := redistest.Redis(t)
-			g := mustNew(t, "goping", Config{URL: s.URL() + proto})
+			g := newLock(t, "goping", Config{URL: s.URL() + proto})
 			mustAcquire(t, g)
 			line := runPy(t, s, "ping", "goping")
 			t.Logf("Python pinger: %q", line)

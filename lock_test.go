@@ -3,40 +3,12 @@ package pubsublock
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pubsublock/pubsublock/internal/redistest"
-	"github.com/pubsublock/pubsublock/resp"
 )
-
-// servers runs f against miniredis and a real redis-server.
-func servers(t *testing.T, f func(t *testing.T, url string)) {
-	t.Run("miniredis", func(t *testing.T) {
-		m := redistest.Miniredis(t)
-		f(t, "redis://"+m.Addr())
-	})
-	t.Run("redis", func(t *testing.T) {
-		s := redistest.Redis(t)
-		f(t, s.URL())
-	})
-	t.Run("redis-resp2", func(t *testing.T) {
-		s := redistest.Redis(t)
-		f(t, s.URL()+"?protocol=2")
-	})
-}
-
-func newLock(t testing.TB, channel string, cfg Config) *Lock {
-	t.Helper()
-	l, err := New(channel, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Release(context.Background()) })
-	return l
-}
 
 func TestAcquireRelease(t *testing.T) {
 	servers(t, func(t *testing.T, url string) {
@@ -227,47 +199,17 @@ func TestStalePooledConnection(t *testing.T) {
 }
 
 // TestTryAcquireTakesOverSilentHolder: one TryAcquire pings a holder that
-// acquireAsync starts l.Acquire under ctx, cut to 5s, and returns where
-// its error comes.
-func acquireAsync(ctx context.Context, l *Lock) <-chan error {
-	got := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		got <- l.Acquire(ctx)
-	}()
-	return got
-}
-
 // never answers, kills it, and takes the lock.
 func TestTryAcquireTakesOverSilentHolder(t *testing.T) {
 	s := redistest.Redis(t)
-	silent, err := net.Dial("tcp", s.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	// A holder that never reads again: it cannot answer pings.
-	if _, err := silent.Write(resp.AppendCommand(resp.AppendCommand(nil, "CLIENT", "SETNAME", "tk-lock"), "SUBSCRIBE", "tk")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool { n, _ := s.Do("PUBSUB", "NUMSUB", "tk"); return strings.HasSuffix(n, "1") })
+	silentHolder(t, s, "SUBSCRIBE", "tk") // it cannot answer pings
 	l := newLock(t, "tk", Config{URL: s.URL(), UnavailableTimeout: 200 * time.Millisecond})
 	start := time.Now()
 	if err := l.TryAcquire(context.Background()); err != nil {
 		t.Fatalf("TryAcquire against a silent holder: %v", err)
 	}
 	t.Logf("silent holder killed and lock taken in %v", time.Since(start))
-	if n, _ := s.Do("PUBSUB", "NUMSUB", "tk"); !strings.HasSuffix(n, "1") {
-		t.Fatalf("NUMSUB after take-over: %q", n)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
+	if n := s.NumSub(t, "tk"); n != 1 {
+		t.Fatalf("NUMSUB after take-over: %d", n)
 	}
 }

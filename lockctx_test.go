@@ -67,7 +67,7 @@ func TestLockCheck(t *testing.T) {
 	if err := l.Check(ctx); err != nil {
 		t.Fatalf("Check of a live hold = %v", err)
 	}
-	for _, id := range holderIDs(t, s, "check-lock") {
+	for _, id := range s.SubscriberIDs(t, "check-lock") {
 		mustDo(t, s, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
 	}
 	if err := l.Check(ctx); !errors.Is(err, ErrLost) {

@@ -52,7 +52,7 @@ func TestErrSeesClosedConnection(t *testing.T) {
 	if err := l.Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range holderIDs(t, s, "closed-lock") {
+	for _, id := range s.SubscriberIDs(t, "closed-lock") {
 		mustDo(t, s, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
 	}
 	waitFor(t, func() bool { return l.Err() != nil })

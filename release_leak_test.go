@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,10 +32,10 @@ func TestFailedAcquireLeavesNoSubscription(t *testing.T) {
 				t.Fatal("Acquire succeeded")
 			}
 			mustDo(t, s, "CONFIG", "SET", "maxmemory", "0")
-			if n := numsubOf(t, s, "jobs"); n != 0 {
+			if n := s.NumSub(t, "jobs"); n != 0 {
 				t.Errorf("after the failed Acquire, PUBSUB NUMSUB jobs = %d, want 0", n)
 			}
-			if ids := holderIDs(t, s, "jobs-lock"); len(ids) != 0 {
+			if ids := s.SubscriberIDs(t, "jobs-lock"); len(ids) != 0 {
 				t.Errorf("connections still named jobs-lock: %v", ids)
 			}
 			other := newLock(t, "other", Config{Client: cl})
@@ -78,19 +77,9 @@ func TestCanceledAcquireLeavesNoSubscription(t *testing.T) {
 	if err := l.Acquire(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Acquire = %v, want context.Canceled", err)
 	}
-	waitFor(t, func() bool { return numsubOf(t, s, "jobs") == 0 })
+	waitFor(t, func() bool { return s.NumSub(t, "jobs") == 0 })
 	c := newLock(t, "jobs", Config{URL: s.URL(), UnavailableTimeout: 200 * time.Millisecond})
 	if err := c.TryAcquire(context.Background()); err != nil {
 		t.Errorf("TryAcquire of jobs, which nobody holds: %v", err)
 	}
-}
-
-// mustDo runs a command on s or fails the test.
-func mustDo(t *testing.T, s *redistest.Server, args ...string) string {
-	t.Helper()
-	out, err := s.Do(args...)
-	if err != nil {
-		t.Fatalf("%s: %v", strings.Join(args, " "), err)
-	}
-	return out
 }

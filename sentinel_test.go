@@ -188,26 +188,6 @@ func sentinelWatching(cl *Client) bool {
 	return cl.sentinel.watching
 }
 
-func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func numsub(t *testing.T, s *redistest.Server, channel string) string {
-	t.Helper()
-	out, err := s.Do("PUBSUB", "NUMSUB", channel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimPrefix(out, channel+"\n")
-}
-
 // A failover ends the hold on the old primary before the sentinel names
 // the new one, so that no one can take the lock there while it is still
 // held; the next acquisition lands on the new primary.
@@ -225,8 +205,8 @@ func testSentinelFailover(t *testing.T, s *redistest.SentinelSet) {
 		t.Fatal(err)
 	}
 	old := s.Primary()
-	if n := numsub(t, old, ch); n != "1" {
-		t.Fatalf("NUMSUB on the primary = %s", n)
+	if n := old.NumSub(t, ch); n != 1 {
+		t.Fatalf("NUMSUB on the primary = %d", n)
 	}
 
 	// Note when the sentinel names another primary, and when the hold
@@ -328,11 +308,11 @@ func testSentinelFailover(t *testing.T, s *redistest.SentinelSet) {
 	if err := b.Acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := numsub(t, next, ch); n != "1" {
-		t.Errorf("NUMSUB on the new primary %s = %s", next.Addr(), n)
+	if n := next.NumSub(t, ch); n != 1 {
+		t.Errorf("NUMSUB on the new primary %s = %d", next.Addr(), n)
 	}
-	if n := numsub(t, old, ch); n != "0" {
-		t.Errorf("NUMSUB on the old primary %s = %s", old.Addr(), n)
+	if n := old.NumSub(t, ch); n != 0 {
+		t.Errorf("NUMSUB on the old primary %s = %d", old.Addr(), n)
 	}
 	if role, _ := next.Do("ROLE"); !strings.HasPrefix(role, "master") {
 		t.Errorf("the new holder's server has ROLE %q", role)

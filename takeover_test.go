@@ -32,7 +32,7 @@ func TestCrashTakeoverTail(t *testing.T) {
 	var took []time.Duration
 	for i := range kills {
 		p := startHolder(t, s.URL(), "crash")
-		w := mustNew(t, "crash", Config{URL: s.URL(), Timeout: -1, CheckInterval: checkInterval, UnavailableTimeout: unavailable})
+		w := newLock(t, "crash", Config{URL: s.URL(), Timeout: -1, CheckInterval: checkInterval, UnavailableTimeout: unavailable})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		acquired := make(chan time.Time, 1)
 		errc := make(chan error, 1)

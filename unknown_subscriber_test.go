@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +26,7 @@ func TestUnknownSubscriberNotKilled(t *testing.T) {
 	if _, err := plain.Write(resp.AppendCommand(nil, "SUBSCRIBE", "jobs")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { n, _ := s.Do("PUBSUB", "NUMSUB", "jobs"); return strings.HasSuffix(n, "1") })
+	waitFor(t, func() bool { return s.NumSub(t, "jobs") == 1 })
 	ctx := context.Background()
 	const unavailable = 300 * time.Millisecond
 	l := newLock(t, "jobs", Config{URL: s.URL(), UnavailableTimeout: unavailable, CheckInterval: 50 * time.Millisecond,
@@ -45,7 +44,7 @@ func TestUnknownSubscriberNotKilled(t *testing.T) {
 	if err := l.Acquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
 		t.Errorf("Acquire = %v, want ErrAlreadyLocked", err)
 	}
-	if n := numsubOf(t, s, "jobs"); n != 1 {
+	if n := s.NumSub(t, "jobs"); n != 1 {
 		t.Errorf("the plain subscriber is gone: NUMSUB %d", n)
 	}
 }
