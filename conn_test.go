@@ -3,6 +3,8 @@ package pubsublock
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -222,5 +224,76 @@ func TestUnixSocket(t *testing.T) {
 	}
 	if err := l.Release(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDrainWaitBounded: a connection still carrying a released hold's
+// replies makes its next user wait for them, but never longer than the
+// user's context, and a hold's worker never draws such a connection from
+// the pool (two workers could each wait for the other's drain).
+func TestDrainWaitBounded(t *testing.T) {
+	m := redistest.Miniredis(t)
+	cl, err := NewClient(ClientConfig{Addr: m.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	c, err := cl.get(ctx, "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	never := make(chan struct{})
+	c.drain = never // a release whose worker never finishes
+	cl.put(c)
+	r, err := cl.getReady(ctx, "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r == c {
+		t.Fatal("getReady returned a draining connection")
+	}
+	cl.put(r)
+	tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.do(tctx, "PING"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("PING behind a drain that never ends = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("waited %v for a drain, past the context's 100ms", d)
+	}
+}
+
+// TestPeerClosed: a connection the server closed is seen as closed without
+// reading it, even with replies still unread before the close; an open
+// one is not.
+func TestPeerClosed(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("POLLRDHUP is Linux's")
+	}
+	s := redistest.Redis(t)
+	ctx := context.Background()
+	c, err := dialConn(ctx, dialConfig{network: "tcp", addr: s.Addr(), dialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	v, err := c.do(ctx, "CLIENT", "ID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.peerClosed(); err != nil {
+		t.Fatalf("an open connection: %v", err)
+	}
+	// A reply left unread, then the server closes the connection.
+	if _, err := c.nc.Write(resp.AppendCommand(nil, "PING")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	mustDo(t, s, "CLIENT", "KILL", "ID", strconv.FormatInt(v.Int, 10))
+	waitFor(t, func() bool { return c.peerClosed() != nil })
+	if c.failed() == nil {
+		t.Error("a connection found closed is not retired")
 	}
 }

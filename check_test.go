@@ -4,12 +4,54 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pubsublock/pubsublock/internal/redistest"
 	"github.com/pubsublock/pubsublock/resp"
 )
+
+func TestStatus(t *testing.T) {
+	servers(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		a := newLock(t, "status", Config{URL: url})
+		st, err := a.Status(ctx)
+		if err != nil || st.Held() || len(st.Holders) != 0 {
+			t.Fatalf("free lock: %+v %v", st, err)
+		}
+		if err := a.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st, err = a.Status(ctx)
+		if err != nil || st.Subscribers != 1 {
+			t.Fatalf("held lock: %+v %v", st, err)
+		}
+		if strings.HasSuffix(t.Name(), "miniredis") {
+			if st.ListErr == nil {
+				t.Fatal("miniredis listed clients")
+			}
+		} else if st.ListErr != nil || len(st.Holders) != 1 || st.Holders[0].ID == 0 || st.Holders[0].Addr == "" {
+			t.Fatalf("holders: %+v", st)
+		}
+	})
+}
+
+// TestTryAcquireTakesOverSilentHolder: one TryAcquire pings a holder that
+// never answers, kills it, and takes the lock.
+func TestTryAcquireTakesOverSilentHolder(t *testing.T) {
+	s := redistest.Redis(t)
+	silentHolder(t, s, "SUBSCRIBE", "tk") // it cannot answer pings
+	l := newLock(t, "tk", Config{URL: s.URL(), UnavailableTimeout: 200 * time.Millisecond})
+	start := time.Now()
+	if err := l.TryAcquire(context.Background()); err != nil {
+		t.Fatalf("TryAcquire against a silent holder: %v", err)
+	}
+	t.Logf("silent holder killed and lock taken in %v", time.Since(start))
+	if n := s.NumSub(t, "tk"); n != 1 {
+		t.Fatalf("NUMSUB after take-over: %d", n)
+	}
+}
 
 // TestUnknownSubscriberNotKilled: a silent subscriber of the channel that
 // is not named like a holder (a plain SUBSCRIBE) keeps the lock taken. It
