@@ -1,4 +1,4 @@
-package pubsublock
+package pubsublock_test
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubsublock/pubsublock"
 	"github.com/pubsublock/pubsublock/internal/redistest"
 )
 
@@ -48,11 +49,11 @@ func TestFaultHelperProcess(t *testing.T) {
 	if os.Getenv(helperEnv) != "1" {
 		return
 	}
-	cfg := Config{URL: os.Getenv("PUBSUBLOCK_URL"), Timeout: 10 * time.Second}
+	cfg := pubsublock.Config{URL: os.Getenv("PUBSUBLOCK_URL"), Timeout: 10 * time.Second}
 	if d, err := time.ParseDuration(os.Getenv("PUBSUBLOCK_UNAVAILABLE_TIMEOUT")); err == nil {
 		cfg.UnavailableTimeout = d
 	}
-	l, err := New(os.Getenv("PUBSUBLOCK_CHANNEL"), cfg)
+	l, err := pubsublock.New(os.Getenv("PUBSUBLOCK_CHANNEL"), cfg)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(2)
@@ -85,7 +86,7 @@ type holderProc struct {
 	stdin io.WriteCloser
 	lines chan string   // its stdout, line by line; closed at EOF
 	done  chan struct{} // closed once stdout hit EOF
-	errb  lockedBuffer
+	errb  pubsublock.LockedBuffer
 }
 
 // startProc starts cmd with its stdout read line by line, and kills and
@@ -166,13 +167,13 @@ func (p *holderProc) signal(t *testing.T, sig syscall.Signal) {
 // lock at once (the server drops its subscription), so a waiter polling
 // every 50ms takes it within about that.
 func TestFaultSIGKILLedHolder(t *testing.T) {
-	leakCheck(t)
+	pubsublock.LeakCheck(t)
 	s := redistest.Redis(t)
 	p := startHolder(t, s.URL(), "killed")
 
 	// UnavailableTimeout bounds the rare case where the holder dies between
 	// a ping and its answer.
-	w := newLock(t, "killed", Config{URL: s.URL(), Timeout: -1, CheckInterval: 50 * time.Millisecond,
+	w := pubsublock.NewLock(t, "killed", pubsublock.Config{URL: s.URL(), Timeout: -1, CheckInterval: 50 * time.Millisecond,
 		UnavailableTimeout: 400 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -207,7 +208,7 @@ func TestFaultSIGKILLedHolder(t *testing.T) {
 // subscription, so a contender must ping it, wait UnavailableTimeout and
 // kill its connection. Resumed, the old holder learns it lost the lock.
 func TestFaultSIGSTOPpedHolder(t *testing.T) {
-	leakCheck(t)
+	pubsublock.LeakCheck(t)
 	s := redistest.Redis(t)
 	p := startHolder(t, s.URL(), "frozen")
 	before := s.SubscriberIDs(t, "frozen-lock")
@@ -217,9 +218,9 @@ func TestFaultSIGSTOPpedHolder(t *testing.T) {
 
 	p.signal(t, syscall.SIGSTOP)
 	stopped := time.Now()
-	c := newLock(t, "frozen", Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
+	c := pubsublock.NewLock(t, "frozen", pubsublock.Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
 		UnavailableTimeout: 300 * time.Millisecond})
-	mustAcquire(t, c)
+	pubsublock.MustAcquire(t, c)
 	d := time.Since(stopped)
 	t.Logf("SIGSTOP to acquired: %v (UnavailableTimeout 300ms)", d)
 	if d < 300*time.Millisecond {
@@ -236,7 +237,7 @@ func TestFaultSIGSTOPpedHolder(t *testing.T) {
 	p.signal(t, syscall.SIGCONT)
 	line := p.expect(t, "lost", 5*time.Second)
 	t.Logf("resumed holder: %q after %v", line, time.Since(resumed))
-	if !strings.Contains(line, ErrLost.Error()) {
+	if !strings.Contains(line, pubsublock.ErrLost.Error()) {
 		t.Errorf("resumed holder's Err: %q, want ErrLost", line)
 	}
 	if err := c.Err(); err != nil {
@@ -253,21 +254,21 @@ func TestFaultSIGSTOPpedHolder(t *testing.T) {
 func TestFaultServerRestart(t *testing.T) {
 	for _, proto := range []string{"", "?protocol=2"} {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
-			leakCheck(t)
+			pubsublock.LeakCheck(t)
 			s := redistest.Redis(t)
-			l := newLock(t, "restart", Config{URL: s.URL() + proto})
-			mustAcquire(t, l)
+			l := pubsublock.NewLock(t, "restart", pubsublock.Config{URL: s.URL() + proto})
+			pubsublock.MustAcquire(t, l)
 			start := time.Now()
 			s.Restart(t)
-			d := waitLost(t, l, start, 5*time.Second)
+			d := pubsublock.WaitLost(t, l, start, 5*time.Second)
 			t.Logf("Lost() %v after Restart began", d)
-			if err := l.Err(); !errors.Is(err, ErrLost) {
+			if err := l.Err(); !errors.Is(err, pubsublock.ErrLost) {
 				t.Errorf("Err() = %v, want ErrLost", err)
 			}
-			if err := l.Release(context.Background()); !errors.Is(err, ErrLost) {
+			if err := l.Release(context.Background()); !errors.Is(err, pubsublock.ErrLost) {
 				t.Errorf("Release after restart = %v, want ErrLost", err)
 			}
-			mustAcquire(t, l)
+			pubsublock.MustAcquire(t, l)
 			if n := s.NumSub(t, "restart"); n != 1 {
 				t.Errorf("NUMSUB after re-acquire = %d", n)
 			}
@@ -283,23 +284,23 @@ func TestFaultServerRestart(t *testing.T) {
 func TestFaultBlackhole(t *testing.T) {
 	for _, proto := range []string{"", "?protocol=2"} {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
-			leakCheck(t)
+			pubsublock.LeakCheck(t)
 			s := redistest.Redis(t)
 			px := redistest.NewProxy(t, s.Addr())
-			l := newLock(t, "hole", Config{URL: "redis://" + px.Addr() + proto,
+			l := pubsublock.NewLock(t, "hole", pubsublock.Config{URL: "redis://" + px.Addr() + proto,
 				HealthCheckInterval: 300 * time.Millisecond, UnavailableTimeout: 200 * time.Millisecond})
-			mustAcquire(t, l)
+			pubsublock.MustAcquire(t, l)
 			start := time.Now()
 			px.Blackhole()
-			d := waitLost(t, l, start, 5*time.Second)
+			d := pubsublock.WaitLost(t, l, start, 5*time.Second)
 			t.Logf("blackhole detected after %v (HealthCheckInterval 300ms + UnavailableTimeout 200ms)", d)
 			if d > 3*time.Second {
 				t.Errorf("blackhole detected after %v, want < 3s", d)
 			}
-			if err := l.Err(); !errors.Is(err, ErrLost) {
+			if err := l.Err(); !errors.Is(err, pubsublock.ErrLost) {
 				t.Errorf("Err() = %v, want ErrLost", err)
 			}
-			if err := l.Release(context.Background()); !errors.Is(err, ErrLost) {
+			if err := l.Release(context.Background()); !errors.Is(err, pubsublock.ErrLost) {
 				t.Errorf("Release = %v, want ErrLost", err)
 			}
 		})
@@ -316,10 +317,10 @@ func TestFaultHungServer(t *testing.T) {
 		t.Run(map[bool]string{true: "shared-client", false: "own-connection"}[pooled], func(t *testing.T) {
 			s := redistest.Redis(t)
 			px := redistest.NewProxy(t, s.Addr())
-			cfg := Config{Timeout: 300 * time.Millisecond, UnavailableTimeout: 200 * time.Millisecond}
+			cfg := pubsublock.Config{Timeout: 300 * time.Millisecond, UnavailableTimeout: 200 * time.Millisecond}
 			url := "redis://" + px.Addr()
 			if pooled {
-				cl, err := NewClient(ClientConfig{URL: url, DialTimeout: 500 * time.Millisecond})
+				cl, err := pubsublock.NewClient(pubsublock.ClientConfig{URL: url, DialTimeout: 500 * time.Millisecond})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -328,13 +329,13 @@ func TestFaultHungServer(t *testing.T) {
 			} else {
 				cfg.URL, cfg.DialTimeout = url, 500*time.Millisecond
 			}
-			holder := newLock(t, "hung", cfg)
-			waiter := newLock(t, "hung", cfg)
+			holder := pubsublock.NewLock(t, "hung", cfg)
+			waiter := pubsublock.NewLock(t, "hung", cfg)
 			ctx := context.Background()
-			mustAcquire(t, holder)
+			pubsublock.MustAcquire(t, holder)
 			// Warm connections in the shared Client's pool: the calls below
 			// first meet a server that stops answering mid-round trip.
-			if err := waiter.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+			if err := waiter.TryAcquire(ctx); !errors.Is(err, pubsublock.ErrAlreadyLocked) {
 				t.Fatalf("TryAcquire while held: %v", err)
 			}
 			px.Blackhole()
@@ -359,7 +360,7 @@ func TestFaultHungServer(t *testing.T) {
 				t.Error("TryAcquire succeeded on a hung server")
 			}
 			if err := bounded("Acquire", 5*time.Second, func() error { return waiter.Acquire(ctx) }); err == nil ||
-				errors.Is(err, ErrAlreadyLocked) {
+				errors.Is(err, pubsublock.ErrAlreadyLocked) {
 				t.Errorf("Acquire = %v, want an error that says the server did not answer", err)
 			}
 			bounded("Release", 5*time.Second, func() error { return holder.Release(ctx) })
@@ -393,7 +394,7 @@ func garbage() []string {
 		if i%2 == 0 {
 			msgs = append(msgs, "flood "+strconv.Itoa(i))
 		} else {
-			msgs = append(msgs, pingMessage("garbage-flood-"+strconv.Itoa(i)))
+			msgs = append(msgs, `{"response_channel": "garbage-flood-`+strconv.Itoa(i)+`", "message": "ping"}`)
 		}
 	}
 	return msgs
@@ -403,20 +404,20 @@ func garbage() []string {
 // keeps the lock and keeps answering pings.
 func TestFaultGarbage(t *testing.T) {
 	run := func(t *testing.T, url, addr string) {
-		h := newLock(t, "garbage", Config{URL: url})
-		mustAcquire(t, h)
+		h := pubsublock.NewLock(t, "garbage", pubsublock.Config{URL: url})
+		pubsublock.MustAcquire(t, h)
 		start := time.Now()
 		publishAll(t, addr, "garbage", garbage()...)
 		t.Logf("published %d messages in %v", len(garbage()), time.Since(start))
 
-		c := newLock(t, "garbage", Config{URL: url, UnavailableTimeout: 2 * time.Second})
+		c := pubsublock.NewLock(t, "garbage", pubsublock.Config{URL: url, UnavailableTimeout: 2 * time.Second})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		alive, err := c.CheckOrKill(ctx)
 		if err != nil || !alive {
 			t.Errorf("CheckOrKill after garbage = %v, %v; want alive", alive, err)
 		}
-		if err := c.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+		if err := c.TryAcquire(ctx); !errors.Is(err, pubsublock.ErrAlreadyLocked) {
 			t.Errorf("TryAcquire after garbage = %v, want ErrAlreadyLocked", err)
 			_ = c.Release(ctx)
 		}
@@ -433,17 +434,17 @@ func TestFaultGarbage(t *testing.T) {
 		}
 	}
 	t.Run("miniredis", func(t *testing.T) {
-		leakCheck(t)
+		pubsublock.LeakCheck(t)
 		m := redistest.Miniredis(t)
 		run(t, "redis://"+m.Addr(), m.Addr())
 	})
 	t.Run("redis", func(t *testing.T) {
-		leakCheck(t)
+		pubsublock.LeakCheck(t)
 		s := redistest.Redis(t)
 		run(t, s.URL(), s.Addr())
 	})
 	t.Run("redis-resp2", func(t *testing.T) {
-		leakCheck(t)
+		pubsublock.LeakCheck(t)
 		s := redistest.Redis(t)
 		run(t, s.URL()+"?protocol=2", s.Addr())
 	})
@@ -454,10 +455,10 @@ func TestFaultGarbage(t *testing.T) {
 func TestFaultClientKill(t *testing.T) {
 	for _, proto := range []string{"", "?protocol=2"} {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
-			leakCheck(t)
+			pubsublock.LeakCheck(t)
 			s := redistest.Redis(t)
-			l := newLock(t, "victim", Config{URL: s.URL() + proto})
-			mustAcquire(t, l)
+			l := pubsublock.NewLock(t, "victim", pubsublock.Config{URL: s.URL() + proto})
+			pubsublock.MustAcquire(t, l)
 			ids := s.SubscriberIDs(t, "victim-lock")
 			if len(ids) != 1 {
 				t.Fatalf("holder connections named victim-lock: %v", ids)
@@ -466,12 +467,12 @@ func TestFaultClientKill(t *testing.T) {
 			if out, err := s.Do("CLIENT", "KILL", "ID", strconv.FormatInt(ids[0], 10)); err != nil || out != "1" {
 				t.Fatalf("CLIENT KILL = %q, %v", out, err)
 			}
-			d := waitLost(t, l, start, time.Second)
+			d := pubsublock.WaitLost(t, l, start, time.Second)
 			t.Logf("Lost() %v after CLIENT KILL", d)
-			if err := l.Err(); !errors.Is(err, ErrLost) {
+			if err := l.Err(); !errors.Is(err, pubsublock.ErrLost) {
 				t.Errorf("Err() = %v, want ErrLost", err)
 			}
-			if err := l.Release(context.Background()); !errors.Is(err, ErrLost) {
+			if err := l.Release(context.Background()); !errors.Is(err, pubsublock.ErrLost) {
 				t.Errorf("Release = %v, want ErrLost", err)
 			}
 		})
@@ -499,7 +500,7 @@ func TestCrashTakeoverTail(t *testing.T) {
 	var took []time.Duration
 	for i := range kills {
 		p := startHolder(t, s.URL(), "crash")
-		w := newLock(t, "crash", Config{URL: s.URL(), Timeout: -1, CheckInterval: checkInterval, UnavailableTimeout: unavailable})
+		w := pubsublock.NewLock(t, "crash", pubsublock.Config{URL: s.URL(), Timeout: -1, CheckInterval: checkInterval, UnavailableTimeout: unavailable})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		acquired := make(chan time.Time, 1)
 		errc := make(chan error, 1)

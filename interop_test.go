@@ -1,4 +1,4 @@
-package pubsublock
+package pubsublock_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubsublock/pubsublock"
 	"github.com/pubsublock/pubsublock/internal/redistest"
 )
 
@@ -71,7 +72,7 @@ func checkAnswer(t *testing.T, line string) {
 // TestInteropPythonHolds: a live Python holder answers Go's ping, so Go
 // neither gets the lock nor kills the holder.
 func TestInteropPythonHolds(t *testing.T) {
-	leakCheck(t)
+	pubsublock.LeakCheck(t)
 	s := redistest.Redis(t)
 	if got := runPy(t, s, "try", "pyheld"); got != "acquired" {
 		t.Fatalf("Python on a free lock: %q, want acquired", got)
@@ -85,12 +86,12 @@ func TestInteropPythonHolds(t *testing.T) {
 	checkAnswer(t, runPy(t, s, "ping", "pyheld")) // the pinger works
 
 	for _, proto := range []string{"", "?protocol=2"} {
-		g := newLock(t, "pyheld", Config{URL: s.URL() + proto})
+		g := pubsublock.NewLock(t, "pyheld", pubsublock.Config{URL: s.URL() + proto})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		start := time.Now()
 		err := g.TryAcquire(ctx)
 		t.Logf("Go%s TryAcquire on a Python-held lock: %v after %v", proto, err, time.Since(start))
-		if !errors.Is(err, ErrAlreadyLocked) {
+		if !errors.Is(err, pubsublock.ErrAlreadyLocked) {
 			t.Errorf("TryAcquire%s = %v, want ErrAlreadyLocked", proto, err)
 			_ = g.Release(ctx)
 		}
@@ -122,10 +123,10 @@ func TestInteropPythonHolds(t *testing.T) {
 func TestInteropGoHolds(t *testing.T) {
 	for _, proto := range []string{"", "?protocol=2"} {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
-			leakCheck(t)
+			pubsublock.LeakCheck(t)
 			s := redistest.Redis(t)
-			g := newLock(t, "goheld", Config{URL: s.URL() + proto})
-			mustAcquire(t, g)
+			g := pubsublock.NewLock(t, "goheld", pubsublock.Config{URL: s.URL() + proto})
+			pubsublock.MustAcquire(t, g)
 			if got := runPy(t, s, "try", "goheld"); got != "locked" {
 				t.Errorf("Python while Go holds: %q, want locked", got)
 			}
@@ -152,7 +153,7 @@ func TestInteropGoHolds(t *testing.T) {
 // a Go contender kills its connection after UnavailableTimeout and takes
 // the lock.
 func TestInteropFrozenPythonHolder(t *testing.T) {
-	leakCheck(t)
+	pubsublock.LeakCheck(t)
 	s := redistest.Redis(t)
 	p := startPy(t, s, "hold", "pyfrozen")
 	p.expect(t, "held", 15*time.Second)
@@ -162,9 +163,9 @@ func TestInteropFrozenPythonHolder(t *testing.T) {
 	}
 	p.signal(t, syscall.SIGSTOP)
 	stopped := time.Now()
-	g := newLock(t, "pyfrozen", Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
+	g := pubsublock.NewLock(t, "pyfrozen", pubsublock.Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
 		UnavailableTimeout: 300 * time.Millisecond})
-	mustAcquire(t, g)
+	pubsublock.MustAcquire(t, g)
 	d := time.Since(stopped)
 	t.Logf("SIGSTOPped Python holder taken over by Go in %v (UnavailableTimeout 300ms)", d)
 	if d < 300*time.Millisecond || d > 2*time.Second {
@@ -187,10 +188,10 @@ func TestInteropFrozenPythonHolder(t *testing.T) {
 func TestInteropPythonPingsGo(t *testing.T) {
 	for _, proto := range []string{"", "?protocol=2"} {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
-			leakCheck(t)
+			pubsublock.LeakCheck(t)
 			s := redistest.Redis(t)
-			g := newLock(t, "goping", Config{URL: s.URL() + proto})
-			mustAcquire(t, g)
+			g := pubsublock.NewLock(t, "goping", pubsublock.Config{URL: s.URL() + proto})
+			pubsublock.MustAcquire(t, g)
 			line := runPy(t, s, "ping", "goping")
 			t.Logf("Python pinger: %q", line)
 			checkAnswer(t, line)
