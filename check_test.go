@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,39 @@ func TestUnknownSubscriberNotKilled(t *testing.T) {
 	}
 	if n := s.NumSub(t, "jobs"); n != 1 {
 		t.Errorf("the plain subscriber is gone: NUMSUB %d", n)
+	}
+}
+
+// TestParseClientList reads CLIENT LIST as Redis and Valkey write it: the
+// fields the check uses, whatever their order and whatever else is there,
+// CRLF or LF, and a subscription to a channel or a shard channel (a
+// pattern one is no hold).
+func TestParseClientList(t *testing.T) {
+	text := "id=3 addr=127.0.0.1:50432 laddr=127.0.0.1:6379 fd=8 name=jobs-lock age=12 idle=0 flags=P db=0 sub=1 psub=0 ssub=0 multi=-1\r\n" +
+		"id=4 addr=[::1]:50433 name= age=0 sub=0 psub=2 ssub=0\n" +
+		"\n" +
+		"ssub=1 name=jobs-lock id=5 addr=10.0.0.2:1\r\n"
+	got, err := parseClientList([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []clientInfo{
+		{id: 3, addr: "127.0.0.1:50432", name: "jobs-lock", age: 12 * time.Second, sub: 1},
+		{id: 4, addr: "[::1]:50433"},
+		{id: 5, addr: "10.0.0.2:1", name: "jobs-lock", ssub: 1},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("parseClientList = %+v\nwant %+v", got, want)
+	}
+	for i, subscribed := range []bool{true, false, true} {
+		if got[i].subscribed() != subscribed {
+			t.Errorf("client %d: subscribed() = %v", got[i].id, !subscribed)
+		}
+	}
+	if got, err := parseClientList(nil); err != nil || len(got) != 0 {
+		t.Errorf("parseClientList of nothing = %+v, %v", got, err)
+	}
+	if _, err := parseClientList([]byte("id=x name=a\n")); !errors.Is(err, resp.ErrProtocol) {
+		t.Errorf("parseClientList with a bad id: %v, want resp.ErrProtocol", err)
 	}
 }
