@@ -112,11 +112,7 @@ func TestFailedAcquireLeavesNoSubscription(t *testing.T) {
 		t.Run("proto"+proto, func(t *testing.T) {
 			s := redistest.Redis(t)
 			ctx := context.Background()
-			cl, err := NewClient(ClientConfig{URL: s.URL() + proto})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
+			cl := newClient(t, ClientConfig{URL: s.URL() + proto})
 			l := newLock(t, "jobs", Config{Client: cl, Fencing: true, Timeout: 200 * time.Millisecond})
 			mustDo(t, s, "CONFIG", "SET", "maxmemory-policy", "noeviction")
 			mustDo(t, s, "CONFIG", "SET", "maxmemory", "1")
@@ -151,7 +147,7 @@ func TestCanceledAcquireLeavesNoSubscription(t *testing.T) {
 	var dials atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cl, err := NewClient(ClientConfig{URL: s.URL() + "?protocol=2",
+	cl := newClient(t, ClientConfig{URL: s.URL() + "?protocol=2",
 		Dial: func(dctx context.Context, network, addr string) (net.Conn, error) {
 			if dials.Add(1) == 2 { // the auxiliary connection: stall until canceled
 				cancel()
@@ -161,10 +157,6 @@ func TestCanceledAcquireLeavesNoSubscription(t *testing.T) {
 			var d net.Dialer
 			return d.DialContext(dctx, network, addr)
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	l := newLock(t, "jobs", Config{Client: cl})
 	if err := l.Acquire(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Acquire = %v, want context.Canceled", err)

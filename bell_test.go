@@ -20,11 +20,7 @@ import (
 // next round trips.
 func TestBellWakesWaiter(t *testing.T) {
 	servers(t, func(t *testing.T, url string) {
-		cl, err := NewClient(ClientConfig{URL: url, MaxIdle: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, ClientConfig{URL: url, MaxIdle: 2})
 		ctx := context.Background()
 		holder := newLock(t, "jobs", Config{URL: url})
 		// Polls every 10s (±25%), and its context ends after 5s: only the
@@ -158,11 +154,7 @@ func TestBellBounded(t *testing.T) {
 func TestBellRefusedFallsBackToPolling(t *testing.T) {
 	run := func(t *testing.T, url string, clientWide bool) {
 		ctx := context.Background()
-		cl, err := NewClient(ClientConfig{URL: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, ClientConfig{URL: url})
 		holder := newLock(t, "jobs", Config{Client: cl})
 		waiter := newLock(t, "jobs", Config{Client: cl, CheckInterval: 20 * time.Millisecond, Timeout: 5 * time.Second})
 		for i := range 3 {
@@ -230,11 +222,7 @@ func TestBellPauseEndsOnTime(t *testing.T) {
 		if err := holder.Acquire(ctx); err != nil {
 			t.Fatal(err)
 		}
-		cl, err := NewClient(ClientConfig{URL: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, ClientConfig{URL: url})
 		waiter := newLock(t, "jobs", Config{Client: cl, CheckInterval: 20 * time.Millisecond, Timeout: 300 * time.Millisecond})
 		start := time.Now()
 		if err := waiter.Acquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
@@ -419,11 +407,7 @@ func TestWaitersSurvivePause(t *testing.T) {
 			var got []<-chan error
 			var waiters []*Lock
 			for _, proto := range []string{"", "?protocol=2", "", "?protocol=2"} {
-				cl, err := NewClient(ClientConfig{URL: s.URL() + proto})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer cl.Close()
+				cl := newClient(t, ClientConfig{URL: s.URL() + proto})
 				w := newLock(t, "jobs", Config{Client: cl, CheckInterval: 30 * time.Millisecond, Timeout: -1})
 				waiters = append(waiters, w)
 				got = append(got, acquireAsync(ctx, w))
@@ -450,23 +434,7 @@ func TestWaitersSurvivePause(t *testing.T) {
 			if err := holder.Release(ctx); err != nil {
 				t.Logf("release: %v", err)
 			}
-			// The waiters take the lock in turn.
-			type result struct {
-				i   int
-				err error
-			}
-			results := make(chan result, len(got))
-			for i, g := range got {
-				go func() { results <- result{i, <-g} }()
-			}
-			for range got {
-				r := <-results
-				if r.err != nil {
-					t.Errorf("waiter %d: %v", r.i, r.err)
-					continue
-				}
-				_ = waiters[r.i].Release(ctx)
-			}
+			takeInTurn(t, waiters, got)
 			if _, err := s.Do("PING"); err != nil {
 				t.Fatalf("the server died: %v", err)
 			}

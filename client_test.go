@@ -62,11 +62,7 @@ func TestDefaultClientPools(t *testing.T) {
 	locks = nil
 
 	// The idle timeout, on a Client's timer.
-	cl, err := NewClient(ClientConfig{URL: s.URL(), IdleTimeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{URL: s.URL(), IdleTimeout: 200 * time.Millisecond})
 	l := newLock(t, "pool", Config{Client: cl})
 	if err := l.Acquire(ctx); err != nil {
 		t.Fatal(err)
@@ -104,11 +100,7 @@ func TestDefaultClientAfterRestart(t *testing.T) {
 // replaced at once, not taken for a held lock.
 func TestStalePooledConnection(t *testing.T) {
 	s := redistest.Redis(t)
-	cl, err := NewClient(ClientConfig{URL: s.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{URL: s.URL()})
 	ctx := context.Background()
 	l := newLock(t, "stale", Config{Client: cl})
 	other := newLock(t, "stale", Config{Client: cl})
@@ -166,11 +158,7 @@ func FuzzClient(f *testing.F) {
 		dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return &scriptConn{r: bytes.NewReader(script)}, nil
 		}
-		cl, err := NewClient(ClientConfig{Dial: dial, MaxIdle: 1, Limits: resp.Limits{MaxBulkLen: 1 << 16, MaxElements: 64, MaxDepth: 8}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, ClientConfig{Dial: dial, MaxIdle: 1, Limits: resp.Limits{MaxBulkLen: 1 << 16, MaxElements: 64, MaxDepth: 8}})
 		l, err := New("jobs", Config{Client: cl, HealthCheckInterval: 20 * time.Millisecond, UnavailableTimeout: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)

@@ -272,11 +272,7 @@ func (e clusterEnv) testAcquireViaNonOwnerSeed(t *testing.T) {
 
 	// With a shared Client the map and the connections are kept: later
 	// acquisitions cost one round trip to the owner.
-	cl, err := NewClient(ClientConfig{ClusterAddrs: []string{other.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{ClusterAddrs: []string{other.Addr()}})
 	l := newLock(t, ch, Config{Client: cl})
 	var warm []time.Duration
 	for range 20 {
@@ -354,11 +350,7 @@ func (e clusterEnv) testMutualExclusion(t *testing.T) {
 	const contenders, rounds = 6, 15
 	start := time.Now()
 	for i := range contenders {
-		cl, err := NewClient(ClientConfig{ClusterAddrs: e.seedsFrom(nodes[i%len(nodes)])})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, ClientConfig{ClusterAddrs: e.seedsFrom(nodes[i%len(nodes)])})
 		l := newLock(t, ch, Config{Client: cl, Timeout: 20 * time.Second, CheckInterval: 5 * time.Millisecond})
 		wg.Go(func() {
 			for range rounds {
@@ -467,19 +459,11 @@ func (e clusterEnv) testSlotMigration(t *testing.T) {
 	ctx := context.Background()
 	const ch = "migrating"
 	owner, other := e.owner(t, ch)
-	cl, err := NewClient(ClientConfig{ClusterAddrs: e.seedsFrom(owner)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{ClusterAddrs: e.seedsFrom(owner)})
 	for _, resp2 := range []bool{false, true} {
 		cfg := Config{Client: cl}
 		if resp2 {
-			cl2, err := NewClient(ClientConfig{URL: "redis+cluster://" + strings.Join(e.seedsFrom(owner), ",") + "?protocol=2"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl2.Close()
+			cl2 := newClient(t, ClientConfig{URL: "redis+cluster://" + strings.Join(e.seedsFrom(owner), ",") + "?protocol=2"})
 			cfg.Client = cl2
 		}
 		l := newLock(t, ch, cfg)
@@ -631,22 +615,13 @@ func TestClusterFailoverWithWaiters(t *testing.T) {
 	if err := holder.Acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		i   int
-		err error
-	}
 	var waiters []*Lock
-	results := make(chan result, 2)
-	for i, proto := range []string{"", "?protocol=2"} {
-		cl, err := NewClient(ClientConfig{URL: url + proto})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+	var got []<-chan error
+	for _, proto := range []string{"", "?protocol=2"} {
+		cl := newClient(t, ClientConfig{URL: url + proto})
 		w := newLock(t, "jobs", Config{Client: cl, CheckInterval: 30 * time.Millisecond, Timeout: -1})
 		waiters = append(waiters, w)
-		got := acquireAsync(ctx, w)
-		go func() { results <- result{i, <-got} }()
+		got = append(got, acquireAsync(ctx, w))
 	}
 	time.Sleep(200 * time.Millisecond) // the waiters wait on the bell
 	mustDo(t, replica, "CLUSTER", "FAILOVER")
@@ -664,12 +639,5 @@ func TestClusterFailoverWithWaiters(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("the holder on the old master was not told")
 	}
-	for range waiters {
-		r := <-results
-		if r.err != nil {
-			t.Errorf("waiter %d: %v", r.i, r.err)
-			continue
-		}
-		_ = waiters[r.i].Release(ctx)
-	}
+	takeInTurn(t, waiters, got)
 }

@@ -233,11 +233,7 @@ func TestUnixSocket(t *testing.T) {
 // the pool (two workers could each wait for the other's drain).
 func TestDrainWaitBounded(t *testing.T) {
 	m := redistest.Miniredis(t)
-	cl, err := NewClient(ClientConfig{Addr: m.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{Addr: m.Addr()})
 	ctx := context.Background()
 	c, err := cl.get(ctx, "jobs")
 	if err != nil {

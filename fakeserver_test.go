@@ -148,12 +148,7 @@ func (f *fakeServer) addr() string { return f.ln.Addr().String() }
 // client returns a Client of the fake server, closed when the test ends.
 func (f *fakeServer) client(t *testing.T) *Client {
 	t.Helper()
-	cl, err := NewClient(ClientConfig{Addr: f.addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	return cl
+	return newClient(t, ClientConfig{Addr: f.addr()})
 }
 
 // push is a RESP3 push frame; parts starting with ':' are integers, the

@@ -163,6 +163,23 @@ func (p *holderProc) signal(t *testing.T, sig syscall.Signal) {
 	}
 }
 
+// acquisition is what an Acquire that acquireTimed started returned, and
+// when.
+type acquisition struct {
+	at  time.Time
+	err error
+}
+
+// acquireTimed starts l.Acquire(ctx) and returns where its result comes.
+func acquireTimed(ctx context.Context, l *pubsublock.Lock) <-chan acquisition {
+	got := make(chan acquisition, 1)
+	go func() {
+		err := l.Acquire(ctx)
+		got <- acquisition{time.Now(), err}
+	}()
+	return got
+}
+
 // TestFaultSIGKILLedHolder: a holder process killed outright frees the
 // lock at once (the server drops its subscription), so a waiter polling
 // every 50ms takes it within about that.
@@ -177,27 +194,21 @@ func TestFaultSIGKILLedHolder(t *testing.T) {
 		UnavailableTimeout: 400 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	acquired := make(chan time.Time, 1)
-	errc := make(chan error, 1)
-	go func() {
-		err := w.Acquire(ctx)
-		acquired <- time.Now()
-		errc <- err
-	}()
+	got := acquireTimed(ctx, w)
 	time.Sleep(300 * time.Millisecond) // the waiter polls, and the holder answers its pings
 	select {
-	case err := <-errc:
-		t.Fatalf("waiter returned while the holder lived: %v", err)
+	case r := <-got:
+		t.Fatalf("waiter returned while the holder lived: %v", r.err)
 	default:
 	}
 	killed := time.Now()
 	p.signal(t, syscall.SIGKILL)
-	at := <-acquired
-	if err := <-errc; err != nil {
-		t.Fatalf("waiter: %v", err)
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("waiter: %v", r.err)
 	}
 	defer w.Release(context.Background())
-	d := at.Sub(killed)
+	d := r.at.Sub(killed)
 	t.Logf("SIGKILL to acquired: %v", d)
 	if d > time.Second {
 		t.Errorf("take-over after SIGKILL took %v, want < 1s", d)
@@ -502,13 +513,7 @@ func TestCrashTakeoverTail(t *testing.T) {
 		p := startHolder(t, s.URL(), "crash")
 		w := pubsublock.NewLock(t, "crash", pubsublock.Config{URL: s.URL(), Timeout: -1, CheckInterval: checkInterval, UnavailableTimeout: unavailable})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		acquired := make(chan time.Time, 1)
-		errc := make(chan error, 1)
-		go func() {
-			err := w.Acquire(ctx)
-			acquired <- time.Now()
-			errc <- err
-		}()
+		got := acquireTimed(ctx, w)
 		time.Sleep(time.Duration(rand.IntN(int(3 * checkInterval))))
 		if i%2 == 1 {
 			// Frozen: the waiter's next ping goes unanswered.
@@ -517,13 +522,12 @@ func TestCrashTakeoverTail(t *testing.T) {
 		}
 		killed := time.Now()
 		p.signal(t, syscall.SIGKILL)
-		at := <-acquired
-		err := <-errc
+		r := <-got
 		cancel()
-		if err != nil {
-			t.Fatalf("kill %d: waiter: %v", i, err)
+		if r.err != nil {
+			t.Fatalf("kill %d: waiter: %v", i, r.err)
 		}
-		took = append(took, at.Sub(killed))
+		took = append(took, r.at.Sub(killed))
 		_ = w.Release(context.Background())
 	}
 	slices.Sort(took)

@@ -45,6 +45,18 @@ func newLock(t testing.TB, channel string, cfg Config) *Lock {
 	return l
 }
 
+// newClient returns NewClient(cfg) or fails t, and closes the Client when
+// t ends.
+func newClient(t testing.TB, cfg ClientConfig) *Client {
+	t.Helper()
+	cl, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
 // mustAcquire acquires l within 10s or fails t.
 func mustAcquire(t testing.TB, l *Lock) {
 	t.Helper()
@@ -65,6 +77,29 @@ func acquireAsync(ctx context.Context, l *Lock) <-chan error {
 		got <- l.Acquire(ctx)
 	}()
 	return got
+}
+
+// takeInTurn waits for the Acquires that acquireAsync started, got[i] for
+// waiters[i], and releases each lock as soon as it is taken, so that the
+// next waiter can take it. A failed Acquire fails t.
+func takeInTurn(t testing.TB, waiters []*Lock, got []<-chan error) {
+	t.Helper()
+	type result struct {
+		i   int
+		err error
+	}
+	results := make(chan result, len(got))
+	for i, g := range got {
+		go func() { results <- result{i, <-g} }()
+	}
+	for range got {
+		r := <-results
+		if r.err != nil {
+			t.Errorf("waiter %d: %v", r.i, r.err)
+			continue
+		}
+		_ = waiters[r.i].Release(context.Background())
+	}
 }
 
 // waitLost waits up to limit after since for l's hold to end and returns

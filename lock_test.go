@@ -74,11 +74,7 @@ func TestMinimalACL(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, proto := range []string{"3", "2"} {
-		cl, err := NewClient(ClientConfig{URL: url + "?protocol=" + proto})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, ClientConfig{URL: url + "?protocol=" + proto})
 		b := newLock(t, "jobs", Config{Client: cl, Fencing: true, UnavailableTimeout: 200 * time.Millisecond,
 			CheckInterval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond})
 		if alive, err := b.CheckOrKill(ctx); err != nil || !alive {
@@ -117,11 +113,7 @@ func TestMinimalACL(t *testing.T) {
 // alive.
 func TestAcquireCanceledNeverReturnsDeadHold(t *testing.T) {
 	s := redistest.Redis(t)
-	cl, err := NewClient(ClientConfig{URL: s.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{URL: s.URL()})
 	l := newLock(t, "cancel", Config{Client: cl})
 	won := 0
 	for i := range 2000 {

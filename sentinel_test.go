@@ -195,11 +195,7 @@ func testSentinelFailover(t *testing.T, s *redistest.SentinelSet) {
 	ctx := context.Background()
 	const ch = "jobs"
 	// The first sentinel is down: the next one is asked.
-	cl, err := NewClient(ClientConfig{SentinelAddrs: append([]string{deadAddr(t)}, s.SentinelAddrs()...), MasterName: s.MasterName()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{SentinelAddrs: append([]string{deadAddr(t)}, s.SentinelAddrs()...), MasterName: s.MasterName()})
 	l := newLock(t, ch, Config{Client: cl})
 	if err := l.Acquire(ctx); err != nil {
 		t.Fatal(err)
@@ -443,12 +439,7 @@ func TestSentinelStaleDialRefused(t *testing.T) {
 				var d net.Dialer
 				return d.DialContext(ctx, network, addr)
 			}
-			var err error
-			cl, err = NewClient(ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m", Dial: dial})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
+			cl = newClient(t, ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m", Dial: dial})
 			c, err := cl.get(context.Background(), "jobs")
 			if err != nil {
 				t.Fatal(err)
@@ -482,11 +473,7 @@ func TestSentinelResyncRetiresStale(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}
-	cl, err := NewClient(ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m", Dial: dial, MaxIdle: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m", Dial: dial, MaxIdle: -1})
 	ctx := context.Background()
 	held, err := cl.get(ctx, "jobs")
 	if err != nil {
@@ -542,12 +529,8 @@ func testSentinelDialStraddlesFailover(t *testing.T, s *redistest.SentinelSet) {
 		}
 		return nc, err
 	}
-	cl, err := NewClient(ClientConfig{SentinelAddrs: s.SentinelAddrs(), MasterName: s.MasterName(), Dial: dial,
+	cl := newClient(t, ClientConfig{SentinelAddrs: s.SentinelAddrs(), MasterName: s.MasterName(), Dial: dial,
 		DialTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	// A held lock starts the Client's watcher. Once it has subscribed
 	// and asked for the primary (as a failover running then would close
 	// every connection), a connection the test files under an address no

@@ -22,15 +22,11 @@ import (
 func TestReleaseReusesConnection(t *testing.T) {
 	servers(t, func(t *testing.T, url string) {
 		var dials atomic.Int32
-		cl, err := NewClient(ClientConfig{URL: url, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cl := newClient(t, ClientConfig{URL: url, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			dials.Add(1)
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
 		watcher := newLock(t, "reuse", Config{URL: url})
 		l := newLock(t, "reuse", Config{Client: cl, FailWhenLocked: true})
 		ctx := context.Background()
@@ -177,11 +173,7 @@ func TestReleaseUnansweredClosesConnection(t *testing.T) {
 // replies to come, is retired, never pooled.
 func TestUnsolicitedUnsubscribeDuringRelease(t *testing.T) {
 	s := redistest.Redis(t)
-	cl, err := NewClient(ClientConfig{URL: s.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{URL: s.URL()})
 	l := newLock(t, "jobs", Config{Client: cl})
 	if err := l.Acquire(context.Background()); err != nil {
 		t.Fatal(err)

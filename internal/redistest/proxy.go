@@ -97,15 +97,20 @@ func (p *Proxy) Resume() {
 // CloseAll closes every connection the proxy holds, on both sides, as a
 // network reset would. The proxy keeps accepting new connections.
 func (p *Proxy) CloseAll() {
+	for _, l := range p.linksNow() {
+		l.close()
+	}
+}
+
+// linksNow returns the links the proxy holds.
+func (p *Proxy) linksNow() []*link {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	links := make([]*link, 0, len(p.links))
 	for l := range p.links {
 		links = append(links, l)
 	}
-	p.mu.Unlock()
-	for _, l := range links {
-		l.close()
-	}
+	return links
 }
 
 // Record turns on record mode: from now on the proxy keeps every byte that
@@ -130,13 +135,7 @@ func (p *Proxy) Sent() string {
 // into connections that expect none, such as a subscribed one that is
 // idle.
 func (p *Proxy) Inject(data string) {
-	p.mu.Lock()
-	links := make([]*link, 0, len(p.links))
-	for l := range p.links {
-		links = append(links, l)
-	}
-	p.mu.Unlock()
-	for _, l := range links {
+	for _, l := range p.linksNow() {
 		_ = l.toClient([]byte(data))
 	}
 }

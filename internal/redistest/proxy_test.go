@@ -54,6 +54,21 @@ func (c *client) read(d time.Duration) (any, error) {
 	return readReply(c.r, 0)
 }
 
+// subscribed dials n clients through p, each subscribed to "ch".
+func subscribed(t *testing.T, p *Proxy, n int) []*client {
+	t.Helper()
+	var cs []*client
+	for range n {
+		c := dial(t, p.Addr())
+		c.send("SUBSCRIBE", "ch")
+		if _, err := c.read(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
@@ -120,15 +135,7 @@ func TestProxy(t *testing.T) {
 	noLeak(t, "close all", func(t *testing.T) {
 		s := Redis(t)
 		p := NewProxy(t, s.Addr())
-		var cs []*client
-		for range 3 {
-			c := dial(t, p.Addr())
-			c.send("SUBSCRIBE", "ch")
-			if _, err := c.read(5 * time.Second); err != nil {
-				t.Fatal(err)
-			}
-			cs = append(cs, c)
-		}
+		cs := subscribed(t, p, 3)
 		p.Blackhole() // CloseAll works through a blackhole too
 		p.CloseAll()
 		for _, c := range cs {
@@ -189,15 +196,7 @@ func TestProxy(t *testing.T) {
 	noLeak(t, "inject", func(t *testing.T) {
 		s := Redis(t)
 		p := NewProxy(t, s.Addr())
-		var cs []*client
-		for range 2 {
-			c := dial(t, p.Addr())
-			c.send("SUBSCRIBE", "ch")
-			if _, err := c.read(5 * time.Second); err != nil {
-				t.Fatal(err)
-			}
-			cs = append(cs, c)
-		}
+		cs := subscribed(t, p, 2)
 		p.Inject("*3\r\n$11\r\nunsubscribe\r\n$2\r\nch\r\n:0\r\n")
 		for _, c := range cs {
 			v, err := c.read(5 * time.Second)
