@@ -17,12 +17,15 @@ import (
 //	             connection, answers pings and ends the hold; the release
 //	health.go    the hold's periodic PING (timers, no goroutine of its own)
 //	check.go     who holds it: the ping-and-kill check, CLIENT LIST, Status
-//	bell.go      the release bell: the ring, and when a release rings
+//	bell.go      the release bell: the ring, the waiter's check and wake push
 //	protocol.go  the spec New derives; the wire contract shared with portalocker
-//	config.go    Config, ClientConfig, URL parsing
+//	errors.go    every exported error
+//	config.go    Config, ClientConfig; url.go: URL parsing
 //	client.go    Client: the pool, routing, what the servers were found to do
 //	cluster.go   cluster topology; sentinel.go: following the primary; crc16.go
-//	conn.go      one connection: handshake, round trips, pushes, async sends
+//	conn.go      one connection: dial, handshake, synchronous round trips, pushes
+//	send.go      a connection read by a hold's worker: sends, replies, the drain
+//	peer_*.go    seeing, without reading, that the server closed a connection
 //	resp/        the RESP2/RESP3 codec
 //
 // Goroutines: a hold's worker (started by newHold, ended by the end of the
