@@ -594,7 +594,8 @@ func testSentinelDialStraddlesFailover(t *testing.T, s *redistest.SentinelSet) {
 	}
 	s.Failover(t)
 	next := s.Primary().Addr()
-	waitUntil(t, 5*time.Second, "the Client learns the new primary", func() bool { return cl.sentinel.current() == next })
+	// A loaded machine may take seconds to run the failover and its events.
+	waitUntil(t, 15*time.Second, "the Client learns the new primary", func() bool { return cl.sentinel.current() == next })
 	releaseOnce.Do(func() { close(release) })
 	r := <-got
 	if r.err != nil {
