@@ -1,7 +1,6 @@
 package pubsublock_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -80,87 +79,16 @@ func TestFaultHelperProcess(t *testing.T) {
 	os.Exit(0)
 }
 
-// holderProc is a holder process started by startHolder.
-type holderProc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string   // its stdout, line by line; closed at EOF
-	done  chan struct{} // closed once stdout hit EOF
-	errb  pubsublock.LockedBuffer
-}
-
-// startProc starts cmd with its stdout read line by line, and kills and
-// reaps it with the test.
-func startProc(t *testing.T, cmd *exec.Cmd) *holderProc {
-	t.Helper()
-	p := &holderProc{cmd: cmd, lines: make(chan string, 16), done: make(chan struct{})}
-	var err error
-	if p.stdin, err = cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = &p.errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.done)
-		defer close(p.lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(func() {
-		p.stdin.Close()
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		for range p.lines { // drain, so the reader can finish
-		}
-		<-p.done
-		_ = cmd.Wait()
-	})
-	return p
-}
-
 // startHolder starts the test binary as a holder process of channel on
 // url and waits until it holds the lock.
-func startHolder(t *testing.T, url, channel string, env ...string) *holderProc {
+func startHolder(t *testing.T, url, channel string, env ...string) *redistest.Proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFaultHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), helperEnv+"=1", "PUBSUBLOCK_URL="+url, "PUBSUBLOCK_CHANNEL="+channel)
 	cmd.Env = append(cmd.Env, env...)
-	p := startProc(t, cmd)
-	p.expect(t, "held", 15*time.Second)
+	p := redistest.StartProc(t, cmd)
+	p.Expect(t, "held", 15*time.Second)
 	return p
-}
-
-// expect waits for the next line of output and fails unless it starts
-// with want.
-func (p *holderProc) expect(t *testing.T, want string, limit time.Duration) string {
-	t.Helper()
-	select {
-	case line, ok := <-p.lines:
-		if !ok {
-			t.Fatalf("process exited without printing %q; stderr:\n%s", want, p.errb.String())
-		}
-		if !strings.HasPrefix(line, want) {
-			t.Fatalf("process printed %q, want %q; stderr:\n%s", line, want, p.errb.String())
-		}
-		return line
-	case <-time.After(limit):
-		t.Fatalf("process did not print %q within %v; stderr:\n%s", want, limit, p.errb.String())
-		return ""
-	}
-}
-
-func (p *holderProc) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %v: %v", sig, err)
-	}
 }
 
 // acquisition is what an Acquire that acquireTimed started returned, and
@@ -202,7 +130,7 @@ func TestFaultSIGKILLedHolder(t *testing.T) {
 	default:
 	}
 	killed := time.Now()
-	p.signal(t, syscall.SIGKILL)
+	p.Signal(t, syscall.SIGKILL)
 	r := <-got
 	if r.err != nil {
 		t.Fatalf("waiter: %v", r.err)
@@ -227,7 +155,7 @@ func TestFaultSIGSTOPpedHolder(t *testing.T) {
 		t.Fatalf("holder connections named frozen-lock: %v", before)
 	}
 
-	p.signal(t, syscall.SIGSTOP)
+	p.Signal(t, syscall.SIGSTOP)
 	stopped := time.Now()
 	c := pubsublock.NewLock(t, "frozen", pubsublock.Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
 		UnavailableTimeout: 300 * time.Millisecond})
@@ -245,8 +173,8 @@ func TestFaultSIGSTOPpedHolder(t *testing.T) {
 	}
 
 	resumed := time.Now()
-	p.signal(t, syscall.SIGCONT)
-	line := p.expect(t, "lost", 5*time.Second)
+	p.Signal(t, syscall.SIGCONT)
+	line := p.Expect(t, "lost", 5*time.Second)
 	t.Logf("resumed holder: %q after %v", line, time.Since(resumed))
 	if !strings.Contains(line, pubsublock.ErrLost.Error()) {
 		t.Errorf("resumed holder's Err: %q, want ErrLost", line)
@@ -517,11 +445,11 @@ func TestCrashTakeoverTail(t *testing.T) {
 		time.Sleep(time.Duration(rand.IntN(int(3 * checkInterval))))
 		if i%2 == 1 {
 			// Frozen: the waiter's next ping goes unanswered.
-			p.signal(t, syscall.SIGSTOP)
+			p.Signal(t, syscall.SIGSTOP)
 			time.Sleep(3 * checkInterval)
 		}
 		killed := time.Now()
-		p.signal(t, syscall.SIGKILL)
+		p.Signal(t, syscall.SIGKILL)
 		r := <-got
 		cancel()
 		if r.err != nil {

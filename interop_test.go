@@ -19,11 +19,11 @@ import (
 // testdata/pyholder.py (see its doc string for the modes).
 
 // startPy runs testdata/pyholder.py mode against s for channel.
-func startPy(t *testing.T, s *redistest.Server, mode, channel string, args ...string) *holderProc {
+func startPy(t *testing.T, s *redistest.Server, mode, channel string, args ...string) *redistest.Proc {
 	t.Helper()
 	py := redistest.RequirePython(t)
 	argv := append([]string{"testdata/pyholder.py", mode, "127.0.0.1", strconv.Itoa(s.Port()), channel}, args...)
-	return startProc(t, exec.Command(py, argv...))
+	return redistest.StartProc(t, exec.Command(py, argv...))
 }
 
 // runPy runs pyholder.py to its end and returns its one line of output.
@@ -32,18 +32,18 @@ func runPy(t *testing.T, s *redistest.Server, mode, channel string, args ...stri
 	p := startPy(t, s, mode, channel, args...)
 	var line string
 	select {
-	case l, ok := <-p.lines:
+	case l, ok := <-p.Lines:
 		if !ok {
-			t.Fatalf("pyholder.py %s printed nothing; stderr:\n%s", mode, p.errb.String())
+			t.Fatalf("pyholder.py %s printed nothing; stderr:\n%s", mode, p.Stderr())
 		}
 		line = l
 	case <-time.After(15 * time.Second):
-		t.Fatalf("pyholder.py %s: no output within 15s; stderr:\n%s", mode, p.errb.String())
+		t.Fatalf("pyholder.py %s: no output within 15s; stderr:\n%s", mode, p.Stderr())
 	}
-	for range p.lines {
+	for range p.Lines {
 	}
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatalf("pyholder.py %s: %v; stderr:\n%s", mode, err, p.errb.String())
+	if err := p.Cmd.Wait(); err != nil {
+		t.Fatalf("pyholder.py %s: %v; stderr:\n%s", mode, err, p.Stderr())
 	}
 	return line
 }
@@ -78,7 +78,7 @@ func TestInteropPythonHolds(t *testing.T) {
 		t.Fatalf("Python on a free lock: %q, want acquired", got)
 	}
 	p := startPy(t, s, "hold", "pyheld")
-	p.expect(t, "held", 15*time.Second)
+	p.Expect(t, "held", 15*time.Second)
 	before := s.SubscriberIDs(t, "pyheld-lock")
 	if len(before) != 1 {
 		t.Fatalf("Python holder connections: %v", before)
@@ -108,11 +108,11 @@ func TestInteropPythonHolds(t *testing.T) {
 	if n := s.NumSub(t, "pyheld"); n != 1 {
 		t.Errorf("NUMSUB = %d, want the Python holder alone", n)
 	}
-	if err := syscall.Kill(p.cmd.Process.Pid, 0); err != nil {
+	if err := syscall.Kill(p.Cmd.Process.Pid, 0); err != nil {
 		t.Errorf("Python holder gone: %v", err)
 	}
 	select {
-	case line, ok := <-p.lines:
+	case line, ok := <-p.Lines:
 		t.Errorf("Python holder printed %q (open %v)", line, ok)
 	default:
 	}
@@ -156,12 +156,12 @@ func TestInteropFrozenPythonHolder(t *testing.T) {
 	pubsublock.LeakCheck(t)
 	s := redistest.Redis(t)
 	p := startPy(t, s, "hold", "pyfrozen")
-	p.expect(t, "held", 15*time.Second)
+	p.Expect(t, "held", 15*time.Second)
 	before := s.SubscriberIDs(t, "pyfrozen-lock")
 	if len(before) != 1 {
 		t.Fatalf("Python holder connections: %v", before)
 	}
-	p.signal(t, syscall.SIGSTOP)
+	p.Signal(t, syscall.SIGSTOP)
 	stopped := time.Now()
 	g := pubsublock.NewLock(t, "pyfrozen", pubsublock.Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
 		UnavailableTimeout: 300 * time.Millisecond})
