@@ -29,14 +29,17 @@ func FuzzPing(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		ch, ok := parsePing(payload)
+		ch, _, ok := parsePing(payload)
 		if ok && (ch == "" || len(payload) > maxPing) {
 			t.Fatalf("accepted %q as a ping for %q", payload, ch)
 		}
 		// Whatever a reply channel is, the ping we write for it parses back,
 		// unless it is too long to be taken for a ping.
 		msg := pingMessage(string(payload))
-		got, ok := parsePing([]byte(msg))
+		got, status, ok := parsePing([]byte(msg))
+		if status {
+			t.Fatalf("pingMessage(%q) parses as a status ping", payload)
+		}
 		if len(payload) > 0 && len(msg) <= maxPing && (!ok || got != toValidUTF8(string(payload))) {
 			t.Fatalf("pingMessage(%q) parses as %q, %v", payload, got, ok)
 		}

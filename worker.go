@@ -57,7 +57,10 @@ func newHold(s *spec, c *conn, token int64, waited bool, early []notedPing) *hol
 		resetName:  make(chan reply, 1),
 		early:      early,
 	}
-	h.waited.Store(waited || len(early) > 0)
+	for _, p := range early {
+		waited = waited || !p.status
+	}
+	h.waited.Store(waited)
 	c.beginHold()
 	c.rd.Shrink() // a hold reads pings and small replies only
 	go h.work()
@@ -126,7 +129,7 @@ func (h *hold) read() {
 	// Pings this connection saw while it was still contending.
 	for _, p := range h.early {
 		if p.channel == h.s.channel {
-			h.answerPing(p.replyCh)
+			h.answerPing(p.replyCh, p.status)
 		}
 	}
 	h.early = nil
@@ -185,24 +188,28 @@ func (h *hold) read() {
 // response_channel, as portalocker's holder does. Anything else is logged
 // and ignored: nothing published on the channel stops the worker.
 func (h *hold) onMessage(payload []byte) {
-	replyCh, ok := parsePing(payload)
+	replyCh, status, ok := parsePing(payload)
 	if !ok {
 		h.s.log.Debug("ignoring message that is not a ping", "bytes", len(payload))
 		return
 	}
-	h.answerPing(replyCh)
+	h.answerPing(replyCh, status)
 }
 
 // answerPing publishes the Unix time to replyCh, except for a waiting
-// contender's announcement, which awaits no answer.
-func (h *hold) answerPing(replyCh string) {
+// contender's announcement, which awaits no answer. A status ping (see
+// Lock.Status) is answered, but is no contender: the release does not
+// ring for it.
+func (h *hold) answerPing(replyCh string, status bool) {
 	// Set before releasing is read, as release sets releasing before it
 	// reads waited: either the release rings, or this sees it began.
-	h.waited.Store(true)
+	if !status {
+		h.waited.Store(true)
+	}
 	if h.releasing.Load() {
 		// The connection may already carry the next user's commands,
 		// and any other one may be waiting for this one to drain.
-		h.lateRing = true
+		h.lateRing = h.lateRing || !status
 		if replyCh != h.s.waiting {
 			h.noteLate(replyCh)
 		}
