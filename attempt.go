@@ -305,7 +305,7 @@ func (a *attempt) answer(ctx context.Context, pings []notedPing) {
 	}
 	aux, err := a.getAux(ctx)
 	if err == nil {
-		err = a.s.answerPings(ctx, aux, chs)
+		err = a.s.answerPings(ctx, aux, ModePending, chs)
 	}
 	if err != nil {
 		a.s.log.Debug("cannot answer ping", "err", err)

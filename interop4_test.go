@@ -3,6 +3,7 @@ package pubsublock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,5 +122,76 @@ func TestInterop4Status(t *testing.T) {
 			h.Mode != ModeShared || h.Protocol != 1 || h.Kind != KindPortalocker4 {
 			t.Errorf("holder %+v; readers %s and %s", h, r1, r2)
 		}
+	}
+}
+
+// TestInterop4GoHolds: portalocker 4 contenders, exclusive or shared, find
+// a Go holder of either protocol alive and leave it be; once it releases,
+// they take the lock.
+func TestInterop4GoHolds(t *testing.T) {
+	requirePortalocker4(t)
+	for _, protocol := range []int{0, 1} {
+		t.Run(fmt.Sprintf("protocol%d", protocol), func(t *testing.T) {
+			leakCheck(t)
+			s := redistest.Redis(t)
+			g := mustNew(t, "goheld4", Config{URL: s.URL(), Protocol: protocol})
+			mustAcquire(t, g)
+			before := holderIDs(t, s, g.ClientName())
+			for _, flags := range []string{"exclusive", "shared"} {
+				p := startPy4(t, s, "try", "goheld4", flags, "1.5")
+				if line := p.expect(t, "", 15*time.Second); line != "locked" {
+					t.Errorf("portalocker 4 %s contender while Go holds: %q, want locked", flags, line)
+				}
+			}
+			if err := g.Err(); err != nil {
+				t.Fatalf("Go holder: %v", err)
+			}
+			if after := holderIDs(t, s, g.ClientName()); len(after) != 1 || after[0] != before[0] {
+				t.Fatalf("Go holder's connections %v, before %v", after, before)
+			}
+			if err := g.Release(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			p := startPy4(t, s, "try", "goheld4", "exclusive", "1")
+			if line := p.expect(t, "", 15*time.Second); !strings.HasPrefix(line, "acquired ") {
+				t.Errorf("portalocker 4 after Go released: %q, want acquired", line)
+			}
+		})
+	}
+}
+
+// TestInterop4FrozenGoHolder: portalocker 4 kills a SIGSTOPped Go holder of
+// either protocol and takes the lock.
+func TestInterop4FrozenGoHolder(t *testing.T) {
+	requirePortalocker4(t)
+	for _, protocol := range []int{0, 1} {
+		t.Run(fmt.Sprintf("protocol%d", protocol), func(t *testing.T) {
+			s := redistest.Redis(t)
+			g, name := startGoHolder(t, s.URL(), "gofrozen4", protocol)
+			g.signal(t, syscall.SIGSTOP)
+			start := time.Now()
+			p := startPy4(t, s, "hold", "gofrozen4", "exclusive", "10")
+			p.expect(t, "held ", 15*time.Second)
+			t.Logf("SIGSTOPped Go holder (Protocol %d) taken over by portalocker 4 within %v (unavailable_timeout 1s, Python start-up included)", protocol, time.Since(start))
+			if ids := holderIDs(t, s, name); len(ids) != 0 {
+				t.Errorf("frozen Go holder still subscribed: %v", ids)
+			}
+		})
+	}
+}
+
+// TestInteropProtocol1Python2: portalocker 2.2.1 still sees a Go holder
+// that speaks protocol 1, and gets the Unix time for its ping.
+func TestInteropProtocol1Python2(t *testing.T) {
+	leakCheck(t)
+	s := redistest.Redis(t)
+	g := mustNew(t, "p1py2", Config{URL: s.URL(), Protocol: 1})
+	mustAcquire(t, g)
+	if got := runPy(t, s, "try", "p1py2"); got != "locked" {
+		t.Errorf("portalocker 2.2.1 while a protocol-1 Go holder holds: %q, want locked", got)
+	}
+	checkAnswer(t, runPy(t, s, "ping", "p1py2"))
+	if err := g.Err(); err != nil {
+		t.Errorf("Go holder: %v", err)
 	}
 }

@@ -5,10 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -320,5 +324,153 @@ func TestPeerStatus(t *testing.T) {
 	}
 	if !frozen.alive() {
 		t.Error("Status killed a silent holder")
+	}
+}
+
+// The Go holder process of the peer and interop tests:
+// TestPeerHelperProcess runs in a child test binary when
+// PUBSUBLOCK_PEER_HELPER is set. It acquires the lock on
+// PUBSUBLOCK_CHANNEL at PUBSUBLOCK_URL with PUBSUBLOCK_PROTOCOL, prints
+// "held <holder id>", and releases when its stdin closes.
+const peerHelperEnv = "PUBSUBLOCK_PEER_HELPER"
+
+func TestPeerHelperProcess(t *testing.T) {
+	if os.Getenv(peerHelperEnv) != "1" {
+		return
+	}
+	cfg := Config{URL: os.Getenv("PUBSUBLOCK_URL"), Timeout: 10 * time.Second}
+	cfg.Protocol, _ = strconv.Atoi(os.Getenv("PUBSUBLOCK_PROTOCOL"))
+	l, err := New(os.Getenv("PUBSUBLOCK_CHANNEL"), cfg)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := l.Acquire(ctx); err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	fmt.Println("held", l.HolderID())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	_ = l.Release(context.Background())
+	os.Exit(0)
+}
+
+// startGoHolder starts the test binary as a Go holder of channel on url
+// speaking protocol, waits until it holds the lock, and returns it with
+// its client name.
+func startGoHolder(t *testing.T, url, channel string, protocol int) (*holderProc, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPeerHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), peerHelperEnv+"=1", "PUBSUBLOCK_URL="+url, "PUBSUBLOCK_CHANNEL="+channel,
+		"PUBSUBLOCK_PROTOCOL="+strconv.Itoa(protocol))
+	p := startProc(t, cmd)
+	id := strings.TrimSpace(strings.TrimPrefix(p.expect(t, "held", 15*time.Second), "held"))
+	name := channel + "-lock"
+	if id != "" {
+		name += "-" + id
+	}
+	return p, name
+}
+
+// rawPing publishes a ping for the reply channel replyCh on channel and
+// returns the answers that come within wait.
+func rawPing(t *testing.T, addr, channel, replyCh string, wait time.Duration) []string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rd := resp.NewReader(c, resp.Limits{})
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(resp.AppendCommand(nil, "SUBSCRIBE", replyCh)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rd.Read(); err != nil { // the confirmation
+		t.Fatal(err)
+	}
+	publishAll(t, addr, channel, pingMessage(replyCh))
+	var out []string
+	_ = c.SetDeadline(time.Now().Add(wait))
+	for {
+		v, err := rd.Read()
+		if err != nil {
+			return out
+		}
+		if isKind(v, "message") && len(v.Elems) == 3 {
+			out = append(out, string(v.Elems[2].Str))
+		}
+	}
+}
+
+// TestPeerGoHolderAnswers: a Go holder answers in the pinger's dialect:
+// with Protocol 1 it is named "<channel>-lock-<holder id>" and answers the
+// pings of portalocker 4 (reply channel "<channel>-<32 hex>") with its
+// holder record, and the pings of portalocker 2.x and 3.x (reply channel
+// "<channel>-<float>") with the Unix time; with Protocol 0 it is named
+// "<channel>-lock" and answers every ping with the Unix time.
+func TestPeerGoHolderAnswers(t *testing.T) {
+	for _, url := range []string{"", "?protocol=2"} {
+		for _, protocol := range []int{0, 1} {
+			t.Run(fmt.Sprintf("protocol%d%s", protocol, url), func(t *testing.T) {
+				leakCheck(t)
+				s := redistest.Redis(t)
+				l := mustNew(t, "ans", Config{URL: s.URL() + url, Protocol: protocol})
+				mustAcquire(t, l)
+				if ids := holderIDs(t, s, l.ClientName()); len(ids) != 1 {
+					t.Fatalf("connections named %s: %v", l.ClientName(), ids)
+				}
+				record := `{"holder_id": "` + l.HolderID() + `", "mode": "exclusive", "protocol": 1, "client": "pubsublock"}`
+				if protocol == 0 {
+					if l.ClientName() != "ans-lock" || l.HolderID() != "" {
+						t.Fatalf("Protocol 0: ClientName %q, HolderID %q", l.ClientName(), l.HolderID())
+					}
+					record = ""
+				} else if !isHolderID(l.HolderID()) || l.ClientName() != "ans-lock-"+l.HolderID() {
+					t.Fatalf("Protocol 1: ClientName %q, HolderID %q", l.ClientName(), l.HolderID())
+				}
+				v4 := rawPing(t, s.Addr(), "ans", "ans-"+newHolderID(), 300*time.Millisecond)
+				v2 := rawPing(t, s.Addr(), "ans", "ans-0.5", 300*time.Millisecond)
+				if len(v4) != 1 || len(v2) != 1 {
+					t.Fatalf("answers: %q to a portalocker 4 ping, %q to a 2.x ping", v4, v2)
+				}
+				if a := parseAnswer([]byte(v2[0])); !a.legacy() || !a.goStamp {
+					t.Errorf("answer to a 2.x ping: %q, want the Unix time with 9 decimals", v2[0])
+				}
+				if record == "" {
+					if a := parseAnswer([]byte(v4[0])); !a.legacy() || !a.goStamp {
+						t.Errorf("Protocol 0: answer to a portalocker 4 ping: %q, want the Unix time", v4[0])
+					}
+				} else if v4[0] != record {
+					t.Errorf("answer to a portalocker 4 ping:\n%s\nwant\n%s", v4[0], record)
+				}
+			})
+		}
+	}
+}
+
+// TestPeerFrozenGoHolder: a frozen Go holder of either protocol is killed
+// by a Go contender, which takes the lock.
+func TestPeerFrozenGoHolder(t *testing.T) {
+	for _, protocol := range []int{0, 1} {
+		t.Run(fmt.Sprintf("protocol%d", protocol), func(t *testing.T) {
+			leakCheck(t)
+			s := redistest.Redis(t)
+			p, name := startGoHolder(t, s.URL(), "frozengo", protocol)
+			if ids := holderIDs(t, s, name); len(ids) != 1 {
+				t.Fatalf("holder connections named %s: %v", name, ids)
+			}
+			p.signal(t, syscall.SIGSTOP)
+			g := mustNew(t, "frozengo", Config{URL: s.URL(), Protocol: 1 - protocol, CheckInterval: 100 * time.Millisecond,
+				UnavailableTimeout: 300 * time.Millisecond})
+			start := time.Now()
+			mustAcquire(t, g)
+			t.Logf("frozen Go holder (Protocol %d) taken over in %v", protocol, time.Since(start))
+			if ids := holderIDs(t, s, name); len(ids) != 0 {
+				t.Errorf("frozen holder still subscribed: %v", ids)
+			}
+		})
 	}
 }

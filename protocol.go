@@ -20,7 +20,10 @@ import (
 // spec, not the Lock, and nothing changes it after New.
 type spec struct {
 	channel string
-	name    string // client name of the holder connection (see holderName)
+	name    string // client name of the holder connection: legacyName, or legacyName + "-" + id
+	// id is the protocol-1 holder id (see Config.Protocol); "" with
+	// protocol 0.
+	id string
 	// legacyName is channel + "-lock", the holder name of portalocker 2.x
 	// and 3.x (see holderOf).
 	legacyName string
@@ -42,9 +45,15 @@ func newSpec(channel string, cfg Config, cl *Client) *spec {
 		log = slog.New(slog.DiscardHandler)
 	}
 	bell, waiting := cl.bellKey(channel), cl.sideName(channel, "waiting") // on a cluster, searched for once
+	name, id := channel+"-lock", ""
+	if cfg.Protocol == 1 {
+		id = newHolderID()
+		name += "-" + id
+	}
 	return &spec{
 		channel:    channel,
-		name:       channel + "-lock",
+		name:       name,
+		id:         id,
 		legacyName: channel + "-lock",
 		fence:      cl.fenceKey(channel),
 		bell:       bell,
@@ -92,6 +101,16 @@ const maxPing = 4096
 type ping struct {
 	ResponseChannel string `json:"response_channel"`
 	Message         string `json:"message"`
+}
+
+// answerFor returns the answer of a participant in mode (see Mode) to a
+// ping whose reply channel is replyCh: its holder record where both speak
+// protocol 1, else the Unix time.
+func (s *spec) answerFor(replyCh string, mode Mode) string {
+	if s.id == "" || pingProtocol(s.channel, replyCh) != 1 {
+		return answerStamp()
+	}
+	return `{"holder_id": "` + s.id + `", "mode": "` + string(mode) + `", "protocol": 1, "client": "pubsublock"}`
 }
 
 // answerStamp is the legacy answer to a ping: the Unix time in seconds,

@@ -16,6 +16,7 @@ type hold struct {
 	s     *spec
 	c     *conn
 	token int64
+	mode  Mode // what the hold answers pings with (see Mode)
 
 	lost      chan struct{} // closed when the hold ends, lost or released
 	endOnce   sync.Once
@@ -52,6 +53,7 @@ func newHold(s *spec, c *conn, token int64, waited bool, early []notedPing) *hol
 		s:          s,
 		c:          c,
 		token:      token,
+		mode:       ModeExclusive,
 		lost:       make(chan struct{}),
 		workerDone: make(chan struct{}),
 		resetName:  make(chan reply, 1),
@@ -118,7 +120,7 @@ func (h *hold) work() {
 	if len(h.late) > 0 || len(ring) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), h.s.cfg.UnavailableTimeout)
 		defer cancel()
-		if err := h.s.answerPings(ctx, nil, h.late, ring...); err != nil {
+		if err := h.s.answerPings(ctx, nil, h.mode, h.late, ring...); err != nil {
 			h.s.log.Debug("cannot answer ping", "err", err)
 		}
 	}
@@ -184,9 +186,9 @@ func (h *hold) read() {
 	}
 }
 
-// onMessage answers a ping by publishing the Unix time to its
-// response_channel, as portalocker's holder does. Anything else is logged
-// and ignored: nothing published on the channel stops the worker.
+// onMessage answers a ping on its response_channel, as portalocker's
+// holder does (see spec.answerFor). Anything else is logged and ignored:
+// nothing published on the channel stops the worker.
 func (h *hold) onMessage(payload []byte) {
 	replyCh, status, ok := parsePing(payload)
 	if !ok {
@@ -196,8 +198,8 @@ func (h *hold) onMessage(payload []byte) {
 	h.answerPing(replyCh, status)
 }
 
-// answerPing publishes the Unix time to replyCh, except for a waiting
-// contender's announcement, which awaits no answer. A status ping (see
+// answerPing answers a ping on replyCh, except for a waiting contender's
+// announcement, which awaits no answer. A status ping (see
 // Lock.Status) is answered, but is no contender: the release does not
 // ring for it.
 func (h *hold) answerPing(replyCh string, status bool) {
@@ -219,7 +221,7 @@ func (h *hold) answerPing(replyCh string, status bool) {
 		return
 	}
 	if h.c.resp3 && h.s.cl.caps.subCmds.yes() {
-		err := h.c.send(nil, h.s.ps.publish, replyCh, answerStamp())
+		err := h.c.send(nil, h.s.ps.publish, replyCh, h.s.answerFor(replyCh, h.mode))
 		if errors.Is(err, errReleased) { // released meanwhile
 			h.noteLate(replyCh)
 		} else if err != nil {
@@ -243,7 +245,7 @@ func (h *hold) answerPing(replyCh string, status bool) {
 		}
 		h.answer = c
 	}
-	if err := h.s.answerPings(ctx, h.answer, []string{replyCh}); err != nil {
+	if err := h.s.answerPings(ctx, h.answer, h.mode, []string{replyCh}); err != nil {
 		h.s.log.Debug("cannot answer ping", "err", err)
 	}
 }
@@ -254,10 +256,10 @@ func (h *hold) noteLate(replyCh string) {
 	}
 }
 
-// answerPings publishes the Unix time, as portalocker's holder answers a
-// ping, to each of replyChs, then sends then, on c or, when c is nil, on a
-// connection of the Client.
-func (s *spec) answerPings(ctx context.Context, c *conn, replyChs []string, then ...[]string) error {
+// answerPings answers, as a participant in mode, the pings whose reply
+// channels are replyChs (see answerFor), then sends then, on c or, when c
+// is nil, on a connection of the Client.
+func (s *spec) answerPings(ctx context.Context, c *conn, mode Mode, replyChs []string, then ...[]string) error {
 	if c == nil {
 		var err error
 		if c, err = s.cl.getReady(ctx, s.channel); err != nil {
@@ -265,10 +267,9 @@ func (s *spec) answerPings(ctx context.Context, c *conn, replyChs []string, then
 		}
 		defer s.cl.put(c)
 	}
-	ts := answerStamp()
 	cmds := make([][]string, 0, len(replyChs)+len(then))
 	for _, ch := range replyChs {
-		cmds = append(cmds, []string{s.ps.publish, ch, ts})
+		cmds = append(cmds, []string{s.ps.publish, ch, s.answerFor(ch, mode)})
 	}
 	return c.pipeline(ctx, append(cmds, then...), nil)
 }
