@@ -344,7 +344,7 @@ func (a *attempt) answer(ctx context.Context, pings []notedPing) {
 	}
 	aux, err := a.getAux(ctx)
 	if err == nil {
-		err = a.s.answerPings(ctx, aux, chs)
+		err = a.s.answerPings(ctx, aux, ModePending, chs)
 	}
 	if err != nil {
 		a.s.log.Debug("cannot answer ping", "err", err)
@@ -390,18 +390,21 @@ func (a *attempt) notePing(v resp.Value) {
 	if !isKind(v, s.ps.message) || len(v.Elems) != 3 || string(v.Elems[1].Str) != s.channel {
 		return
 	}
-	ch, ok := parsePing(v.Elems[2].Str)
+	ch, status, ok := parsePing(v.Elems[2].Str)
 	if !ok {
 		return
 	}
 	if len(a.pings) == maxNotedPings {
 		a.pings = slices.Delete(a.pings, 0, 1)
 	}
-	a.pings = append(a.pings, notedPing{channel: s.channel, replyCh: ch})
+	a.pings = append(a.pings, notedPing{channel: s.channel, replyCh: ch, status: status})
 }
 
 // notedPing is a ping seen by a contending connection.
-type notedPing struct{ channel, replyCh string }
+type notedPing struct {
+	channel, replyCh string
+	status           bool // a status ping (see statusMessage)
+}
 
 // maxNotedPings bounds attempt.pings.
 const maxNotedPings = 16

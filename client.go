@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -380,10 +378,11 @@ func (cl *Client) redirected(err error, c *conn) bool {
 	return true
 }
 
-// replyChannel returns a fresh channel for the answer to a ping about
-// channel, in portalocker's form "<channel>-<random float>".
+// replyChannel returns a fresh channel for the answers to a ping about
+// channel, in portalocker 4's form "<channel>-<uuid4 hex>", which asks
+// protocol-1 holders for their holder records (see pingProtocol).
 func (cl *Client) replyChannel(channel string) string {
-	return cl.sideName(channel, strconv.FormatFloat(rand.Float64(), 'f', -1, 64))
+	return cl.sideName(channel, newHolderID())
 }
 
 // sideName names a channel or key that goes with the lock channel (ping

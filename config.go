@@ -131,6 +131,29 @@ type Config struct {
 	// the holder waits for its own health-check PING, and for the replies
 	// to its release. Default 1s, as in portalocker.
 	UnavailableTimeout time.Duration
+	// Protocol is the portalocker lock protocol a Go holder speaks, which
+	// decides the name of its connection and how it answers pings:
+	//
+	//   - 0, the default: the name "<channel>-lock", and the Unix time as
+	//     the answer to every ping, as portalocker 2.x and 3.x, and
+	//     pubsublock before protocol 1. Every contender that can kill a
+	//     frozen holder kills it: portalocker 4 and pubsublock of any
+	//     version. Portalocker 4 counts it as a legacy holder, exclusive.
+	//   - 1, portalocker 4's protocol: the name "<channel>-lock-<holder
+	//     id>" (see HolderID), and its holder record, {"holder_id": id,
+	//     "mode": "exclusive", "protocol": 1, "client": "pubsublock"}, as
+	//     the answer to the pings of portalocker 4 and of pubsublock, whose
+	//     reply channels end in a 32-hex id; the pings of portalocker 2.x
+	//     and 3.x, which take any message for an answer, get the Unix
+	//     time. Portalocker 4 sees it as a peer (and kills it when it
+	//     freezes), and so do pubsublock contenders of this version;
+	//     pubsublock contenders of earlier versions kill only holders
+	//     named "<channel>-lock", so they cannot take over from a frozen
+	//     one. Shared locks speak it.
+	//
+	// A Go contender kills frozen holders of both names, and Go holders of
+	// either protocol, and Python ones of any version, exclude each other.
+	Protocol int
 	// Fencing hands out a fencing token with each acquisition (see
 	// Lock.Token), from INCR on the key "<channel>-fence".
 	Fencing bool
@@ -183,6 +206,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, configErr("negative CheckInterval %v", c.CheckInterval)
 	case c.UnavailableTimeout < 0:
 		return c, configErr("negative UnavailableTimeout %v", c.UnavailableTimeout)
+	case c.Protocol != 0 && c.Protocol != 1:
+		return c, configErr("Protocol %d: want 0 or 1", c.Protocol)
 	case c.Client != nil && (c.URL != "" || c.Addr != "" || c.Username != "" || c.Password != "" || c.DB != 0 || c.TLSConfig != nil ||
 		c.ClusterAddrs != nil || c.SentinelAddrs != nil || c.MasterName != ""):
 		return c, configErr("Client given together with connection settings")

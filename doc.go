@@ -10,9 +10,13 @@
 // "<channel>-lock" and checks, with PUBSUB NUMSUB, that it is the only
 // subscriber. While it holds the lock a worker goroutine answers pings on
 // the channel and a health check PINGs the connection. A contender that
-// finds a subscriber publishes a ping naming a reply channel; a live holder
-// answers, a silent one (frozen process, dead network) is killed with
-// CLIENT KILL after UnavailableTimeout and the lock taken over. When the
+// finds a subscriber publishes a ping naming a reply channel; every live
+// holder answers, and the holders that stay silent (frozen process, dead
+// network) for UnavailableTimeout are killed with CLIENT KILL and the lock
+// taken over. Holders of every portalocker version are recognised by their
+// connection's name, matched whole: "<channel>-lock" (portalocker 2.x and
+// 3.x) or "<channel>-lock-<holder id>" (portalocker 4, whose holders answer
+// with a record naming their id). When the
 // holder's process or connection dies, Redis drops its subscription and the
 // lock is free within about one CheckInterval of a waiter.
 //

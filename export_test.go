@@ -10,6 +10,8 @@ var (
 	MustAcquire = mustAcquire
 	WaitLost    = waitLost
 	LeakCheck   = leakCheck
+	// StartGoHolder starts a Go holder process of a protocol (peer_test.go).
+	StartGoHolder = startGoHolder
 )
 
 // LockedBuffer is lockedBuffer, for the black-box tests.

@@ -89,9 +89,15 @@ func New(channel string, cfg Config) (*Lock, error) {
 // Channel returns the lock's channel.
 func (l *Lock) Channel() string { return l.channel }
 
-// ClientName returns the name of the holder's connection, channel + "-lock",
-// as portalocker names it.
+// ClientName returns the name of the holder's connection: channel +
+// "-lock" as portalocker 2.x and 3.x name it, or with Config.Protocol 1,
+// channel + "-lock-" + HolderID() as portalocker 4 does.
 func (l *Lock) ClientName() string { return l.name }
+
+// HolderID returns the Lock's protocol-1 holder id, a random uuid4 in hex
+// fixed by New, which its answers to pings carry; "" with Config.Protocol
+// 0.
+func (l *Lock) HolderID() string { return l.id }
 
 // Token returns the fencing token of the current hold when Config.Fencing
 // is on, and 0 otherwise or when not held.

@@ -16,6 +16,7 @@ type hold struct {
 	s     *spec
 	c     *conn
 	token int64
+	mode  Mode // what the hold answers pings with (see Mode)
 
 	lost      chan struct{} // closed when the hold ends, lost or released
 	endOnce   sync.Once
@@ -53,12 +54,16 @@ func newHold(s *spec, c *conn, token int64, waited bool, early []notedPing) *hol
 		s:          s,
 		c:          c,
 		token:      token,
+		mode:       ModeExclusive,
 		lost:       make(chan struct{}),
 		workerDone: make(chan struct{}),
 		resetName:  make(chan reply, 1),
 		early:      early,
 	}
-	h.waited.Store(waited || len(early) > 0)
+	for _, p := range early {
+		waited = waited || !p.status
+	}
+	h.waited.Store(waited)
 	c.beginHold()
 	c.rd.Shrink() // a hold reads pings and small replies only
 	go h.work()
@@ -116,7 +121,7 @@ func (h *hold) work() {
 	if len(h.late) > 0 || len(ring) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), h.s.cfg.UnavailableTimeout)
 		defer cancel()
-		if err := h.s.answerPings(ctx, nil, h.late, ring...); err != nil {
+		if err := h.s.answerPings(ctx, nil, h.mode, h.late, ring...); err != nil {
 			h.s.log.Debug("cannot answer ping", "err", err)
 		}
 	}
@@ -127,7 +132,7 @@ func (h *hold) read() {
 	// Pings this connection saw while it was still contending.
 	for _, p := range h.early {
 		if p.channel == h.s.channel {
-			h.answerPing(p.replyCh)
+			h.answerPing(p.replyCh, p.status)
 		}
 	}
 	h.early = nil
@@ -182,28 +187,32 @@ func (h *hold) read() {
 	}
 }
 
-// onMessage answers a ping by publishing the Unix time to its
-// response_channel, as portalocker's holder does. Anything else is logged
-// and ignored: nothing published on the channel stops the worker.
+// onMessage answers a ping on its response_channel, as portalocker's
+// holder does (see spec.answerFor). Anything else is logged and ignored:
+// nothing published on the channel stops the worker.
 func (h *hold) onMessage(payload []byte) {
-	replyCh, ok := parsePing(payload)
+	replyCh, status, ok := parsePing(payload)
 	if !ok {
 		h.s.log.Debug("ignoring message that is not a ping", "bytes", len(payload))
 		return
 	}
-	h.answerPing(replyCh)
+	h.answerPing(replyCh, status)
 }
 
-// answerPing publishes the Unix time to replyCh, except for a waiting
-// contender's announcement, which awaits no answer.
-func (h *hold) answerPing(replyCh string) {
+// answerPing answers a ping on replyCh, except for a waiting contender's
+// announcement, which awaits no answer. A status ping (see
+// Lock.Status) is answered, but is no contender: the release does not
+// ring for it.
+func (h *hold) answerPing(replyCh string, status bool) {
 	// Set before releasing is read, as release sets releasing before it
 	// reads waited: either the release rings, or this sees it began.
-	h.waited.Store(true)
+	if !status {
+		h.waited.Store(true)
+	}
 	if h.releasing.Load() {
 		// The connection may already carry the next user's commands,
 		// and any other one may be waiting for this one to drain.
-		h.lateRing = true
+		h.lateRing = h.lateRing || !status
 		if replyCh != h.s.waiting {
 			h.noteLate(replyCh)
 		}
@@ -213,7 +222,7 @@ func (h *hold) answerPing(replyCh string) {
 		return
 	}
 	if h.c.resp3 && h.s.cl.caps.subCmds.yes() {
-		err := h.c.send(nil, h.s.ps.publish, replyCh, answerStamp())
+		err := h.c.send(nil, h.s.ps.publish, replyCh, h.s.answerFor(replyCh, h.mode))
 		if errors.Is(err, errReleased) { // released meanwhile
 			h.noteLate(replyCh)
 		} else if err != nil {
@@ -237,7 +246,7 @@ func (h *hold) answerPing(replyCh string) {
 		}
 		h.answer = c
 	}
-	if err := h.s.answerPings(ctx, h.answer, []string{replyCh}); err != nil {
+	if err := h.s.answerPings(ctx, h.answer, h.mode, []string{replyCh}); err != nil {
 		h.s.log.Debug("cannot answer ping", "err", err)
 	}
 }
@@ -248,10 +257,10 @@ func (h *hold) noteLate(replyCh string) {
 	}
 }
 
-// answerPings publishes the Unix time, as portalocker's holder answers a
-// ping, to each of replyChs, then sends then, on c or, when c is nil, on a
-// connection of the Client.
-func (s *spec) answerPings(ctx context.Context, c *conn, replyChs []string, then ...[]string) error {
+// answerPings answers, as a participant in mode, the pings whose reply
+// channels are replyChs (see answerFor), then sends then, on c or, when c
+// is nil, on a connection of the Client.
+func (s *spec) answerPings(ctx context.Context, c *conn, mode Mode, replyChs []string, then ...[]string) error {
 	if c == nil {
 		var err error
 		if c, err = s.cl.getReady(ctx, s.channel); err != nil {
@@ -259,10 +268,9 @@ func (s *spec) answerPings(ctx context.Context, c *conn, replyChs []string, then
 		}
 		defer s.cl.put(c)
 	}
-	ts := answerStamp()
 	cmds := make([][]string, 0, len(replyChs)+len(then))
 	for _, ch := range replyChs {
-		cmds = append(cmds, []string{s.ps.publish, ch, ts})
+		cmds = append(cmds, []string{s.ps.publish, ch, s.answerFor(ch, mode)})
 	}
 	return c.pipeline(ctx, append(cmds, then...), nil)
 }
