@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -159,22 +158,7 @@ func leakCheck(t testing.TB) {
 
 // lockedBuffer collects what many goroutines write: a logger's output, a
 // process's stderr.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+type lockedBuffer = redistest.LockedBuffer
 
 // serverDo runs one command on a new connection to the server of url
 // (redis://[user@]host:port[?query], miniredis too; the user and the query

@@ -19,7 +19,7 @@ type Proc struct {
 	Lines <-chan string // its stdout, line by line; closed at EOF
 
 	done chan struct{} // closed once stdout hit EOF
-	errb lockedBuffer
+	errb LockedBuffer
 }
 
 // StartProc starts cmd with its stdout read line by line, and kills
@@ -92,19 +92,22 @@ func (p *Proc) Stderr() string { return p.errb.String() }
 // Done is closed once the process's standard output is closed.
 func (p *Proc) Done() <-chan struct{} { return p.done }
 
-// lockedBuffer is a strings.Builder safe for concurrent writes.
-type lockedBuffer struct {
+// LockedBuffer is a strings.Builder that many goroutines may write to: a
+// logger's output, a process's stderr.
+type LockedBuffer struct {
 	mu sync.Mutex // guards b
 	b  strings.Builder
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+// String returns what was written so far.
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
