@@ -135,7 +135,11 @@ func (a *attempt) confirm(ctx context.Context, slow bool) error {
 	if !slow && a.sub.resp3 && a.s.cl.caps.subCmds.yes() {
 		return nil // the count ran on sub itself, just now
 	}
+	// Pings that arrive before the PONG are noted like those of the
+	// subscribe: the new holder answers them first.
+	a.sub.onPush = a.notePing
 	_, err := a.sub.do(ctx, "PING")
+	a.sub.onPush = nil
 	return err
 }
 
@@ -461,11 +465,11 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	stopWake()
 	var re resp.Error
 	if _, redirect := isRedirect(err); !waited && !redirect && errors.As(err, &re) {
-		switch re.Code() {
-		case "UNBLOCKED", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN":
+		switch {
+		case transient(re):
 			// The server's state changed under the wait (a failover, a
 			// slot moving): not a refusal.
-		case "WRONGTYPE", "READONLY", "OOM":
+		case re.Code() == "WRONGTYPE" || re.Code() == "READONLY" || re.Code() == "OOM":
 			// A key of the user's under the bell's name, a replica, a
 			// full memory: this attempt polls.
 			l.log.Debug("no release bell: this attempt polls", "err", err)
