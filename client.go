@@ -289,26 +289,18 @@ func defaultClient(cfg Config) (*Client, error) {
 	if cl := defaultClients.m[k]; cl != nil {
 		return cl, nil
 	}
-	cc := cfg.clientConfig()
-	if cfg.SentinelAddrs != nil || isSentinelURL(cfg.URL) {
-		// Only a watched connection is closed at a failover, and the
-		// watch would have to run while connections are idle: none are
-		// kept.
-		cc.MaxIdle = -1
-	}
-	cl, err := NewClient(cc)
+	cl, err := NewClient(cfg.clientConfig())
 	if err != nil {
 		return nil, err
 	}
+	if cl.sentinel != nil {
+		// Only a watched connection is closed at a failover, and the
+		// watch would have to run while connections are idle: none are
+		// kept.
+		cl.maxIdle = 0
+	}
 	defaultClients.m[k] = cl
 	return cl, nil
-}
-
-// isSentinelURL reports whether url has a sentinel scheme.
-func isSentinelURL(url string) bool {
-	scheme, _, _ := strings.Cut(url, "://")
-	scheme = strings.ToLower(scheme)
-	return scheme == "redis+sentinel" || scheme == "rediss+sentinel"
 }
 
 // CloseIdleConnections closes the idle connections that Locks made
