@@ -20,6 +20,20 @@
 // holder's process or connection dies, Redis drops its subscription and the
 // lock is free within about one CheckInterval of a waiter.
 //
+// # Shared locks
+//
+// With Config.Shared a Lock is a reader's: any number of readers hold the
+// lock at once, Go ones and portalocker 4's RedisLock with
+// flags=LockFlags.SHARED alike, while a writer (any other holder) holds it
+// alone. A reader that finds others subscribed pings them and joins only
+// when every one of them answers as a reader. A writer that waits for
+// readers stays subscribed as "pending", which keeps new readers out, so
+// a stream of readers cannot starve it; when several writers wait, one is
+// elected to, as portalocker 4 does, and the others wait without
+// subscribing. A writer takes the lock only when its count finds it alone,
+// so the election decides who waits, never who holds. Shared locks speak
+// portalocker 4's protocol 1 (Config.Protocol).
+//
 // # Example
 //
 //	l, err := pubsublock.New("nightly-backup", pubsublock.Config{
