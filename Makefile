@@ -23,7 +23,7 @@ STATICCHECK_VERSION ?= v0.8.2
 GOBIN := $(or $(shell go env GOBIN),$(firstword $(subst :, ,$(shell go env GOPATH)))/bin)
 STATICCHECK := $(GOBIN)/staticcheck
 
-.PHONY: help deps test test-servers fuzz bench lint demo
+.PHONY: help deps test test-servers chaos fuzz bench lint demo
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,7 +41,8 @@ deps: ## Install redis-server, redis-cli and the Python reference client if miss
 	fi
 
 test: deps ## Run every test with the race detector (starts its own servers on free ports)
-	go test -race -count=1 -timeout 15m ./...
+	@echo "go test -race -count=1 -timeout 15m ./...  (a dot per test that passed; failures in full)"
+	@go test -race -count=1 -timeout 15m -json ./... | awk -f .ci/progress.awk
 	@if [ -f bench/go.mod ]; then \
 	  echo "cd bench && go test -race -count=1 ./..."; \
 	  cd bench && go test -race -count=1 ./...; \
@@ -62,6 +63,9 @@ test-servers: deps ## Run the real-server tests against Redis 8.0 and Valkey 8.1
 	  fi; \
 	done <<< "$$servers"; \
 	if [ -n "$$failed" ]; then echo "test-servers: failed on$$failed" >&2; exit 1; fi
+
+chaos: deps ## Fault-injection proof (internal/chaos): 20000 acquisitions, or CHAOS_DURATION=60s; CHAOS_SEED, CHAOS_FAULTS
+	PUBSUBLOCK_CHAOS=1 go test -race -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/chaos
 
 fuzz: ## Run each fuzz target of each package for FUZZTIME (default 30s)
 	@targets=$$(go test -list '^Fuzz' ./... | \

@@ -2,15 +2,12 @@ package pubsublock
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -131,6 +128,39 @@ func refusedWhileSubscribed(err error) bool {
 	return strings.Contains(msg, "only (P") && strings.Contains(msg, "allowed in this context")
 }
 
+// transient reports whether the server refused a command for a state that
+// passes: loading its data, a script running, a failover or a slot moving.
+func transient(re resp.Error) bool {
+	switch re.Code() {
+	case "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "UNBLOCKED":
+		return true
+	}
+	return false
+}
+
+// confirm checks, before a try that counted 1 becomes a hold, that the
+// count speaks for sub: that sub was not closed since (a contender's kill
+// of a holder that was stopped meanwhile, seen without reading), and, where
+// the count came from the auxiliary connection (RESP2, miniredis) or the
+// round trip took so long that the count may be stale (slow is set: the
+// process was stopped, or the server paused), that sub still answers.
+// The server runs sub's PING after the count, so it answers only if sub
+// was subscribed when the count was taken and still is.
+func (a *attempt) confirm(ctx context.Context, slow bool) error {
+	if err := a.sub.peerClosed(); err != nil {
+		return err
+	}
+	if !slow && a.sub.resp3 && a.s.cl.caps.subCmds.yes() {
+		return nil // the count ran on sub itself, just now
+	}
+	// Pings that come meanwhile are the hold's to answer first (see
+	// notePing): a contender that sent one counted sub.
+	a.sub.onPush = a.notePing
+	defer func() { a.sub.onPush = nil }()
+	_, err := a.sub.do(ctx, "PING")
+	return err
+}
+
 // outcome is what one try found.
 type outcome int
 
@@ -229,6 +259,7 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 		a.sub = c
 	}
 	a.subClean = false // from the write on, it may be subscribed and named
+	sent := time.Now()
 	n, token, belled, err := a.subscribe(ctx, wait)
 	for r := 0; err != nil && r < maxRedirects && l.cl.redirected(err, a.sub); r++ {
 		// Cluster: the channel's slot moved (MOVED); the Client has
@@ -240,8 +271,20 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 		}
 		n, token, belled, err = a.subscribe(ctx, 0)
 	}
+	if err == nil && n == 1 && a.sub.failed() == nil {
+		err = a.confirm(ctx, time.Since(sent) > wait+l.cfg.UnavailableTimeout)
+	}
 	if err != nil {
 		var re resp.Error
+		if errors.As(err, &re) && transient(re) {
+			// The server cannot serve the try now (it loads its data
+			// after a restart, a failover runs): the lock is busy, not
+			// refused; try again after the pause.
+			l.log.Debug("try refused for now", "err", err)
+			a.sub.close()
+			a.sub = nil
+			return busy, nil, nil
+		}
 		if errors.As(err, &re) && re.Code() != "" && !errors.Is(err, errTryAgain) && !refusedWhileSubscribed(err) {
 			return busy, nil, err // e.g. NOPERM: no use retrying
 		}
@@ -505,7 +548,7 @@ func (a *attempt) recheck(ctx context.Context) (outcome, *hold, error) {
 	}
 	st, err := a.s.checkOrKill(ctx, aux)
 	a.s.logCheck(st, err)
-	if err == nil && st != holderAlive {
+	if err == nil && (st == holderGone || st == holderKilled) {
 		return freed, nil, ctx.Err()
 	}
 	return busy, nil, ctx.Err()
@@ -590,7 +633,7 @@ func (a *attempt) recount(ctx context.Context) (outcome, *hold, error) {
 	// One subscriber: us, if our connection is still subscribed after
 	// the count (it may have been killed, and someone else have taken
 	// the lock).
-	promote := err == nil && n == 1 && h.confirm(ctx) == nil
+	promote := err == nil && n == 1 && h.verify(ctx, l.cfg.UnavailableTimeout) == nil
 	deferred, mode, elected := h.endCount(promote)
 	if len(deferred) > 0 {
 		if err := l.answerPings(ctx, aux, mode, elected, deferred); err != nil {
@@ -783,71 +826,6 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 func (a *attempt) bellWait(d time.Duration) []string {
 	return []string{"BLPOP", a.s.bell, a.wakeKey(), strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64)}
 }
-
-// wakeGrace is how long after its timeout a BLPOP is woken by the
-// attempt's own push. A server that ends blocking commands on time
-// (miniredis, a busy Redis) does it first, and no push is sent; an idle
-// Redis applies blocking timeouts only every 1/hz seconds (100 ms by
-// default), and the push ends the wait instead.
-const wakeGrace = 5 * time.Millisecond
-
-// wakeKey returns the attempt's wake list: a name of its own beside the
-// lock's, in the channel's hash slot on a cluster (BLPOP takes keys of
-// one slot).
-func (a *attempt) wakeKey() string {
-	if a.wake == "" {
-		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], rand.Uint64())
-		a.wake = a.s.cl.sideName(a.s.channel, "wake-"+hex.EncodeToString(b[:]))
-	}
-	return a.wake
-}
-
-// wakeAfter ends c's wait on the bell after d (plus wakeGrace) by pushing to the
-// attempt's wake list from the auxiliary connection. A push is a write:
-// a server in CLIENT PAUSE WRITE (a failover, an operator) holds it back
-// with the BLPOP, and runs both when the pause ends. (CLIENT UNBLOCK, the
-// obvious means, crashes Redis 7.0, 8.0 and Valkey 8.1 when it names a
-// BLPOP that a write pause holds back: valkey-io/valkey#2111.)
-//
-// The returned stop cancels the timer, or waits for the push under way;
-// it may be called more than once, and must be called before the auxiliary connection is used again. Where
-// the server refuses the push (an ACL without the wake key) the server's
-// timeout ends the pause.
-func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) {
-	cl := a.s.cl
-	if cl.caps.wake.no() {
-		return func() {}
-	}
-	aux, err := a.getAux(ctx)
-	if err != nil {
-		return func() {}
-	}
-	// Two plain commands, no script: the key's random name is the wake's
-	// own, and a push the waiter did not take expires.
-	cmds := [][]string{{"LPUSH", a.wakeKey(), "1"}, {"PEXPIRE", a.wakeKey(), strconv.FormatInt((d + wakeTTL).Milliseconds(), 10)}}
-	done := make(chan struct{})
-	t := time.AfterFunc(d+wakeGrace, func() {
-		defer close(done)
-		var re resp.Error
-		if err := aux.pipeline(ctx, cmds, nil); errors.As(err, &re) && re.Code() == "NOPERM" {
-			a.s.log.Debug("pauses end at the server's BLPOP timeout", "err", err)
-			cl.caps.wake.set(false)
-		}
-	})
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			if !t.Stop() {
-				<-done
-			}
-		})
-	}
-}
-
-// wakeTTL bounds how long a wake push that its waiter did not take (the
-// bell came first) stays in the keyspace.
-const wakeTTL = time.Second
 
 // bellFree reports whether the bell's key is absent or the bell's own, so
 // that this attempt may block on it. A list of the user's under that name

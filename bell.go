@@ -1,8 +1,16 @@
 package pubsublock
 
 import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/pubsublock/pubsublock/resp"
 )
 
 // The release bell wakes the next waiter of a lock within one trip to the
@@ -70,3 +78,68 @@ redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], 0, 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`
+
+// wakeGrace is how long after its timeout a BLPOP is woken by the
+// attempt's own push. A server that ends blocking commands on time
+// (miniredis, a busy Redis) does it first, and no push is sent; an idle
+// Redis applies blocking timeouts only every 1/hz seconds (100 ms by
+// default), and the push ends the wait instead.
+const wakeGrace = 5 * time.Millisecond
+
+// wakeKey returns the attempt's wake list: a name of its own beside the
+// lock's, in the channel's hash slot on a cluster (BLPOP takes keys of
+// one slot).
+func (a *attempt) wakeKey() string {
+	if a.wake == "" {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+		a.wake = a.s.cl.sideName(a.s.channel, "wake-"+hex.EncodeToString(b[:]))
+	}
+	return a.wake
+}
+
+// wakeAfter ends c's wait on the bell after d (plus wakeGrace) by pushing to the
+// attempt's wake list from the auxiliary connection. A push is a write:
+// a server in CLIENT PAUSE WRITE (a failover, an operator) holds it back
+// with the BLPOP, and runs both when the pause ends. (CLIENT UNBLOCK, the
+// obvious means, crashes Redis 7.0, 8.0 and Valkey 8.1 when it names a
+// BLPOP that a write pause holds back: valkey-io/valkey#2111.)
+//
+// The returned stop cancels the timer, or waits for the push under way;
+// it may be called more than once, and must be called before the auxiliary connection is used again. Where
+// the server refuses the push (an ACL without the wake key) the server's
+// timeout ends the pause.
+func (a *attempt) wakeAfter(ctx context.Context, d time.Duration) (stop func()) {
+	cl := a.s.cl
+	if cl.caps.wake.no() {
+		return func() {}
+	}
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		return func() {}
+	}
+	// Two plain commands, no script: the key's random name is the wake's
+	// own, and a push the waiter did not take expires.
+	cmds := [][]string{{"LPUSH", a.wakeKey(), "1"}, {"PEXPIRE", a.wakeKey(), strconv.FormatInt((d + wakeTTL).Milliseconds(), 10)}}
+	done := make(chan struct{})
+	t := time.AfterFunc(d+wakeGrace, func() {
+		defer close(done)
+		var re resp.Error
+		if err := aux.pipeline(ctx, cmds, nil); errors.As(err, &re) && re.Code() == "NOPERM" {
+			a.s.log.Debug("pauses end at the server's BLPOP timeout", "err", err)
+			cl.caps.wake.set(false)
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if !t.Stop() {
+				<-done
+			}
+		})
+	}
+}
+
+// wakeTTL bounds how long a wake push that its waiter did not take (the
+// bell came first) stays in the keyspace.
+const wakeTTL = time.Second

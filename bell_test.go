@@ -4,56 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pubsublock/pubsublock/internal/redistest"
-	"github.com/pubsublock/pubsublock/resp"
 )
-
-// serverDo runs one command on a fresh connection to the server of url
-// (redis://host:port, any query ignored) and returns its reply.
-func serverDo(t *testing.T, url string, args ...string) resp.Value {
-	t.Helper()
-	addr, _, _ := strings.Cut(strings.TrimPrefix(url, "redis://"), "?")
-	addr = addr[strings.LastIndexByte(addr, '@')+1:]
-	ctx := context.Background()
-	c, err := dialConn(ctx, dialConfig{network: "tcp", addr: addr, dialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	v, err := c.do(ctx, args...)
-	if err != nil {
-		t.Fatalf("%s: %v", strings.Join(args, " "), err)
-	}
-	return v.Clone()
-}
-
-// blockedClients returns the server's blocked_clients (INFO clients), or
-// -1 where INFO does not tell (miniredis).
-func blockedClients(t *testing.T, url string) int {
-	info := string(serverDo(t, url, "INFO", "clients").Str)
-	_, rest, ok := strings.Cut(info, "blocked_clients:")
-	if !ok {
-		return -1
-	}
-	n, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]))
-	return n
-}
-
-// awaitBlocked waits until n clients are blocked (BLPOP), or, where the
-// server does not tell, a while.
-func awaitBlocked(t *testing.T, url string, n int) {
-	t.Helper()
-	if blockedClients(t, url) < 0 {
-		time.Sleep(100 * time.Millisecond)
-		return
-	}
-	waitFor(t, func() bool { return blockedClients(t, url) == n })
-}
 
 // TestBellWakesWaiter: a waiter whose next poll is seconds away takes the
 // lock as soon as the holder releases, woken by the bell; the bell is
@@ -61,11 +20,7 @@ func awaitBlocked(t *testing.T, url string, n int) {
 // next round trips.
 func TestBellWakesWaiter(t *testing.T) {
 	servers(t, func(t *testing.T, url string) {
-		cl, err := NewClient(ClientConfig{URL: url, MaxIdle: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, ClientConfig{URL: url, MaxIdle: 2})
 		ctx := context.Background()
 		holder := newLock(t, "jobs", Config{URL: url})
 		// Polls every 10s (±25%), and its context ends after 5s: only the
@@ -84,8 +39,8 @@ func TestBellWakesWaiter(t *testing.T) {
 			t.Fatalf("waiter: %v", err)
 		}
 		t.Logf("woken by the bell: held %v after Release", time.Since(start))
-		if v := serverDo(t, url, "EXISTS", "jobs-released"); v.Int != 0 {
-			t.Errorf("EXISTS jobs-released = %d after the bell was taken, want 0", v.Int)
+		if n := serverDo(t, url, "EXISTS", "jobs-released"); n != "0" {
+			t.Errorf("EXISTS jobs-released = %s after the bell was taken, want 0", n)
 		}
 		for range 3 {
 			st, err := waiter.Status(ctx)
@@ -160,8 +115,8 @@ func TestBellBounded(t *testing.T) {
 		if _, err := l.Status(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if v := serverDo(t, url, "EXISTS", "jobs-released"); v.Int != 0 {
-			t.Fatalf("uncontended releases left the bell: EXISTS %d", v.Int)
+		if n := serverDo(t, url, "EXISTS", "jobs-released"); n != "0" {
+			t.Fatalf("uncontended releases left the bell: EXISTS %s", n)
 		}
 
 		// A queue of one: the waiter, handed the lock, rings on its
@@ -181,11 +136,11 @@ func TestBellBounded(t *testing.T) {
 		if err := w.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
-		var llen, pttl int64
+		var pttl int
 		waitFor(t, func() bool {
-			llen = serverDo(t, url, "LLEN", "jobs-released").Int
-			pttl = serverDo(t, url, "PTTL", "jobs-released").Int
-			return llen == 1 && pttl > 0
+			llen := serverDo(t, url, "LLEN", "jobs-released")
+			pttl, _ = strconv.Atoi(serverDo(t, url, "PTTL", "jobs-released"))
+			return llen == "1" && pttl > 0
 		})
 		if pttl > 300 {
 			t.Errorf("the bell expires in %dms, want at most CheckInterval (300ms)", pttl)
@@ -199,11 +154,7 @@ func TestBellBounded(t *testing.T) {
 func TestBellRefusedFallsBackToPolling(t *testing.T) {
 	run := func(t *testing.T, url string, clientWide bool) {
 		ctx := context.Background()
-		cl, err := NewClient(ClientConfig{URL: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, ClientConfig{URL: url})
 		holder := newLock(t, "jobs", Config{Client: cl})
 		waiter := newLock(t, "jobs", Config{Client: cl, CheckInterval: 20 * time.Millisecond, Timeout: 5 * time.Second})
 		for i := range 3 {
@@ -230,11 +181,11 @@ func TestBellRefusedFallsBackToPolling(t *testing.T) {
 		servers(t, func(t *testing.T, url string) {
 			serverDo(t, url, "SET", "jobs-released", "mine")
 			run(t, url, false)
-			if v := serverDo(t, url, "GET", "jobs-released"); string(v.Str) != "mine" {
-				t.Errorf("the user's key jobs-released = %q, want it untouched", v.Str)
+			if v := serverDo(t, url, "GET", "jobs-released"); v != "mine" {
+				t.Errorf("the user's key jobs-released = %q, want it untouched", v)
 			}
-			if v := serverDo(t, url, "PTTL", "jobs-released"); v.Int != -1 {
-				t.Errorf("the user's key jobs-released got a TTL: PTTL %d", v.Int)
+			if v := serverDo(t, url, "PTTL", "jobs-released"); v != "-1" {
+				t.Errorf("the user's key jobs-released got a TTL: PTTL %s", v)
 			}
 		})
 	})
@@ -250,16 +201,11 @@ func TestBellRefusedFallsBackToPolling(t *testing.T) {
 		servers(t, func(t *testing.T, url string) {
 			serverDo(t, url, "RPUSH", "jobs-released", "a", "b", "c")
 			run(t, url, false)
-			v := serverDo(t, url, "LRANGE", "jobs-released", "0", "-1")
-			var got []string
-			for _, e := range v.Elems {
-				got = append(got, string(e.Str))
-			}
-			if strings.Join(got, " ") != "a b c" {
+			if got := strings.Split(serverDo(t, url, "LRANGE", "jobs-released", "0", "-1"), "\n"); strings.Join(got, " ") != "a b c" {
 				t.Errorf("the user's list jobs-released = %q, want [a b c]", got)
 			}
-			if v := serverDo(t, url, "PTTL", "jobs-released"); v.Int != -1 {
-				t.Errorf("the user's list jobs-released got a TTL: PTTL %d", v.Int)
+			if v := serverDo(t, url, "PTTL", "jobs-released"); v != "-1" {
+				t.Errorf("the user's list jobs-released got a TTL: PTTL %s", v)
 			}
 		})
 	})
@@ -276,11 +222,7 @@ func TestBellPauseEndsOnTime(t *testing.T) {
 		if err := holder.Acquire(ctx); err != nil {
 			t.Fatal(err)
 		}
-		cl, err := NewClient(ClientConfig{URL: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, ClientConfig{URL: url})
 		waiter := newLock(t, "jobs", Config{Client: cl, CheckInterval: 20 * time.Millisecond, Timeout: 300 * time.Millisecond})
 		start := time.Now()
 		if err := waiter.Acquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
@@ -293,7 +235,7 @@ func TestBellPauseEndsOnTime(t *testing.T) {
 		if miniredis := blockedClients(t, url) < 0; miniredis {
 			return
 		}
-		stats := string(serverDo(t, url, "INFO", "commandstats").Str)
+		stats := serverDo(t, url, "INFO", "commandstats")
 		if strings.Contains(stats, "cmdstat_client|unblock") {
 			t.Error("CLIENT UNBLOCK was sent")
 		}
@@ -302,8 +244,8 @@ func TestBellPauseEndsOnTime(t *testing.T) {
 		if !found || calls < 3 {
 			t.Errorf("LPUSH called %d times, want a wake push per pause", calls)
 		}
-		if v := serverDo(t, url, "KEYS", "jobs-wake-*"); len(v.Elems) > 1 {
-			t.Errorf("wake keys left: %v", v)
+		if keys := serverDo(t, url, "KEYS", "jobs-wake-*"); strings.Contains(keys, "\n") { // more than one
+			t.Errorf("wake keys left: %q", strings.Split(keys, "\n"))
 		}
 	})
 }
@@ -439,4 +381,88 @@ func TestBellWaitInterrupted(t *testing.T) {
 	if blpops != 2 || cl.caps.bell.no() {
 		t.Fatalf("%d BLPOPs, bell refused %v; want a second wait and the bell kept", blpops, cl.caps.bell.no())
 	}
+}
+
+// TestWaitersSurvivePause: contenders wait for the lock while the server
+// goes through write pauses (CLIENT PAUSE WRITE, CLIENT PAUSE ALL, and the
+// pause FAILOVER makes). A waiter must never send what can crash the
+// server: CLIENT UNBLOCK on a BLPOP held back by a write pause kills
+// Redis 7.0, 8.0 and Valkey 8.1 ("Unknown btype in
+// replyToBlockedClientTimedOut"). The server survives, and the waiters
+// get the lock after the pauses and the release.
+func TestWaitersSurvivePause(t *testing.T) {
+	for _, pause := range []string{"WRITE", "ALL", "FAILOVER"} {
+		t.Run(pause, func(t *testing.T) {
+			s := redistest.Redis(t, "--repl-diskless-sync-delay", "0")
+			var replica *redistest.Server
+			if pause == "FAILOVER" {
+				replica = redistest.Redis(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.Port()),
+					"--repl-diskless-sync-delay", "0")
+			}
+			ctx := context.Background()
+			holder := newLock(t, "jobs", Config{URL: s.URL()})
+			if err := holder.Acquire(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var got []<-chan error
+			var waiters []*Lock
+			for _, proto := range []string{"", "?protocol=2", "", "?protocol=2"} {
+				cl := newClient(t, ClientConfig{URL: s.URL() + proto})
+				w := newLock(t, "jobs", Config{Client: cl, CheckInterval: 30 * time.Millisecond, Timeout: -1})
+				waiters = append(waiters, w)
+				got = append(got, acquireAsync(ctx, w))
+			}
+			for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+				var err error
+				if pause == "FAILOVER" {
+					// To the replica and back: each pauses the primary's
+					// writes until the other has caught up.
+					failover(t, s, replica)
+					failover(t, replica, s)
+				} else {
+					ms := 20 + rand.IntN(150)
+					_, err = s.Do("CLIENT", "PAUSE", strconv.Itoa(ms), pause)
+					time.Sleep(time.Duration(ms+rand.IntN(40)) * time.Millisecond)
+				}
+				if err != nil {
+					t.Fatalf("pause: %v", err)
+				}
+				if _, err := s.Do("PING"); err != nil {
+					t.Fatalf("the server died during the pauses: %v\n%s", err, strings.Join(lastLines(s), "\n"))
+				}
+			}
+			if err := holder.Release(ctx); err != nil {
+				t.Logf("release: %v", err)
+			}
+			takeInTurn(t, waiters, got)
+			if _, err := s.Do("PING"); err != nil {
+				t.Fatalf("the server died: %v", err)
+			}
+		})
+	}
+}
+
+// lastLines returns the last lines of s's log.
+func lastLines(s *redistest.Server) []string {
+	b, _ := os.ReadFile(s.Logfile())
+	lines := strings.Split(string(b), "\n")
+	return lines[max(len(lines)-20, 0):]
+}
+
+// failover makes replica the primary with FAILOVER on primary, and waits
+// until both have switched roles.
+func failover(t *testing.T, primary, replica *redistest.Server) {
+	t.Helper()
+	waitFor(t, func() bool {
+		info, _ := primary.Do("INFO", "replication")
+		return strings.Contains(info, "state=online")
+	})
+	if _, err := primary.Do("FAILOVER", "TO", "127.0.0.1", strconv.Itoa(replica.Port()), "TIMEOUT", "2000"); err != nil {
+		t.Fatalf("FAILOVER: %v", err)
+	}
+	waitFor(t, func() bool {
+		a, _ := primary.Do("ROLE")
+		b, _ := replica.Do("ROLE")
+		return strings.HasPrefix(a, "slave") && strings.HasPrefix(b, "master")
+	})
 }

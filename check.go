@@ -21,6 +21,8 @@ func (s *spec) logCheck(st holderState, err error) {
 		s.log.Debug("holder alive")
 	case st == holderKilled:
 		s.log.Info("killed silent holder")
+	case st == holderUnkillable:
+		s.log.Warn("the channel is taken by a subscriber not named like a holder; it cannot be killed", "name", s.name)
 	default:
 		s.log.Debug("holder gone before the ping")
 	}
@@ -30,8 +32,9 @@ func (s *spec) logCheck(st holderState, err error) {
 // every holder answered within UnavailableTimeout. The connections of
 // silent holders are killed (CLIENT KILL ID), freeing the lock, and alive
 // is false. With no holder at all, alive is false and nothing is killed.
-// Servers without CLIENT LIST or CLIENT KILL (miniredis) give an error when
-// a holder is silent.
+// A silent subscriber not named like a holder is not killed:
+// ErrUnknownSubscriber. Servers without CLIENT LIST or CLIENT KILL
+// (miniredis) give an error when a holder is silent.
 func (l *Lock) CheckOrKill(ctx context.Context) (alive bool, err error) {
 	c, err := l.cl.get(ctx, l.channel)
 	if err != nil {
@@ -43,6 +46,9 @@ func (l *Lock) CheckOrKill(ctx context.Context) (alive bool, err error) {
 	}
 	st, err := l.checkOrKill(ctx, c)
 	l.logCheck(st, err)
+	if err == nil && st == holderUnkillable {
+		err = ErrUnknownSubscriber
+	}
 	return st == holderAlive, l.opErr("check", err)
 }
 
@@ -67,10 +73,19 @@ func (s *spec) checkOrKill(ctx context.Context, aux *conn) (holderState, error) 
 		return holderGone, fmt.Errorf("%w: %w", ErrKillUnsupported, p.listErr)
 	}
 	killed, err := s.killSilent(ctx, aux, p)
-	if err != nil || killed == 0 {
-		return holderGone, err // the silent subscribers left on their own
+	switch {
+	case err != nil:
+		return holderGone, err
+	case killed > 0:
+		return holderKilled, nil
 	}
-	return holderKilled, nil
+	// Nobody to kill: the silent subscribers left on their own, or they
+	// are not named like holders (a plain SUBSCRIBE of the channel), and
+	// keep it taken where nothing may kill them.
+	if n, err := s.numsub(ctx, aux); err != nil || n > 0 {
+		return holderUnkillable, err
+	}
+	return holderGone, nil
 }
 
 // probe is what a ping of the lock's channel found.
@@ -553,4 +568,7 @@ const (
 	holderGone   holderState = iota // nobody received the ping
 	holderAlive                     // every holder answered
 	holderKilled                    // silent holders were killed
+	// holderUnkillable: silent subscribers not named like a holder keep the
+	// channel taken, and are not killed.
+	holderUnkillable
 )

@@ -1,12 +1,18 @@
 package pubsublock
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"net"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pubsublock/pubsublock/internal/redistest"
+	"github.com/pubsublock/pubsublock/resp"
 )
 
 // clientConns counts the server's client connections other than the one
@@ -28,7 +34,7 @@ func TestDefaultClientPools(t *testing.T) {
 	url := s.URL() + "?protocol=3" // a setting of this test's own
 	var locks []*Lock
 	for range 3 {
-		locks = append(locks, mustNew(t, "pool", Config{URL: url}))
+		locks = append(locks, newLock(t, "pool", Config{URL: url}))
 	}
 	for round := range 3 {
 		for _, l := range locks {
@@ -43,7 +49,9 @@ func TestDefaultClientPools(t *testing.T) {
 			mustDo(t, s, "CONFIG", "RESETSTAT")
 		}
 	}
-	if n := infoField(t, s, "stats", "total_connections_received"); n != "1" { // the INFO's own
+	if n, ok := infoField(t, s.URL(), "stats", "total_connections_received"); !ok {
+		t.Fatal("INFO stats has no total_connections_received")
+	} else if n != "1" { // the INFO's own
 		t.Errorf("Locks without a Client dialed %s connections in 6 warm cycles, want none", n)
 	}
 	if n := clientConns(t, s); n < 1 {
@@ -54,12 +62,8 @@ func TestDefaultClientPools(t *testing.T) {
 	locks = nil
 
 	// The idle timeout, on a Client's timer.
-	cl, err := NewClient(ClientConfig{URL: s.URL(), IdleTimeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	l := mustNew(t, "pool", Config{Client: cl})
+	cl := newClient(t, ClientConfig{URL: s.URL(), IdleTimeout: 200 * time.Millisecond})
+	l := newLock(t, "pool", Config{Client: cl})
 	if err := l.Acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +83,7 @@ func TestDefaultClientPools(t *testing.T) {
 func TestDefaultClientAfterRestart(t *testing.T) {
 	s := redistest.Redis(t)
 	ctx := context.Background()
-	l := mustNew(t, "restart", Config{URL: s.URL() + "?protocol=3"})
+	l := newLock(t, "restart", Config{URL: s.URL() + "?protocol=3"})
 	for range 2 {
 		if err := l.Acquire(ctx); err != nil {
 			t.Fatal(err)
@@ -91,14 +95,169 @@ func TestDefaultClientAfterRestart(t *testing.T) {
 	}
 }
 
-// infoField returns field of INFO section on s.
-func infoField(t *testing.T, s *redistest.Server, section, field string) string {
-	t.Helper()
-	for line := range strings.SplitSeq(mustDo(t, s, "INFO", section), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
-			return v
-		}
+// TestStalePooledConnection: idle connections of a Client killed by the
+// server (a restart, CLIENT KILL, a Python contender killing by name) are
+// replaced at once, not taken for a held lock.
+func TestStalePooledConnection(t *testing.T) {
+	s := redistest.Redis(t)
+	cl := newClient(t, ClientConfig{URL: s.URL()})
+	ctx := context.Background()
+	l := newLock(t, "stale", Config{Client: cl})
+	other := newLock(t, "stale", Config{Client: cl})
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("INFO %s has no %s", section, field)
-	return ""
+	if err := other.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+		t.Fatalf("TryAcquire while held: %v", err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// No idle connection keeps the holder's name, once the server has
+	// read the release (Release does not wait for it).
+	waitFor(t, func() bool {
+		list, err := s.Do("CLIENT", "LIST")
+		return err == nil && !strings.Contains(list, "name=stale-lock")
+	})
+	if _, err := s.Do("CLIENT", "KILL", "TYPE", "normal"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.TryAcquire(ctx); err != nil {
+		t.Fatalf("TryAcquire on a free lock with stale pooled connections: %v", err)
+	}
 }
+
+// FuzzClient runs a lock against a fake server that answers everything
+// with the fuzzer's bytes: no panic, no hang, and an error that says what
+// went wrong.
+func FuzzClient(f *testing.F) {
+	hello := "%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n"
+	for _, s := range []string{
+		"",
+		"-ERR nope\r\n",
+		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n",
+		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:2\r\n",
+		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$4\r\njobs\r\n$3\r\nxyz\r\n",
+		hello + "+OK\r\n>3\r\n$11\r\nunsubscribe\r\n$4\r\njobs\r\n:0\r\n",
+		// Held, released (with a ping before the unsubscribe), held again
+		// on the same connection.
+		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n" +
+			">3\r\n$7\r\nmessage\r\n$4\r\njobs\r\n$30\r\n{\"response_channel\": \"jobs-1\"}\r\n" +
+			">3\r\n$11\r\nunsubscribe\r\n$4\r\njobs\r\n:0\r\n:1\r\n+OK\r\n" +
+			"+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n",
+		"$9223372036854775807\r\n", "*1000000000\r\n", "$1\r\naXY",
+		hello + "+OK\r\n*2\r\n$4\r\njobs\r\n:1\r\n", hello + ":1\r\n:2\r\n:3\r\n",
+		// Held elsewhere, then a try woken by the bell takes it.
+		hello + "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:2\r\n" +
+			">3\r\n$11\r\nunsubscribe\r\n$4\r\njobs\r\n:0\r\n+OK\r\n" +
+			"*2\r\n$13\r\njobs-released\r\n$1\r\n1\r\n+OK\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n*2\r\n$4\r\njobs\r\n:1\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, script []byte) {
+		dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return &scriptConn{r: bytes.NewReader(script)}, nil
+		}
+		cl := newClient(t, ClientConfig{Dial: dial, MaxIdle: 1, Limits: resp.Limits{MaxBulkLen: 1 << 16, MaxElements: 64, MaxDepth: 8}})
+		l, err := New("jobs", Config{Client: cl, HealthCheckInterval: 20 * time.Millisecond, UnavailableTimeout: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		err = l.TryAcquire(ctx)
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("TryAcquire took %v", time.Since(start))
+		}
+		if err == nil {
+			// Release without waiting for the server (the connection is
+			// pooled), and try again on the same connection, behind the
+			// release's replies.
+			_ = l.Release(ctx)
+			err = l.TryAcquire(ctx)
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("Release and TryAcquire took %v", time.Since(start))
+			}
+		}
+		if errors.Is(err, ErrAlreadyLocked) {
+			// Wait: the tries are held back by the release bell (BLPOP),
+			// whose reply comes from the script too.
+			w, werr := New("jobs", Config{Client: cl, Timeout: 30 * time.Millisecond, CheckInterval: 10 * time.Millisecond,
+				HealthCheckInterval: 20 * time.Millisecond, UnavailableTimeout: 20 * time.Millisecond})
+			if werr != nil {
+				t.Fatal(werr)
+			}
+			l = w
+			err = l.Acquire(ctx)
+			if time.Since(start) > 6*time.Second {
+				t.Fatalf("waiting Acquire took %v", time.Since(start))
+			}
+		}
+		if err == nil {
+			// The fake server's script ran out: the hold must end.
+			select {
+			case <-l.Lost():
+			case <-time.After(3 * time.Second):
+				t.Fatal("a hold on a closed connection was not lost")
+			}
+			l.Release(ctx)
+			return
+		}
+		if err.Error() == "" || errors.Is(err, ErrHeld) {
+			t.Fatalf("unclear error %q", err)
+		}
+	})
+}
+
+// scriptConn is a connection to a fake server that sends script, whatever
+// it is sent, and then hangs up (EOF).
+type scriptConn struct {
+	mu     sync.Mutex
+	r      *bytes.Reader
+	closed bool
+	dl     time.Time // read deadline
+}
+
+func (c *scriptConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return 0, net.ErrClosed
+	case !c.dl.IsZero() && time.Now().After(c.dl):
+		return 0, os.ErrDeadlineExceeded
+	}
+	return c.r.Read(p)
+}
+
+func (c *scriptConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	return len(p), nil
+}
+
+func (c *scriptConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return nil
+}
+
+func (c *scriptConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
+
+func (c *scriptConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dl = t
+	return nil
+}
+
+func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
+
+func (c *scriptConn) LocalAddr() net.Addr { return &net.TCPAddr{} }
+
+func (c *scriptConn) RemoteAddr() net.Addr { return &net.TCPAddr{} }

@@ -1,7 +1,6 @@
 package pubsublock
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -172,20 +171,6 @@ func (e clusterEnv) seedsFrom(first *redistest.Server) []string {
 	return append(addrs[i:], addrs[:i]...)
 }
 
-func shardNumsub(t *testing.T, s *redistest.Server, channel string) int {
-	t.Helper()
-	out, err := s.Do("PUBSUB", "SHARDNUMSUB", channel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(out, "\n")
-	n, err := strconv.Atoi(lines[len(lines)-1])
-	if err != nil {
-		t.Fatalf("SHARDNUMSUB %s: %q", channel, out)
-	}
-	return n
-}
-
 func TestCluster(t *testing.T) {
 	start := time.Now()
 	e := clusterEnv{redistest.Cluster(t, 3)}
@@ -266,10 +251,10 @@ func (e clusterEnv) testAcquireViaNonOwnerSeed(t *testing.T) {
 			t.Fatal(err)
 		}
 		firsts = append(firsts, time.Since(start))
-		if n := shardNumsub(t, owner, ch); n != 1 {
+		if n := owner.ShardNumSub(t, ch); n != 1 {
 			t.Fatalf("SHARDNUMSUB on the owner = %d", n)
 		}
-		if n := shardNumsub(t, other, ch); n != 0 {
+		if n := other.ShardNumSub(t, ch); n != 0 {
 			t.Fatalf("SHARDNUMSUB on another node = %d", n)
 		}
 		if i == 0 {
@@ -287,11 +272,7 @@ func (e clusterEnv) testAcquireViaNonOwnerSeed(t *testing.T) {
 
 	// With a shared Client the map and the connections are kept: later
 	// acquisitions cost one round trip to the owner.
-	cl, err := NewClient(ClientConfig{ClusterAddrs: []string{other.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{ClusterAddrs: []string{other.Addr()}})
 	l := newLock(t, ch, Config{Client: cl})
 	var warm []time.Duration
 	for range 20 {
@@ -343,7 +324,7 @@ func (e clusterEnv) testBellHandsOver(t *testing.T) {
 	if err := <-got; err != nil {
 		t.Fatalf("waiter: %v", err)
 	}
-	if n := shardNumsub(t, owner, ch); n != 1 {
+	if n := owner.ShardNumSub(t, ch); n != 1 {
 		t.Fatalf("SHARDNUMSUB on the owner = %d, want the waiter alone", n)
 	}
 	if err := waiter.Release(ctx); err != nil {
@@ -369,11 +350,7 @@ func (e clusterEnv) testMutualExclusion(t *testing.T) {
 	const contenders, rounds = 6, 15
 	start := time.Now()
 	for i := range contenders {
-		cl, err := NewClient(ClientConfig{ClusterAddrs: e.seedsFrom(nodes[i%len(nodes)])})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, ClientConfig{ClusterAddrs: e.seedsFrom(nodes[i%len(nodes)])})
 		l := newLock(t, ch, Config{Client: cl, Timeout: 20 * time.Second, CheckInterval: 5 * time.Millisecond})
 		wg.Go(func() {
 			for range rounds {
@@ -404,38 +381,13 @@ func (e clusterEnv) testMutualExclusion(t *testing.T) {
 	t.Logf("%d acquisitions by %d contenders through 3 seeds in %v", acquired.Load(), contenders, time.Since(start))
 }
 
-// silentHolder subscribes a raw connection to channel on s as a holder
-// would, and never reads from it again: a frozen holder.
-func silentHolder(t *testing.T, s *redistest.Server, channel string) net.Conn {
-	t.Helper()
-	nc, err := net.Dial("tcp", s.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	var b []byte
-	b = resp.AppendCommand(b, "CLIENT", "SETNAME", channel+"-lock")
-	b = resp.AppendCommand(b, "SSUBSCRIBE", channel)
-	if _, err := nc.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for shardNumsub(t, s, channel) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the silent holder did not subscribe")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return nc
-}
-
 // A holder that stopped reading is pinged on the owner, killed there after
 // UnavailableTimeout, and the lock taken over.
 func (e clusterEnv) testFrozenHolderKilled(t *testing.T) {
 	ctx := context.Background()
 	const ch = "frozen"
 	owner, other := e.owner(t, ch)
-	nc := silentHolder(t, owner, ch)
+	nc := silentHolder(t, owner, "SSUBSCRIBE", ch)
 	l := newLock(t, ch, Config{ClusterAddrs: e.seedsFrom(other), UnavailableTimeout: 200 * time.Millisecond,
 		CheckInterval: 20 * time.Millisecond})
 	start := time.Now()
@@ -447,7 +399,7 @@ func (e clusterEnv) testFrozenHolderKilled(t *testing.T) {
 	if _, err := readAll(nc); err != nil {
 		t.Errorf("the frozen holder's connection was not closed: %v", err)
 	}
-	if n := shardNumsub(t, owner, ch); n != 1 {
+	if n := owner.ShardNumSub(t, ch); n != 1 {
 		t.Errorf("SHARDNUMSUB = %d", n)
 	}
 	// A live holder is not killed.
@@ -507,19 +459,11 @@ func (e clusterEnv) testSlotMigration(t *testing.T) {
 	ctx := context.Background()
 	const ch = "migrating"
 	owner, other := e.owner(t, ch)
-	cl, err := NewClient(ClientConfig{ClusterAddrs: e.seedsFrom(owner)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{ClusterAddrs: e.seedsFrom(owner)})
 	for _, resp2 := range []bool{false, true} {
 		cfg := Config{Client: cl}
 		if resp2 {
-			cl2, err := NewClient(ClientConfig{URL: "redis+cluster://" + strings.Join(e.seedsFrom(owner), ",") + "?protocol=2"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl2.Close()
+			cl2 := newClient(t, ClientConfig{URL: "redis+cluster://" + strings.Join(e.seedsFrom(owner), ",") + "?protocol=2"})
 			cfg.Client = cl2
 		}
 		l := newLock(t, ch, cfg)
@@ -552,7 +496,7 @@ func (e clusterEnv) testSlotMigration(t *testing.T) {
 
 		// The Client's map is stale: the next acquisition meets MOVED and
 		// lands on the new owner.
-		var logs logBuffer
+		var logs lockedBuffer
 		bcfg := cfg
 		bcfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		b := newLock(t, ch, bcfg)
@@ -562,7 +506,7 @@ func (e clusterEnv) testSlotMigration(t *testing.T) {
 		if !strings.Contains(logs.String(), "msg=redirected") {
 			t.Errorf("no redirect logged:\n%s", logs.String())
 		}
-		if n := shardNumsub(t, other, ch); n != 1 {
+		if n := other.ShardNumSub(t, ch); n != 1 {
 			t.Errorf("SHARDNUMSUB on the new owner = %d", n)
 		}
 		if got := cfg.Client.cluster.current(hashSlot(ch)); got != other.Addr() {
@@ -575,24 +519,6 @@ func (e clusterEnv) testSlotMigration(t *testing.T) {
 	}
 }
 
-// logBuffer is a bytes.Buffer for loggers used from many goroutines.
-type logBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // While the lock's slot is being migrated, its fence key may already sit on
 // the importing node: the INCR gets ASK and is retried there after ASKING,
 // while the channel is still served by the migrating node. When the
@@ -603,17 +529,11 @@ func (e clusterEnv) testFencingDuringMigration(t *testing.T) {
 	const ch = "asked"
 	from, to := e.owner(t, ch)
 	slot := strconv.Itoa(hashSlot(ch))
-	mustDo := func(s *redistest.Server, args ...string) {
-		t.Helper()
-		if _, err := s.Do(args...); err != nil {
-			t.Fatal(err)
-		}
-	}
 	fromID, _ := from.Do("CLUSTER", "MYID")
 	toID, _ := to.Do("CLUSTER", "MYID")
-	mustDo(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID)
-	mustDo(from, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
-	var logs logBuffer
+	mustDo(t, to, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID)
+	mustDo(t, from, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
+	var logs lockedBuffer
 	l := newLock(t, ch, Config{ClusterAddrs: e.seedsFrom(to), Fencing: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err := l.Acquire(ctx); err != nil {
@@ -627,10 +547,10 @@ func (e clusterEnv) testFencingDuringMigration(t *testing.T) {
 			t.Errorf("%s holds %s keys of the slot, want %s: the INCR did not follow ASK", s.Addr(), got, want)
 		}
 	}
-	if n := shardNumsub(t, from, ch); n != 1 {
+	if n := from.ShardNumSub(t, ch); n != 1 {
 		t.Errorf("SHARDNUMSUB on the migrating node = %d, want 1 (it serves the channel until the end)", n)
 	}
-	if n := shardNumsub(t, to, ch); n != 0 {
+	if n := to.ShardNumSub(t, ch); n != 0 {
 		t.Errorf("SHARDNUMSUB on the importing node = %d, want 0", n)
 	}
 	e.c.MigrateSlot(t, hashSlot(ch), from, to)
@@ -646,7 +566,7 @@ func (e clusterEnv) testFencingDuringMigration(t *testing.T) {
 	if l.Token() != 2 {
 		t.Errorf("token after the migration %d, want 2", l.Token())
 	}
-	if n := shardNumsub(t, to, ch); n != 1 {
+	if n := to.ShardNumSub(t, ch); n != 1 {
 		t.Errorf("SHARDNUMSUB on the new owner = %d", n)
 	}
 }
@@ -678,4 +598,46 @@ func TestClusterPartitionedHolder(t *testing.T) {
 	if err := l.Err(); !errors.Is(err, ErrLost) || !strings.Contains(err.Error(), "CLUSTERDOWN") {
 		t.Errorf("Err() = %v, want a loss by CLUSTERDOWN", err)
 	}
+}
+
+// TestClusterFailoverWithWaiters: contenders wait for a lock on a cluster
+// while its master goes through CLUSTER FAILOVER, which pauses the
+// master's writes until the replica has caught up. Both servers survive,
+// the holder is told of the loss, and the waiters get the lock from the
+// new master in turn.
+func TestClusterFailoverWithWaiters(t *testing.T) {
+	c := redistest.Cluster(t, 1)
+	master := c.Nodes()[0]
+	replica := c.AddReplica(t, master)
+	url := "redis+cluster://" + master.Addr() + "," + replica.Addr()
+	ctx := context.Background()
+	holder := newLock(t, "jobs", Config{URL: url})
+	if err := holder.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var waiters []*Lock
+	var got []<-chan error
+	for _, proto := range []string{"", "?protocol=2"} {
+		cl := newClient(t, ClientConfig{URL: url + proto})
+		w := newLock(t, "jobs", Config{Client: cl, CheckInterval: 30 * time.Millisecond, Timeout: -1})
+		waiters = append(waiters, w)
+		got = append(got, acquireAsync(ctx, w))
+	}
+	time.Sleep(200 * time.Millisecond) // the waiters wait on the bell
+	mustDo(t, replica, "CLUSTER", "FAILOVER")
+	waitFor(t, func() bool {
+		role, _ := replica.Do("ROLE")
+		return strings.HasPrefix(role, "master")
+	})
+	for _, s := range []*redistest.Server{master, replica} {
+		if _, err := s.Do("PING"); err != nil {
+			t.Fatalf("%s died in the failover: %v", s.Addr(), err)
+		}
+	}
+	select {
+	case <-holder.Lost():
+	case <-time.After(5 * time.Second):
+		t.Error("the holder on the old master was not told")
+	}
+	takeInTurn(t, waiters, got)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pubsublock/pubsublock/resp"
@@ -54,6 +55,7 @@ type conn struct {
 	addr  string // the server's address, where the Client pools it
 	// idleSince is when the connection went back to the Client's pool.
 	idleSince time.Time
+	raw       syscall.Conn // the socket, for peerClosed; nil if not one
 	// replyTimeout bounds each synchronous round trip (see pipelineBlocking): the
 	// Client's DialTimeout. 0: no bound but the context's.
 	replyTimeout time.Duration
@@ -105,6 +107,7 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 		_ = tc.SetNoDelay(true)
 		_ = tc.SetKeepAlive(true)
 	}
+	raw, _ := nc.(syscall.Conn) // the socket itself, under TLS too
 	if dc.tls != nil {
 		cfg := dc.tls.Clone()
 		if cfg.ServerName == "" {
@@ -124,6 +127,7 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 		nc = t
 	}
 	c := newConn(nc, dc.limits)
+	c.raw = raw
 	c.replyTimeout = dc.dialTimeout
 	if err := c.handshake(ctx, dc); err != nil {
 		c.close()
@@ -550,109 +554,35 @@ func isSubscribeCmd(name string) bool {
 	return false
 }
 
-// send queues a command for a connection whose frames are read by another
-// goroutine (see deliver). If ch is not nil it receives the reply; it must
-// have room for one value. Commands of the SUBSCRIBE family take no ch.
-func (c *conn) send(ch chan<- reply, args ...string) error {
-	return c.sendBatch([][]string{args}, []chan<- reply{ch})
-}
-
-// sendBatch is send for several commands in one write; chans[i] receives
-// the reply to cmds[i].
-func (c *conn) sendBatch(cmds [][]string, chans []chan<- reply) error {
-	return c.sendQueued(cmds, chans, nil, false)
-}
-
-// errReleased is returned by send once sendFinal has handed the
-// connection on.
-var errReleased = errors.New("connection released")
-
-// sendFinal is sendBatch for the last commands of the reader goroutine:
-// with drain not nil, the connection may be given to a synchronous user as
-// soon as it returns, and that user reads only once drain is closed, which
-// the reader does after the last reply it awaits. Later sends fail with
-// errReleased until then.
-func (c *conn) sendFinal(cmds [][]string, chans []chan<- reply, drain <-chan struct{}) error {
-	return c.sendQueued(cmds, chans, drain, true)
-}
-
-// sendQueued is sendBatch and sendFinal.
-func (c *conn) sendQueued(cmds [][]string, chans []chan<- reply, drain <-chan struct{}, final bool) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+// peerClosed reports, without reading and without waiting, that the
+// server has closed the connection (or reset it), even while replies it
+// sent before are still unread: a process that was stopped (SIGSTOP, a
+// suspended VM) learns at once on resume that a contender killed its
+// connection meanwhile, before its reader goroutine runs. It returns nil
+// where it cannot tell (see peerHungUp).
+func (c *conn) peerClosed() error {
 	if err := c.failed(); err != nil {
 		return err
 	}
-	if c.drain != nil || c.final {
-		return errReleased
+	if c.raw == nil {
+		return nil
 	}
-	c.drain, c.final = drain, final
-	c.wbuf = c.wbuf[:0]
-	for i, args := range cmds {
-		c.wbuf = resp.AppendCommand(c.wbuf, args...)
-		if isSubscribeCmd(args[0]) {
-			c.subMode = true
-		} else {
-			c.pending = append(c.pending, chans[i])
-		}
-	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := c.nc.Write(c.wbuf)
+	rc, err := c.raw.SyscallConn()
 	if err != nil {
-		return c.fatal(fmt.Errorf("write: %w", err))
+		return nil
+	}
+	var closed bool
+	if rc.Control(func(fd uintptr) { closed = peerHungUp(fd) }) != nil {
+		return nil
+	}
+	if closed {
+		return c.fatal(errPeerClosed)
 	}
 	return nil
 }
 
-// endUnsolicited is called by the reader goroutine when the server ends
-// the subscription: it reports true when sendFinal has written (the
-// unsubscribe is the release's own), and otherwise makes err the
-// connection's fatal error before sendFinal can write, and returns false.
-func (c *conn) endUnsolicited(err error) bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.final {
-		return true
-	}
-	c.fatal(err)
-	return false
-}
-
-// beginHold readies the connection for a new hold's reader goroutine.
-func (c *conn) beginHold() {
-	c.wmu.Lock()
-	c.final = false
-	c.wmu.Unlock()
-}
-
-// draining reports whether the connection still carries a released
-// hold's replies, which its next user must wait for.
-func (c *conn) draining() bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.drain != nil
-}
-
-// writeTimeout bounds a write to a connection read by another goroutine, so
-// a server that stops reading cannot block the sender forever.
-const writeTimeout = 5 * time.Second
-
-// deliver hands a reply read by the reader goroutine to the oldest waiting
-// sender. A reply nobody asked for means the stream is out of sync.
-func (c *conn) deliver(v resp.Value) error {
-	c.wmu.Lock()
-	if len(c.pending) == 0 {
-		c.wmu.Unlock()
-		return c.fatal(fmt.Errorf("%w: unexpected reply %.64s", resp.ErrProtocol, v.String()))
-	}
-	ch := c.pending[0]
-	c.pending = c.pending[1:]
-	c.wmu.Unlock()
-	if ch != nil {
-		ch <- reply{err: v.Err(), val: v.Clone()}
-	}
-	return nil
-}
+// errPeerClosed is the error of a connection the server closed.
+var errPeerClosed = errors.New("connection closed by the server")
 
 // awaitPush reads frames from c until done reports true. Replies are not
 // expected and are an error.
@@ -693,13 +623,6 @@ func subscribeSync(ctx context.Context, c *conn, ps pubsub, channel string) erro
 func unsubscribe(ctx context.Context, c *conn, cmd, channel string) error {
 	// pipeline reads up to the confirmation; pushes on the way go to onPush.
 	return c.pipeline(ctx, [][]string{{cmd, channel}}, nil)
-}
-
-// idleReplies reports whether no reply is awaited.
-func (c *conn) idleReplies() bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return len(c.pending) == 0
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -3,78 +3,15 @@ package pubsublock
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
+	"runtime"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pubsublock/pubsublock/internal/redistest"
 	"github.com/pubsublock/pubsublock/resp"
 )
-
-// scripted is a fake server: for each expected command (exact bytes) it
-// writes the given reply bytes. It records everything the client sent.
-type scripted struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	got  strings.Builder
-	done chan struct{}
-}
-
-type step struct{ want, reply string }
-
-func newScripted(t *testing.T, steps ...step) *scripted {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &scripted{ln: ln, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for _, st := range steps {
-			buf := make([]byte, len(st.want))
-			if _, err := io.ReadFull(c, buf); err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.got.Write(buf)
-			s.mu.Unlock()
-			if string(buf) != st.want {
-				return
-			}
-			if _, err := c.Write([]byte(st.reply)); err != nil {
-				return
-			}
-		}
-		rest, _ := io.ReadAll(c) // until the client closes
-		s.mu.Lock()
-		s.got.Write(rest)
-		s.mu.Unlock()
-	}()
-	t.Cleanup(func() { ln.Close(); <-s.done })
-	return s
-}
-
-func (s *scripted) addr() string { return s.ln.Addr().String() }
-
-func (s *scripted) sent() string {
-	<-s.done
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.got.String()
-}
-
-func cmd(args ...string) string { return string(resp.AppendCommand(nil, args...)) }
-
-const helloReply = "%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n"
 
 func TestHandshakeTranscript(t *testing.T) {
 	for _, tc := range []struct {
@@ -101,7 +38,7 @@ func TestHandshakeTranscript(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newScripted(t, tc.steps...)
+			s := newFakeServer(t, transcript(tc.steps...))
 			dc, err := tc.cfg.dialConfig()
 			if err != nil {
 				t.Fatal(err)
@@ -116,7 +53,7 @@ func TestHandshakeTranscript(t *testing.T) {
 			for _, st := range tc.steps {
 				want.WriteString(st.want)
 			}
-			if got := s.sent(); got != want.String() {
+			if got := s.sent(t); got != want.String() {
 				t.Errorf("sent %q\nwant %q", got, want.String())
 			}
 		})
@@ -124,7 +61,7 @@ func TestHandshakeTranscript(t *testing.T) {
 }
 
 func TestHandshakeAuthFailureHidesPassword(t *testing.T) {
-	s := newScripted(t, step{cmd("HELLO", "3", "AUTH", "u", "hunter2"), "-WRONGPASS invalid username-password pair or user is disabled.\r\n"})
+	s := newFakeServer(t, transcript(step{cmd("HELLO", "3", "AUTH", "u", "hunter2"), "-WRONGPASS invalid username-password pair or user is disabled.\r\n"}))
 	_, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), username: "u", password: "hunter2"})
 	var re resp.Error
 	if !errors.As(err, &re) || re.Code() != "WRONGPASS" {
@@ -133,62 +70,6 @@ func TestHandshakeAuthFailureHidesPassword(t *testing.T) {
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("error reveals the password: %v", err)
 	}
-}
-
-// recorder is a TCP proxy that records the bytes the client sends.
-type recorder struct {
-	ln  net.Listener
-	mu  sync.Mutex
-	buf strings.Builder
-	wg  sync.WaitGroup
-}
-
-func newRecorder(t *testing.T, target string) *recorder {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &recorder{ln: ln}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			r.wg.Add(2)
-			go func() { defer r.wg.Done(); io.Copy(c, s); c.Close() }()
-			go func() {
-				defer r.wg.Done()
-				b := make([]byte, 4096)
-				for {
-					n, err := c.Read(b)
-					r.mu.Lock()
-					r.buf.Write(b[:n])
-					r.mu.Unlock()
-					s.Write(b[:n])
-					if err != nil {
-						s.Close()
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); r.wg.Wait() })
-	return r
-}
-
-func (r *recorder) sent() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.buf.String()
 }
 
 // TestHandshakeRealServers checks the bytes sent and the protocol agreed
@@ -207,8 +88,9 @@ func TestHandshakeRealServers(t *testing.T) {
 	old := redistest.Redis(t, append([]string{"--rename-command", "HELLO", ""}, acl...)...)
 	for _, tg := range []target{{"miniredis", m.Addr(), true, true}, {"redis", real.Addr(), true, true}, {"redis-without-hello", old.Addr(), false, false}} {
 		t.Run(tg.name, func(t *testing.T) {
-			rec := newRecorder(t, tg.addr)
-			c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: rec.ln.Addr().String(),
+			px := redistest.NewProxy(t, tg.addr)
+			px.Record()
+			c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: px.Addr(),
 				username: "u", password: "pw", name: "app", db: 3})
 			if err != nil {
 				t.Fatal(err)
@@ -226,7 +108,7 @@ func TestHandshakeRealServers(t *testing.T) {
 				want += cmd("AUTH", "u", "pw") + cmd("CLIENT", "SETNAME", "app")
 			}
 			want += cmd("SELECT", "3") + cmd("PING")
-			if got := rec.sent(); got != want {
+			if got := px.Sent(); got != want {
 				t.Errorf("sent %q\nwant %q", got, want)
 			}
 		})
@@ -235,7 +117,7 @@ func TestHandshakeRealServers(t *testing.T) {
 
 func TestContextDeadlineClosesConn(t *testing.T) {
 	// A server that reads and never answers.
-	s := newScripted(t, step{cmd("PING"), ""})
+	s := newFakeServer(t, transcript(step{cmd("PING"), ""}))
 	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +141,7 @@ func TestContextDeadlineClosesConn(t *testing.T) {
 }
 
 func TestContextCancelClosesConn(t *testing.T) {
-	s := newScripted(t, step{cmd("PING"), ""})
+	s := newFakeServer(t, transcript(step{cmd("PING"), ""}))
 	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
 	if err != nil {
 		t.Fatal(err)
@@ -276,10 +158,10 @@ func TestContextCancelClosesConn(t *testing.T) {
 
 func TestPushBeforeReply(t *testing.T) {
 	push := ">3\r\n$7\r\nmessage\r\n$4\r\njobs\r\n$2\r\nhi\r\n"
-	s := newScripted(t,
+	s := newFakeServer(t, transcript(
 		step{cmd("HELLO", "3"), helloReply},
 		step{cmd("SUBSCRIBE", "jobs") + cmd("PUBSUB", "NUMSUB", "jobs"),
-			">3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n" + push + "*2\r\n$4\r\njobs\r\n:1\r\n"})
+			">3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n" + push + "*2\r\n$4\r\njobs\r\n:1\r\n"}))
 	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr()})
 	if err != nil {
 		t.Fatal(err)
@@ -299,7 +181,7 @@ func TestPushBeforeReply(t *testing.T) {
 }
 
 func TestProtocolErrorIsFatal(t *testing.T) {
-	s := newScripted(t, step{cmd("PING"), "$1\r\naXY\r\n"})
+	s := newFakeServer(t, transcript(step{cmd("PING"), "$1\r\naXY\r\n"}))
 	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
 	if err != nil {
 		t.Fatal(err)
@@ -314,9 +196,9 @@ func TestProtocolErrorIsFatal(t *testing.T) {
 }
 
 func TestServerErrorIsNotFatal(t *testing.T) {
-	s := newScripted(t,
+	s := newFakeServer(t, transcript(
 		step{cmd("GET", "k"), "-MOVED 5258 127.0.0.1:17001\r\n"},
-		step{cmd("PING"), "+PONG\r\n"})
+		step{cmd("PING"), "+PONG\r\n"}))
 	c, err := dialConn(context.Background(), dialConfig{network: "tcp", addr: s.addr(), resp2: true})
 	if err != nil {
 		t.Fatal(err)
@@ -342,5 +224,72 @@ func TestUnixSocket(t *testing.T) {
 	}
 	if err := l.Release(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDrainWaitBounded: a connection still carrying a released hold's
+// replies makes its next user wait for them, but never longer than the
+// user's context, and a hold's worker never draws such a connection from
+// the pool (two workers could each wait for the other's drain).
+func TestDrainWaitBounded(t *testing.T) {
+	m := redistest.Miniredis(t)
+	cl := newClient(t, ClientConfig{Addr: m.Addr()})
+	ctx := context.Background()
+	c, err := cl.get(ctx, "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	never := make(chan struct{})
+	c.drain = never // a release whose worker never finishes
+	cl.put(c)
+	r, err := cl.getReady(ctx, "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r == c {
+		t.Fatal("getReady returned a draining connection")
+	}
+	cl.put(r)
+	tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.do(tctx, "PING"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("PING behind a drain that never ends = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("waited %v for a drain, past the context's 100ms", d)
+	}
+}
+
+// TestPeerClosed: a connection the server closed is seen as closed without
+// reading it, even with replies still unread before the close; an open
+// one is not.
+func TestPeerClosed(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("POLLRDHUP is Linux's")
+	}
+	s := redistest.Redis(t)
+	ctx := context.Background()
+	c, err := dialConn(ctx, dialConfig{network: "tcp", addr: s.Addr(), dialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	v, err := c.do(ctx, "CLIENT", "ID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.peerClosed(); err != nil {
+		t.Fatalf("an open connection: %v", err)
+	}
+	// A reply left unread, then the server closes the connection.
+	if _, err := c.nc.Write(resp.AppendCommand(nil, "PING")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	mustDo(t, s, "CLIENT", "KILL", "ID", strconv.FormatInt(v.Int, 10))
+	waitFor(t, func() bool { return c.peerClosed() != nil })
+	if c.failed() == nil {
+		t.Error("a connection found closed is not retired")
 	}
 }

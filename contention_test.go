@@ -1,4 +1,4 @@
-package pubsublock
+package pubsublock_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubsublock/pubsublock"
 	"github.com/pubsublock/pubsublock/internal/redistest"
 )
 
@@ -52,11 +53,11 @@ func TestContentionMutualExclusion(t *testing.T) {
 			cancel()
 		}
 		// Kills and losses are logged at Info and above.
-		var logs lockedBuffer
+		var logs pubsublock.LockedBuffer
 		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		start := time.Now()
 		for i := range workers {
-			cfg := Config{
+			cfg := pubsublock.Config{
 				Timeout:       -1,
 				CheckInterval: time.Duration(1+i%5) * time.Millisecond,
 				Logger:        logger.With("worker", i),
@@ -64,7 +65,7 @@ func TestContentionMutualExclusion(t *testing.T) {
 			// Half the locks dial for every acquisition, half share a
 			// warm Client of their own.
 			if i%2 == 0 {
-				cl, err := NewClient(ClientConfig{URL: url})
+				cl, err := pubsublock.NewClient(pubsublock.ClientConfig{URL: url})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -73,10 +74,7 @@ func TestContentionMutualExclusion(t *testing.T) {
 			} else {
 				cfg.URL = url
 			}
-			l, err := New("contended", cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := pubsublock.NewLock(t, "contended", cfg)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -144,17 +142,17 @@ func TestContentionMutualExclusion(t *testing.T) {
 			time.Duration(longest.Load()).Round(time.Millisecond), counts)
 	}
 	t.Run("miniredis", func(t *testing.T) {
-		leakCheck(t)
+		pubsublock.LeakCheck(t)
 		m := redistest.Miniredis(t)
 		run(t, "redis://"+m.Addr())
 	})
 	t.Run("redis", func(t *testing.T) {
-		leakCheck(t)
+		pubsublock.LeakCheck(t)
 		s := redistest.Redis(t)
 		run(t, s.URL())
 	})
 	t.Run("redis-resp2", func(t *testing.T) {
-		leakCheck(t)
+		pubsublock.LeakCheck(t)
 		s := redistest.Redis(t)
 		run(t, s.URL()+"?protocol=2")
 	})

@@ -47,16 +47,9 @@
 //	}
 //	defer l.Release(context.Background())
 //
-//	work, stop := context.WithCancel(ctx)
-//	defer stop()
-//	go func() {
-//		select {
-//		case <-l.Lost(): // connection gone or killed: stop at once
-//			stop()
-//		case <-work.Done():
-//		}
-//	}()
-//	return backup(work)
+//	work, cancel := l.Context(ctx) // ends as soon as the lock is lost
+//	defer cancel()
+//	return backup(work) // context.Cause(work) matches ErrLost, and says why
 //
 // # Guarantees, and what is not guaranteed
 //
@@ -116,39 +109,36 @@
 //
 // All methods of Lock and Client are safe for concurrent use. A Lock holds
 // at most one acquisition at a time: Acquire on a held Lock, or during
-// another Acquire, returns ErrHeld. Lost and Err may be called from any
-// goroutine, typically one watching the hold. Once Release returns the
-// Lock can be acquired again. Every hold runs one goroutine, the worker
-// that owns the subscribed connection, and a health check driven by
-// timers. Release stops the health check at once; the worker reads the
-// replies to the release (within UnavailableTimeout, or the connection is
-// closed) and exits, without Release waiting for it. A lost hold's
-// goroutines stop by themselves. A waiting Acquire runs no goroutine of
-// its own: its next try waits in the server for the release bell (see
-// Config.CheckInterval).
+// another Acquire, returns ErrHeld. Lost, Err and Context may be called
+// from any goroutine, typically one watching the hold. Once Release
+// returns the Lock can be acquired again. Every hold runs one goroutine,
+// which ends with the hold; a waiting Acquire runs none. How the lock
+// works inside (the release bell, the worker, the health check) is told in
+// docs/DESIGN.md.
 //
-// # The release bell
+// # Errors
 //
-// A waiting Acquire sends its next try behind a BLPOP on the list
-// "<channel>-released", with the pause as timeout, and a Go holder's
-// Release pushes to that list right after it unsubscribes. The server then
-// runs the try of the longest waiting contender at once, so the lock
-// changes hands in about one trip to the server, waiters are served first
-// come, first served, and a release wakes one waiter, not all. A release
-// rings only when a contender showed itself (a waiter announces itself
-// with a ping when it finds the lock held), so an uncontended lock writes
-// no key; the list holds at most one element and expires after
-// CheckInterval when nobody waits. It is never the lock, only a wake-up
-// call: a try woken by it still subscribes and counts. The waiter also
-// blocks on a wake list of its own, "<channel>-wake-<random>", which its
-// second connection pushes to when the pause is over: an idle Redis
-// applies blocking timeouts only every 1/hz seconds. A push is a write,
-// which a write pause (CLIENT PAUSE, FAILOVER) only delays; CLIENT UNBLOCK
-// is never sent, as it crashes servers whose BLPOP a write pause holds
-// back. The bell is pushed to, and blocked on, only where its key is absent
-// or the bell's own one-element list: a key of the user's under that name
-// is left alone, and waiters then poll, as portalocker does. So they do
-// where the server refuses the bell (an ACL).
+// Test errors with errors.Is and errors.As:
+//
+//   - ErrAlreadyLocked: held elsewhere for all of Config.Timeout (or at the
+//     first try, with TryAcquire or FailWhenLocked). The text names the
+//     channel.
+//   - ErrLost (from Err, Release, and as Context's cause): the hold ended
+//     without Release; it wraps the cause. ErrNotHeld: nothing to release.
+//     ErrHeld: this Lock holds already.
+//   - ErrConfig: a bad channel name, Config or URL (never repeating the
+//     URL's password).
+//   - context.Canceled, context.DeadlineExceeded: ctx ended, during a
+//     dial too; a cause given to context.WithCancelCause matches as well. A
+//     server that stops answering gives DeadlineExceeded within DialTimeout.
+//   - ErrClientClosed: the Client was closed under a waiting Acquire.
+//   - ErrKillUnsupported: a silent holder must be killed, and the server
+//     refuses CLIENT LIST or CLIENT KILL (miniredis, an ACL).
+//   - resp.Error: the server refused a command (WRONGPASS, NOPERM, OOM...);
+//     its Code method gives the code.
+//   - resp.ErrProtocol: the server sent what is not RESP, or more than the
+//     reply limits allow (resp.ErrLimit).
+//   - *net.OpError: the server could not be reached.
 //
 // # Contexts and connections
 //

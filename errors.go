@@ -26,3 +26,9 @@ var ErrKillUnsupported = errors.New("pubsublock: server cannot list or kill clie
 // ErrClientClosed is returned when a closed Client is asked for a
 // connection.
 var ErrClientClosed = errors.New("pubsublock: client closed")
+
+// ErrUnknownSubscriber is returned by CheckOrKill when the lock's channel
+// is taken by a silent subscriber that is not named like a holder (a plain
+// SUBSCRIBE of the channel, say): it keeps the lock taken, and nothing may
+// kill it.
+var ErrUnknownSubscriber = errors.New("pubsublock: the channel has a subscriber not named like a holder, which is not killed")

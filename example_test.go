@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net"
 	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/pubsublock/pubsublock"
+	"github.com/pubsublock/pubsublock/resp"
 )
 
 // startRedis stands in for a real server in the examples.
@@ -165,4 +167,110 @@ func ExampleClient() {
 	// Output:
 	// holding job-a
 	// holding job-b
+}
+
+// ExampleLock_Context runs work under the lock with a context that ends
+// as soon as the lock is lost, its cause saying why.
+func ExampleLock_Context() {
+	m := startRedis()
+	defer m.Close()
+	ctx := context.Background()
+	l, err := pubsublock.New("report", pubsublock.Config{Addr: m.Addr()})
+	if err != nil {
+		panic(err)
+	}
+	if err := l.Acquire(ctx); err != nil {
+		panic(err)
+	}
+	work, cancel := l.Context(ctx)
+	defer cancel()
+
+	m.Close() // the server goes away: the hold is lost
+	<-work.Done()
+	fmt.Println(errors.Is(context.Cause(work), pubsublock.ErrLost))
+	// Output: true
+}
+
+// Status tells whether the lock is held, without disturbing the holder.
+// miniredis has no CLIENT LIST, so the holders' connections are not
+// listed here; on Redis, Holders gives each one's id, address and age.
+func ExampleLock_Status() {
+	m := startRedis()
+	defer m.Close()
+	ctx := context.Background()
+	cfg := pubsublock.Config{Addr: m.Addr()}
+	holder, _ := pubsublock.New("jobs", cfg)
+	observer, _ := pubsublock.New("jobs", cfg)
+
+	st, err := observer.Status(ctx)
+	fmt.Println(st.Held(), err)
+	if err := holder.Acquire(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer holder.Release(ctx)
+	st, err = observer.Status(ctx)
+	fmt.Println(st.Held(), st.Subscribers, st.ListErr != nil, err)
+	// Output:
+	// false <nil>
+	// true 1 true <nil>
+}
+
+// CheckOrKill pings the holder: a live one answers; a silent one (a frozen
+// process) would be killed, freeing the lock.
+func ExampleLock_CheckOrKill() {
+	m := startRedis()
+	defer m.Close()
+	ctx := context.Background()
+	cfg := pubsublock.Config{Addr: m.Addr()}
+	holder, _ := pubsublock.New("jobs", cfg)
+	checker, _ := pubsublock.New("jobs", cfg)
+	if err := holder.Acquire(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer holder.Release(ctx)
+
+	alive, err := checker.CheckOrKill(ctx)
+	fmt.Println(alive, err)
+	// Output: true <nil>
+}
+
+// Errors are tested with errors.Is and errors.As: the package's sentinels
+// for the lock's own outcomes, resp.Error for the server's refusals, and
+// net errors for the network.
+func Example_errors() {
+	m := startRedis()
+	defer m.Close()
+	ctx := context.Background()
+
+	_, err := pubsublock.New("has space", pubsublock.Config{})
+	fmt.Println(errors.Is(err, pubsublock.ErrConfig))
+
+	cfg := pubsublock.Config{Addr: m.Addr(), FailWhenLocked: true}
+	a, _ := pubsublock.New("jobs", cfg)
+	b, _ := pubsublock.New("jobs", cfg)
+	if err := a.Acquire(ctx); err != nil {
+		log.Fatal(err)
+	}
+	err = b.Acquire(ctx)
+	fmt.Println(errors.Is(err, pubsublock.ErrAlreadyLocked), err)
+	_ = a.Release(ctx)
+	fmt.Println(errors.Is(a.Release(ctx), pubsublock.ErrNotHeld))
+
+	m.RequireAuth("secret")
+	err = b.Acquire(ctx)
+	var re resp.Error
+	fmt.Println(errors.As(err, &re), re.Code())
+
+	addr := m.Addr()
+	m.Close()
+	noServer, _ := pubsublock.New("jobs", pubsublock.Config{Addr: addr, DialTimeout: time.Second})
+	err = noServer.Acquire(ctx)
+	var ne *net.OpError
+	fmt.Println(errors.As(err, &ne))
+	// Output:
+	// true
+	// true pubsublock: already locked: jobs
+	// true
+	// true NOAUTH
+	// true
 }

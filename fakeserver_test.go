@@ -14,12 +14,16 @@ import (
 	"github.com/pubsublock/pubsublock/resp"
 )
 
-// fakeServer is a RESP server for tests: the commands of every connection
-// go, one by one, to a handler that writes raw replies (or none).
+// fakeServer is the tests' RESP server: the commands of every connection
+// go, one by one, to a handler that writes raw replies (or none), such as
+// transcript's. It keeps every byte the clients send (see sent).
 type fakeServer struct {
 	ln   net.Listener
 	wg   sync.WaitGroup
 	eofs chan time.Time // when client connections were closed by the client
+
+	mu  sync.Mutex // guards got
+	got []byte     // what the clients sent
 }
 
 func newFakeServer(t *testing.T, handle func(w io.Writer, args []string)) *fakeServer {
@@ -37,7 +41,7 @@ func newFakeServer(t *testing.T, handle func(w io.Writer, args []string)) *fakeS
 			}
 			f.wg.Go(func() {
 				defer c.Close()
-				rd := resp.NewReader(bufio.NewReader(c), resp.Limits{})
+				rd := resp.NewReader(bufio.NewReader(io.TeeReader(c, (*fakeRecorder)(f))), resp.Limits{})
 				for {
 					v, err := rd.Read()
 					if err != nil {
@@ -59,6 +63,67 @@ func newFakeServer(t *testing.T, handle func(w io.Writer, args []string)) *fakeS
 	t.Cleanup(func() { ln.Close(); f.wg.Wait() })
 	return f
 }
+
+// fakeRecorder keeps what the clients of a fakeServer send.
+type fakeRecorder fakeServer
+
+func (r *fakeRecorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, p...)
+	return len(p), nil
+}
+
+// sent waits until a client connection ends and returns every byte the
+// clients sent.
+func (f *fakeServer) sent(t *testing.T) string {
+	t.Helper()
+	select {
+	case <-f.eofs:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client did not hang up")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return string(f.got)
+}
+
+// step is one exchange of a transcript: the bytes the client sends, and
+// the server's reply to them.
+type step struct{ want, reply string }
+
+// transcript is a fakeServer handler that plays steps on one connection:
+// once the commands sent since the last reply make up the next step's want
+// (encoded as resp.AppendCommand does), it writes the step's reply.
+// Anything else closes the connection; commands after the last step get no
+// reply. The server's sent holds what the client really sent, to compare
+// byte for byte.
+func transcript(steps ...step) func(w io.Writer, args []string) {
+	var mu sync.Mutex // guards pending and steps
+	var pending string
+	return func(w io.Writer, args []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(steps) == 0 {
+			return
+		}
+		pending += cmd(args...)
+		switch {
+		case pending == steps[0].want:
+			io.WriteString(w, steps[0].reply)
+			pending, steps = "", steps[1:]
+		case !strings.HasPrefix(steps[0].want, pending):
+			steps = nil
+			w.(io.Closer).Close()
+		}
+	}
+}
+
+// cmd is the wire form of a command.
+func cmd(args ...string) string { return string(resp.AppendCommand(nil, args...)) }
+
+// helloReply is a RESP3 server's answer to HELLO 3.
+const helloReply = "%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n"
 
 // newFakeRedis is a fakeServer that speaks RESP3: it answers HELLO itself.
 func newFakeRedis(t *testing.T, handle func(w io.Writer, args []string)) *fakeServer {
@@ -83,12 +148,7 @@ func (f *fakeServer) addr() string { return f.ln.Addr().String() }
 // client returns a Client of the fake server, closed when the test ends.
 func (f *fakeServer) client(t *testing.T) *Client {
 	t.Helper()
-	cl, err := NewClient(ClientConfig{Addr: f.addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	return cl
+	return newClient(t, ClientConfig{Addr: f.addr()})
 }
 
 // push is a RESP3 push frame; parts starting with ':' are integers, the

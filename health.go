@@ -1,6 +1,7 @@
 package pubsublock
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -93,4 +94,39 @@ func (h *hold) probe() []string {
 		return []string{"EXISTS", h.s.fence}
 	}
 	return []string{"PING"}
+}
+
+// verify sends the probe on the hold's connection and waits, up to
+// timeout, for the answer: a hold whose connection answers still holds
+// (the server would have ended the subscription, or the connection, first:
+// the worker reads in order). No answer, or an error, ends the hold.
+func (h *hold) verify(ctx context.Context, timeout time.Duration) error {
+	if err := h.lostErr(); err != nil {
+		return err
+	}
+	answer := make(chan reply, 1)
+	if err := h.c.send(answer, h.probe()...); err != nil {
+		h.c.fatal(fmt.Errorf("check: %w", err))
+		<-h.lost
+		return h.lostErr()
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-answer:
+		if r.err == nil {
+			return nil
+		}
+		h.c.fatal(fmt.Errorf("check: %w", r.err))
+	case <-t.C:
+		h.c.fatal(fmt.Errorf("check: no answer within %v", timeout))
+	case <-ctx.Done():
+		return ctxCause(ctx)
+	case <-h.lost:
+	}
+	<-h.lost
+	if err := h.lostErr(); err != nil {
+		return err
+	}
+	return ErrNotHeld // released meanwhile
 }

@@ -1,4 +1,4 @@
-package pubsublock
+package pubsublock_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubsublock/pubsublock"
 	"github.com/pubsublock/pubsublock/internal/redistest"
 )
 
@@ -18,11 +19,11 @@ import (
 // testdata/pyholder.py (see its doc string for the modes).
 
 // startPy runs testdata/pyholder.py mode against s for channel.
-func startPy(t *testing.T, s *redistest.Server, mode, channel string, args ...string) *holderProc {
+func startPy(t *testing.T, s *redistest.Server, mode, channel string, args ...string) *redistest.Proc {
 	t.Helper()
 	py := redistest.RequirePython(t)
 	argv := append([]string{"testdata/pyholder.py", mode, "127.0.0.1", strconv.Itoa(s.Port()), channel}, args...)
-	return startProc(t, exec.Command(py, argv...))
+	return redistest.StartProc(t, exec.Command(py, argv...))
 }
 
 // runPy runs pyholder.py to its end and returns its one line of output.
@@ -31,18 +32,18 @@ func runPy(t *testing.T, s *redistest.Server, mode, channel string, args ...stri
 	p := startPy(t, s, mode, channel, args...)
 	var line string
 	select {
-	case l, ok := <-p.lines:
+	case l, ok := <-p.Lines:
 		if !ok {
-			t.Fatalf("pyholder.py %s printed nothing; stderr:\n%s", mode, p.errb.String())
+			t.Fatalf("pyholder.py %s printed nothing; stderr:\n%s", mode, p.Stderr())
 		}
 		line = l
 	case <-time.After(15 * time.Second):
-		t.Fatalf("pyholder.py %s: no output within 15s; stderr:\n%s", mode, p.errb.String())
+		t.Fatalf("pyholder.py %s: no output within 15s; stderr:\n%s", mode, p.Stderr())
 	}
-	for range p.lines {
+	for range p.Lines {
 	}
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatalf("pyholder.py %s: %v; stderr:\n%s", mode, err, p.errb.String())
+	if err := p.Cmd.Wait(); err != nil {
+		t.Fatalf("pyholder.py %s: %v; stderr:\n%s", mode, err, p.Stderr())
 	}
 	return line
 }
@@ -71,26 +72,26 @@ func checkAnswer(t *testing.T, line string) {
 // TestInteropPythonHolds: a live Python holder answers Go's ping, so Go
 // neither gets the lock nor kills the holder.
 func TestInteropPythonHolds(t *testing.T) {
-	leakCheck(t)
+	pubsublock.LeakCheck(t)
 	s := redistest.Redis(t)
 	if got := runPy(t, s, "try", "pyheld"); got != "acquired" {
 		t.Fatalf("Python on a free lock: %q, want acquired", got)
 	}
 	p := startPy(t, s, "hold", "pyheld")
-	p.expect(t, "held", 15*time.Second)
-	before := holderIDs(t, s, "pyheld-lock")
+	p.Expect(t, "held", 15*time.Second)
+	before := s.SubscriberIDs(t, "pyheld-lock")
 	if len(before) != 1 {
 		t.Fatalf("Python holder connections: %v", before)
 	}
 	checkAnswer(t, runPy(t, s, "ping", "pyheld")) // the pinger works
 
 	for _, proto := range []string{"", "?protocol=2"} {
-		g := mustNew(t, "pyheld", Config{URL: s.URL() + proto})
+		g := pubsublock.NewLock(t, "pyheld", pubsublock.Config{URL: s.URL() + proto})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		start := time.Now()
 		err := g.TryAcquire(ctx)
 		t.Logf("Go%s TryAcquire on a Python-held lock: %v after %v", proto, err, time.Since(start))
-		if !errors.Is(err, ErrAlreadyLocked) {
+		if !errors.Is(err, pubsublock.ErrAlreadyLocked) {
 			t.Errorf("TryAcquire%s = %v, want ErrAlreadyLocked", proto, err)
 			_ = g.Release(ctx)
 		}
@@ -101,17 +102,17 @@ func TestInteropPythonHolds(t *testing.T) {
 		}
 	}
 
-	if after := holderIDs(t, s, "pyheld-lock"); len(after) != 1 || after[0] != before[0] {
+	if after := s.SubscriberIDs(t, "pyheld-lock"); len(after) != 1 || after[0] != before[0] {
 		t.Errorf("Python holder connections after Go tried: %v, before %v", after, before)
 	}
-	if n := numsubOf(t, s, "pyheld"); n != 1 {
+	if n := s.NumSub(t, "pyheld"); n != 1 {
 		t.Errorf("NUMSUB = %d, want the Python holder alone", n)
 	}
-	if err := syscall.Kill(p.cmd.Process.Pid, 0); err != nil {
+	if err := syscall.Kill(p.Cmd.Process.Pid, 0); err != nil {
 		t.Errorf("Python holder gone: %v", err)
 	}
 	select {
-	case line, ok := <-p.lines:
+	case line, ok := <-p.Lines:
 		t.Errorf("Python holder printed %q (open %v)", line, ok)
 	default:
 	}
@@ -122,10 +123,10 @@ func TestInteropPythonHolds(t *testing.T) {
 func TestInteropGoHolds(t *testing.T) {
 	for _, proto := range []string{"", "?protocol=2"} {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
-			leakCheck(t)
+			pubsublock.LeakCheck(t)
 			s := redistest.Redis(t)
-			g := mustNew(t, "goheld", Config{URL: s.URL() + proto})
-			mustAcquire(t, g)
+			g := pubsublock.NewLock(t, "goheld", pubsublock.Config{URL: s.URL() + proto})
+			pubsublock.MustAcquire(t, g)
 			if got := runPy(t, s, "try", "goheld"); got != "locked" {
 				t.Errorf("Python while Go holds: %q, want locked", got)
 			}
@@ -135,7 +136,7 @@ func TestInteropGoHolds(t *testing.T) {
 			if err := g.Err(); err != nil {
 				t.Errorf("Go holder's Err() = %v", err)
 			}
-			if n := numsubOf(t, s, "goheld"); n != 1 {
+			if n := s.NumSub(t, "goheld"); n != 1 {
 				t.Errorf("NUMSUB = %d, want the Go holder alone", n)
 			}
 			if err := g.Release(context.Background()); err != nil {
@@ -152,29 +153,29 @@ func TestInteropGoHolds(t *testing.T) {
 // a Go contender kills its connection after UnavailableTimeout and takes
 // the lock.
 func TestInteropFrozenPythonHolder(t *testing.T) {
-	leakCheck(t)
+	pubsublock.LeakCheck(t)
 	s := redistest.Redis(t)
 	p := startPy(t, s, "hold", "pyfrozen")
-	p.expect(t, "held", 15*time.Second)
-	before := holderIDs(t, s, "pyfrozen-lock")
+	p.Expect(t, "held", 15*time.Second)
+	before := s.SubscriberIDs(t, "pyfrozen-lock")
 	if len(before) != 1 {
 		t.Fatalf("Python holder connections: %v", before)
 	}
-	p.signal(t, syscall.SIGSTOP)
+	p.Signal(t, syscall.SIGSTOP)
 	stopped := time.Now()
-	g := mustNew(t, "pyfrozen", Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
+	g := pubsublock.NewLock(t, "pyfrozen", pubsublock.Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
 		UnavailableTimeout: 300 * time.Millisecond})
-	mustAcquire(t, g)
+	pubsublock.MustAcquire(t, g)
 	d := time.Since(stopped)
 	t.Logf("SIGSTOPped Python holder taken over by Go in %v (UnavailableTimeout 300ms)", d)
 	if d < 300*time.Millisecond || d > 2*time.Second {
 		t.Errorf("take-over in %v, want between UnavailableTimeout and 2s", d)
 	}
-	after := holderIDs(t, s, "pyfrozen-lock")
+	after := s.SubscriberIDs(t, "pyfrozen-lock")
 	if len(after) != 1 || after[0] == before[0] {
 		t.Errorf("holder connections after take-over: %v, before %v", after, before)
 	}
-	if n := numsubOf(t, s, "pyfrozen"); n != 1 {
+	if n := s.NumSub(t, "pyfrozen"); n != 1 {
 		t.Errorf("NUMSUB = %d after take-over", n)
 	}
 	// The Python process stays frozen; the cleanup kills it (a resumed
@@ -187,10 +188,10 @@ func TestInteropFrozenPythonHolder(t *testing.T) {
 func TestInteropPythonPingsGo(t *testing.T) {
 	for _, proto := range []string{"", "?protocol=2"} {
 		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
-			leakCheck(t)
+			pubsublock.LeakCheck(t)
 			s := redistest.Redis(t)
-			g := mustNew(t, "goping", Config{URL: s.URL() + proto})
-			mustAcquire(t, g)
+			g := pubsublock.NewLock(t, "goping", pubsublock.Config{URL: s.URL() + proto})
+			pubsublock.MustAcquire(t, g)
 			line := runPy(t, s, "ping", "goping")
 			t.Logf("Python pinger: %q", line)
 			checkAnswer(t, line)

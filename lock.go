@@ -20,12 +20,15 @@ import (
 //	             connection, answers pings and ends the hold; the release
 //	health.go    the hold's periodic PING (timers, no goroutine of its own)
 //	check.go     who holds it: the ping-and-kill check, CLIENT LIST, Status
-//	bell.go      the release bell: the ring, and when a release rings
+//	bell.go      the release bell: the ring, the waiter's check and wake push
 //	protocol.go  the spec New derives; the wire contract shared with portalocker
-//	config.go    Config, ClientConfig, URL parsing
+//	errors.go    every exported error
+//	config.go    Config, ClientConfig; url.go: URL parsing
 //	client.go    Client: the pool, routing, what the servers were found to do
 //	cluster.go   cluster topology; sentinel.go: following the primary; crc16.go
-//	conn.go      one connection: handshake, round trips, pushes, async sends
+//	conn.go      one connection: dial, handshake, synchronous round trips, pushes
+//	send.go      a connection read by a hold's worker: sends, replies, the drain
+//	peer_*.go    seeing, without reading, that the server closed a connection
 //	resp/        the RESP2/RESP3 codec
 //
 // Goroutines: a hold's worker (started by newHold, ended by the end of the
@@ -124,9 +127,68 @@ func (l *Lock) Lost() <-chan struct{} {
 	return l.h.lost
 }
 
+// Context returns a context derived from parent that ends when the current
+// hold ends, lost or released, or when parent ends; its cause
+// (context.Cause) is then the loss, matching ErrLost, or ErrNotHeld after
+// a Release. Call it after Acquire, and the cancel func when done. When
+// the Lock holds no lock the context is already canceled. With it, the
+// work a lock protects stops as soon as the lock is lost:
+//
+//	if err := l.Acquire(ctx); err != nil {
+//		return err
+//	}
+//	defer l.Release(context.Background())
+//	work, cancel := l.Context(ctx)
+//	defer cancel()
+//	return backup(work) // context.Cause(work) says why it ended
+func (l *Lock) Context(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	l.mu.Lock()
+	h := l.h
+	l.mu.Unlock()
+	if h == nil {
+		cancel(ErrNotHeld)
+		return ctx, func() {}
+	}
+	go func() { // ends with the hold or with ctx
+		select {
+		case <-h.lost:
+			if err := h.lostErr(); err != nil {
+				cancel(err)
+			} else {
+				cancel(ErrNotHeld) // released
+			}
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(context.Canceled) }
+}
+
+// Check confirms, through the hold's own connection, that the lock is
+// still held: the health check's probe, answered within
+// UnavailableTimeout. It returns nil while held, an error matching ErrLost
+// once the hold is lost (a probe that fails or goes unanswered ends it),
+// and ErrNotHeld when nothing is held. Err tells what the hold's worker
+// has seen; Check asks the server, which is what a process resumed after
+// a stop (SIGSTOP, a suspended VM) must do before it goes on, as its
+// worker may not have read the news of a loss yet. When ctx ends first,
+// Check returns its error and the hold goes on.
+func (l *Lock) Check(ctx context.Context) error {
+	l.mu.Lock()
+	h := l.h
+	l.mu.Unlock()
+	if h == nil {
+		return ErrNotHeld
+	}
+	return h.verify(ctx, l.cfg.UnavailableTimeout)
+}
+
 // Err returns nil while the lock is held, an error matching ErrLost (and
 // wrapping the cause) once the hold was lost and not yet released, and
-// ErrNotHeld otherwise.
+// ErrNotHeld otherwise. It does not wait: it tells what the hold's worker
+// has read, and (on Linux) whether the server has closed the connection
+// though the worker has not read that yet, as after a stop of the
+// process (SIGSTOP, a suspended VM). Check asks the server.
 func (l *Lock) Err() error {
 	l.mu.Lock()
 	h := l.h
@@ -137,6 +199,12 @@ func (l *Lock) Err() error {
 	if err := h.lostErr(); err != nil {
 		return err
 	}
+	// The worker may not have read the news yet (a process resumed after
+	// a stop): a connection the server closed is a loss now.
+	if err := h.c.peerClosed(); err != nil {
+		h.end(err)
+		return h.lostErr()
+	}
 	return nil
 }
 
@@ -145,14 +213,18 @@ func (l *Lock) Err() error {
 // held elsewhere all that time. The first try is immediate; later tries
 // come every CheckInterval (jittered). While a holder is seen, it is pinged
 // and, if silent for UnavailableTimeout, its connection is killed and the
-// lock taken over. When ctx ends Acquire returns at once with ctx's error.
+// lock taken over (a frozen holder thus costs up to UnavailableTimeout
+// more than Timeout). When ctx ends Acquire returns at once with an error
+// matching ctx's error and its cause. The errors it returns are listed in
+// the package documentation, under Errors.
 func (l *Lock) Acquire(ctx context.Context) error {
 	return l.acquire(ctx, l.cfg.Timeout, l.cfg.FailWhenLocked)
 }
 
 // TryAcquire makes one try: nil when the lock was taken, ErrAlreadyLocked
 // when it is held elsewhere (after pinging the holder, and killing it if it
-// is silent for UnavailableTimeout).
+// is silent for UnavailableTimeout: so a try that finds a frozen holder
+// takes about that long). Other errors are as Acquire's.
 func (l *Lock) TryAcquire(ctx context.Context) error {
 	return l.acquire(ctx, 0, true)
 }
@@ -291,8 +363,8 @@ var errNoAnswer = fmt.Errorf("no answer from the server within Timeout: %w", con
 // and closes the connection.
 //
 // If the hold was lost before, the error matches ErrLost and wraps the
-// cause; if the Lock does not hold the lock, ErrNotHeld. Release is safe
-// to call twice and after errors.
+// cause; if the Lock does not hold the lock, ErrNotHeld (see Errors in the
+// package documentation). Release is safe to call twice and after errors.
 func (l *Lock) Release(ctx context.Context) error {
 	l.mu.Lock()
 	h := l.h

@@ -3,40 +3,21 @@ package pubsublock
 import (
 	"context"
 	"errors"
-	"net"
+	"go/ast"
+	"go/build"
+	"go/importer"
+	"go/parser"
+	"go/token"
+	"go/types"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pubsublock/pubsublock/internal/redistest"
-	"github.com/pubsublock/pubsublock/resp"
 )
-
-// servers runs f against miniredis and a real redis-server.
-func servers(t *testing.T, f func(t *testing.T, url string)) {
-	t.Run("miniredis", func(t *testing.T) {
-		m := redistest.Miniredis(t)
-		f(t, "redis://"+m.Addr())
-	})
-	t.Run("redis", func(t *testing.T) {
-		s := redistest.Redis(t)
-		f(t, s.URL())
-	})
-	t.Run("redis-resp2", func(t *testing.T) {
-		s := redistest.Redis(t)
-		f(t, s.URL()+"?protocol=2")
-	})
-}
-
-func newLock(t testing.TB, channel string, cfg Config) *Lock {
-	t.Helper()
-	l, err := New(channel, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Release(context.Background()) })
-	return l
-}
 
 func TestAcquireRelease(t *testing.T) {
 	servers(t, func(t *testing.T, url string) {
@@ -94,11 +75,7 @@ func TestMinimalACL(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, proto := range []string{"3", "2"} {
-		cl, err := NewClient(ClientConfig{URL: url + "?protocol=" + proto})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, ClientConfig{URL: url + "?protocol=" + proto})
 		b := newLock(t, "jobs", Config{Client: cl, Fencing: true, UnavailableTimeout: 200 * time.Millisecond,
 			CheckInterval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond})
 		if alive, err := b.CheckOrKill(ctx); err != nil || !alive {
@@ -132,41 +109,12 @@ func TestMinimalACL(t *testing.T) {
 	}
 }
 
-func TestStatus(t *testing.T) {
-	servers(t, func(t *testing.T, url string) {
-		ctx := context.Background()
-		a := newLock(t, "status", Config{URL: url})
-		st, err := a.Status(ctx)
-		if err != nil || st.Held() || len(st.Holders) != 0 {
-			t.Fatalf("free lock: %+v %v", st, err)
-		}
-		if err := a.Acquire(ctx); err != nil {
-			t.Fatal(err)
-		}
-		st, err = a.Status(ctx)
-		if err != nil || st.Subscribers != 1 {
-			t.Fatalf("held lock: %+v %v", st, err)
-		}
-		if strings.HasSuffix(t.Name(), "miniredis") {
-			if st.ListErr == nil {
-				t.Fatal("miniredis listed clients")
-			}
-		} else if st.ListErr != nil || len(st.Holders) != 1 || st.Holders[0].ID == 0 || st.Holders[0].Addr == "" {
-			t.Fatalf("holders: %+v", st)
-		}
-	})
-}
-
 // TestAcquireCanceledNeverReturnsDeadHold cancels Acquire at random moments
 // around its round trip: whenever it reports success, the hold must be
 // alive.
 func TestAcquireCanceledNeverReturnsDeadHold(t *testing.T) {
 	s := redistest.Redis(t)
-	cl, err := NewClient(ClientConfig{URL: s.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, ClientConfig{URL: s.URL()})
 	l := newLock(t, "cancel", Config{Client: cl})
 	won := 0
 	for i := range 2000 {
@@ -190,84 +138,217 @@ func TestAcquireCanceledNeverReturnsDeadHold(t *testing.T) {
 	t.Logf("%d of 2000 acquisitions won the race with cancellation", won)
 }
 
-// TestStalePooledConnection: idle connections of a Client killed by the
-// server (a restart, CLIENT KILL, a Python contender killing by name) are
-// replaced at once, not taken for a held lock.
-func TestStalePooledConnection(t *testing.T) {
+// TestAcquireDeadlineErrors: a context deadline that passes at any moment
+// of an Acquire, the dial included, gives an error matching
+// context.DeadlineExceeded.
+func TestAcquireDeadlineErrors(t *testing.T) {
 	s := redistest.Redis(t)
-	cl, err := NewClient(ClientConfig{URL: s.URL()})
-	if err != nil {
+	failed := 0
+	for i := range 400 {
+		l := newLock(t, "jobs", Config{URL: s.URL()})
+		d := time.Duration(50+i%200) * time.Microsecond
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		err := l.Acquire(ctx)
+		cancel()
+		if err == nil {
+			_ = l.Release(context.Background())
+			continue
+		}
+		failed++
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("deadline %v: Acquire = %v, which does not match context.DeadlineExceeded", d, err)
+		}
+	}
+	t.Logf("%d of 400 Acquires ran out of time", failed)
+}
+
+// TestAcquireCancelCause: an Acquire canceled with a cause returns an
+// error matching both context.Canceled and the cause.
+func TestAcquireCancelCause(t *testing.T) {
+	s := redistest.Redis(t)
+	holder := newLock(t, "jobs", Config{URL: s.URL()})
+	if err := holder.Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	waiter := newLock(t, "jobs", Config{URL: s.URL(), Timeout: -1})
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cause := errors.New("shutting down")
+	time.AfterFunc(100*time.Millisecond, func() { cancel(cause) })
+	err := waiter.Acquire(ctx)
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, cause) {
+		t.Fatalf("Acquire = %v, want an error matching context.Canceled and the cause", err)
+	}
+}
+
+// TestAcquireEndsWhenClientCloses: an Acquire waiting on the bell (or
+// polling) returns ErrClientClosed when its Client is closed, and does not
+// take the lock after that.
+func TestAcquireEndsWhenClientCloses(t *testing.T) {
+	servers(t, func(t *testing.T, url string) {
+		holder := newLock(t, "jobs", Config{URL: url})
+		if err := holder.Acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := NewClient(ClientConfig{URL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waiter := newLock(t, "jobs", Config{Client: cl, CheckInterval: 300 * time.Millisecond, Timeout: -1})
+		got := acquireAsync(context.Background(), waiter)
+		awaitBlocked(t, url, 1)
+		cl.Close()
+		_ = holder.Release(context.Background())
+		select {
+		case err := <-got:
+			if !errors.Is(err, ErrClientClosed) {
+				t.Fatalf("Acquire after Client.Close = %v, want ErrClientClosed", err)
+			}
+		case <-time.After(time.Second):
+			t.Fatal("Acquire still waiting a second after Client.Close")
+		}
+	})
+}
+
+// TestLockContext: the context of a hold ends with ErrNotHeld when the
+// lock is released, with the loss when it is lost, at once when nothing is
+// held, and its goroutine ends with it.
+func TestLockContext(t *testing.T) {
+	leakCheck(t)
+	m := redistest.Miniredis(t)
 	ctx := context.Background()
-	l := newLock(t, "stale", Config{Client: cl})
-	other := newLock(t, "stale", Config{Client: cl})
+	l := newLock(t, "ctx", Config{Addr: m.Addr()})
+	if c, cancel := l.Context(ctx); !errors.Is(context.Cause(c), ErrNotHeld) {
+		t.Errorf("Context without a hold: cause %v, want ErrNotHeld", context.Cause(c))
+	} else {
+		cancel()
+	}
 	if err := l.Acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := other.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
-		t.Fatalf("TryAcquire while held: %v", err)
+	work, cancel := l.Context(ctx)
+	defer cancel()
+	if work.Err() != nil {
+		t.Fatalf("the context of a live hold ended: %v", context.Cause(work))
 	}
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// No idle connection keeps the holder's name, once the server has
-	// read the release (Release does not wait for it).
-	waitFor(t, func() bool {
-		list, err := s.Do("CLIENT", "LIST")
-		return err == nil && !strings.Contains(list, "name=stale-lock")
-	})
-	if _, err := s.Do("CLIENT", "KILL", "TYPE", "normal"); err != nil {
+	select {
+	case <-work.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the context did not end at Release")
+	}
+	if !errors.Is(context.Cause(work), ErrNotHeld) {
+		t.Errorf("cause after Release: %v, want ErrNotHeld", context.Cause(work))
+	}
+	// A context canceled by its caller ends its goroutine (leakCheck).
+	if err := l.Acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := other.TryAcquire(ctx); err != nil {
-		t.Fatalf("TryAcquire on a free lock with stale pooled connections: %v", err)
+	_, cancel2 := l.Context(ctx)
+	cancel2()
+	_ = l.Release(ctx)
+}
+
+// TestLockCheck: Check confirms a live hold through its connection, and
+// reports a hold whose connection was killed as lost, even before the
+// worker could have read the news; with nothing held, ErrNotHeld.
+func TestLockCheck(t *testing.T) {
+	s := redistest.Redis(t)
+	ctx := context.Background()
+	l := newLock(t, "check", Config{URL: s.URL()})
+	if err := l.Check(ctx); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("Check without a hold = %v, want ErrNotHeld", err)
+	}
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Check(ctx); err != nil {
+		t.Fatalf("Check of a live hold = %v", err)
+	}
+	for _, id := range s.SubscriberIDs(t, "check-lock") {
+		mustDo(t, s, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
+	}
+	if err := l.Check(ctx); !errors.Is(err, ErrLost) {
+		t.Fatalf("Check of a killed hold = %v, want ErrLost", err)
+	}
+	select {
+	case <-l.Lost():
+	default:
+		t.Error("Check found the hold lost, and Lost() is open")
 	}
 }
 
-// TestTryAcquireTakesOverSilentHolder: one TryAcquire pings a holder that
-// acquireAsync starts l.Acquire under ctx, cut to 5s, and returns where
-// its error comes.
-func acquireAsync(ctx context.Context, l *Lock) <-chan error {
-	got := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		got <- l.Acquire(ctx)
-	}()
-	return got
-}
-
-// never answers, kills it, and takes the lock.
-func TestTryAcquireTakesOverSilentHolder(t *testing.T) {
-	s := redistest.Redis(t)
-	silent, err := net.Dial("tcp", s.Addr())
+// TestLayers guards the package's layers, which the compiler cannot keep
+// inside one package: the transport files (conn, cluster, sentinel, crc16,
+// client, config) know nothing of the lock's phases, and only lock.go
+// touches the Lock's mutable state.
+func TestLayers(t *testing.T) {
+	fset := token.NewFileSet()
+	names, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
-	// A holder that never reads again: it cannot answer pings.
-	if _, err := silent.Write(resp.AppendCommand(resp.AppendCommand(nil, "CLIENT", "SETNAME", "tk-lock"), "SUBSCRIBE", "tk")); err != nil {
+	var files []*ast.File
+	for _, name := range names {
+		// The package as it builds here: one file of each per-system
+		// pair (peer_linux.go, peer_other.go).
+		if ok, err := build.Default.MatchFile(".", name); err != nil {
+			t.Fatal(err)
+		} else if !ok || strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	info := &types.Info{Selections: map[*ast.SelectorExpr]*types.Selection{}, Uses: map[*ast.Ident]types.Object{}}
+	conf := types.Config{Importer: importer.ForCompiler(fset, "source", nil)}
+	pkg, err := conf.Check("github.com/pubsublock/pubsublock", fset, files, info)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { n, _ := s.Do("PUBSUB", "NUMSUB", "tk"); return strings.HasSuffix(n, "1") })
-	l := newLock(t, "tk", Config{URL: s.URL(), UnavailableTimeout: 200 * time.Millisecond})
-	start := time.Now()
-	if err := l.TryAcquire(context.Background()); err != nil {
-		t.Fatalf("TryAcquire against a silent holder: %v", err)
+	lock := pkg.Scope().Lookup("Lock").Type()
+	phases := []string{"Lock", "hold", "attempt", "spec"}
+	transport := []string{"conn.go", "cluster.go", "sentinel.go", "crc16.go", "client.go", "config.go"}
+	mutable := []string{"mu", "h", "busy", "ended", "bellFreeAt"}
+	for id, obj := range info.Uses {
+		file := filepath.Base(fset.Position(id.Pos()).Filename)
+		if tn, ok := obj.(*types.TypeName); ok && slices.Contains(phases, tn.Name()) && tn.Parent() == pkg.Scope() &&
+			slices.Contains(transport, file) {
+			t.Errorf("%v: %s, a transport file, uses %s", fset.Position(id.Pos()), file, tn.Name())
+		}
 	}
-	t.Logf("silent holder killed and lock taken in %v", time.Since(start))
-	if n, _ := s.Do("PUBSUB", "NUMSUB", "tk"); !strings.HasSuffix(n, "1") {
-		t.Fatalf("NUMSUB after take-over: %q", n)
+	for sel, s := range info.Selections {
+		file := filepath.Base(fset.Position(sel.Pos()).Filename)
+		recv := s.Recv()
+		if p, ok := recv.(*types.Pointer); ok {
+			recv = p.Elem()
+		}
+		if file != "lock.go" && s.Kind() == types.FieldVal && types.Identical(recv, lock) &&
+			slices.Contains(mutable, sel.Sel.Name) {
+			t.Errorf("%v: %s touches Lock.%s; only lock.go may", fset.Position(sel.Pos()), file, sel.Sel.Name)
+		}
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
+// TestErrSeesClosedConnection: Err reports a hold whose connection the
+// server closed as lost, whether or not the worker has read the close.
+func TestErrSeesClosedConnection(t *testing.T) {
+	s := redistest.Redis(t)
+	l := newLock(t, "closed", Config{URL: s.URL()})
+	if err := l.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range s.SubscriberIDs(t, "closed-lock") {
+		mustDo(t, s, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
+	}
+	waitFor(t, func() bool { return l.Err() != nil })
+	select {
+	case <-l.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Err reported the loss, and Lost() is open")
 	}
 }

@@ -193,7 +193,7 @@ func TestPeerFrozenHolderTakenOver(t *testing.T) {
 				unavailable   = 500 * time.Millisecond
 			)
 			p := startPeer(t, s.Addr(), "frozen4", mode)
-			g := mustNew(t, "frozen4", Config{URL: s.URL(), CheckInterval: checkInterval, UnavailableTimeout: unavailable})
+			g := newLock(t, "frozen4", Config{URL: s.URL(), CheckInterval: checkInterval, UnavailableTimeout: unavailable})
 			if err := g.TryAcquire(context.Background()); !errors.Is(err, ErrAlreadyLocked) {
 				t.Fatalf("TryAcquire on a live peer's lock: %v", err)
 			}
@@ -235,7 +235,7 @@ func TestPeerKillsOnlySilent(t *testing.T) {
 	// holder id: not a holder.
 	lookalike := rawSubscriber(t, s.Addr(), "kill", "kill-lock-notanid")
 
-	g := mustNew(t, "kill", cfg)
+	g := newLock(t, "kill", cfg)
 	alive, err := g.CheckOrKill(context.Background())
 	if err != nil || alive {
 		t.Fatalf("CheckOrKill = %v, %v; want not alive (one holder silent)", alive, err)
@@ -321,7 +321,7 @@ func TestPeerStatus(t *testing.T) {
 	legacy := startPeer(t, s.Addr(), "st", "")
 	frozen := startPeer(t, s.Addr(), "st", ModePending)
 	frozen.freeze()
-	l := mustNew(t, "st", Config{URL: s.URL(), UnavailableTimeout: 300 * time.Millisecond})
+	l := newLock(t, "st", Config{URL: s.URL(), UnavailableTimeout: 300 * time.Millisecond})
 	st, err := l.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -383,13 +383,13 @@ func TestPeerHelperProcess(t *testing.T) {
 // startGoHolder starts the test binary as a Go holder of channel on url
 // speaking protocol, waits until it holds the lock, and returns it with
 // its client name.
-func startGoHolder(t *testing.T, url, channel string, protocol int) (*holderProc, string) {
+func startGoHolder(t *testing.T, url, channel string, protocol int) (*redistest.Proc, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPeerHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), peerHelperEnv+"=1", "PUBSUBLOCK_URL="+url, "PUBSUBLOCK_CHANNEL="+channel,
 		"PUBSUBLOCK_PROTOCOL="+strconv.Itoa(protocol))
-	p := startProc(t, cmd)
-	id := strings.TrimSpace(strings.TrimPrefix(p.expect(t, "held", 15*time.Second), "held"))
+	p := redistest.StartProc(t, cmd)
+	id := strings.TrimSpace(strings.TrimPrefix(p.Expect(t, "held", 15*time.Second), "held"))
 	name := channel + "-lock"
 	if id != "" {
 		name += "-" + id
@@ -414,7 +414,9 @@ func rawPing(t *testing.T, addr, channel, replyCh string, wait time.Duration) []
 	if _, err := rd.Read(); err != nil { // the confirmation
 		t.Fatal(err)
 	}
-	publishAll(t, addr, channel, pingMessage(replyCh))
+	if _, err := redistest.Do(addr, "PUBLISH", channel, pingMessage(replyCh)); err != nil {
+		t.Fatal(err)
+	}
 	var out []string
 	_ = c.SetDeadline(time.Now().Add(wait))
 	for {
@@ -441,9 +443,9 @@ func TestPeerGoHolderAnswers(t *testing.T) {
 			t.Run(fmt.Sprintf("protocol%d%s", protocol, url), func(t *testing.T) {
 				leakCheck(t)
 				s := redistest.Redis(t)
-				l := mustNew(t, "ans", Config{URL: s.URL() + url, Protocol: protocol})
+				l := newLock(t, "ans", Config{URL: s.URL() + url, Protocol: protocol})
 				mustAcquire(t, l)
-				if ids := holderIDs(t, s, l.ClientName()); len(ids) != 1 {
+				if ids := s.SubscriberIDs(t, l.ClientName()); len(ids) != 1 {
 					t.Fatalf("connections named %s: %v", l.ClientName(), ids)
 				}
 				record := `{"holder_id": "` + l.HolderID() + `", "mode": "exclusive", "protocol": 1, "client": "pubsublock"}`
@@ -485,16 +487,16 @@ func TestPeerFrozenGoHolder(t *testing.T) {
 			leakCheck(t)
 			s := redistest.Redis(t)
 			p, name := startGoHolder(t, s.URL(), "frozengo", protocol)
-			if ids := holderIDs(t, s, name); len(ids) != 1 {
+			if ids := s.SubscriberIDs(t, name); len(ids) != 1 {
 				t.Fatalf("holder connections named %s: %v", name, ids)
 			}
-			p.signal(t, syscall.SIGSTOP)
-			g := mustNew(t, "frozengo", Config{URL: s.URL(), Protocol: 1 - protocol, CheckInterval: 100 * time.Millisecond,
+			p.Signal(t, syscall.SIGSTOP)
+			g := newLock(t, "frozengo", Config{URL: s.URL(), Protocol: 1 - protocol, CheckInterval: 100 * time.Millisecond,
 				UnavailableTimeout: 300 * time.Millisecond})
 			start := time.Now()
 			mustAcquire(t, g)
 			t.Logf("frozen Go holder (Protocol %d) taken over in %v", protocol, time.Since(start))
-			if ids := holderIDs(t, s, name); len(ids) != 0 {
+			if ids := s.SubscriberIDs(t, name); len(ids) != 0 {
 				t.Errorf("frozen holder still subscribed: %v", ids)
 			}
 		})
@@ -750,7 +752,7 @@ func TestPeer4Shared(t *testing.T) {
 	if err != nil {
 		t.Fatalf("portalocker 4 reader on a free lock: %v", err)
 	}
-	g := mustNew(t, "p4", Config{URL: s.URL(), Shared: true})
+	g := newLock(t, "p4", Config{URL: s.URL(), Shared: true})
 	if err := g.TryAcquire(ctx); err != nil {
 		t.Fatalf("Go reader with a portalocker 4 reader: %v", err)
 	}
@@ -763,7 +765,7 @@ func TestPeer4Shared(t *testing.T) {
 	if _, err := w4.acquire(300 * time.Millisecond); !errors.Is(err, ErrAlreadyLocked) {
 		t.Fatalf("portalocker 4 writer among readers: %v", err)
 	}
-	w := mustNew(t, "p4", Config{URL: s.URL(), Protocol: 1, Timeout: 5 * time.Second, CheckInterval: 30 * time.Millisecond})
+	w := newLock(t, "p4", Config{URL: s.URL(), Protocol: 1, Timeout: 5 * time.Second, CheckInterval: 30 * time.Millisecond})
 	if err := w.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
 		t.Fatalf("Go writer among readers: %v", err)
 	}
@@ -790,7 +792,7 @@ func TestPeer4Shared(t *testing.T) {
 	if _, err := r4c.acquire(300 * time.Millisecond); !errors.Is(err, ErrAlreadyLocked) {
 		t.Fatalf("portalocker 4 reader while a Go writer waits: %v", err)
 	}
-	g2 := mustNew(t, "p4", Config{URL: s.URL(), Shared: true})
+	g2 := newLock(t, "p4", Config{URL: s.URL(), Shared: true})
 	if err := g2.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
 		t.Fatalf("Go reader while a Go writer waits: %v", err)
 	}

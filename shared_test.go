@@ -283,7 +283,7 @@ func TestSharedLost(t *testing.T) {
 	r2 := newLock(t, "lost", Config{URL: s.URL(), Shared: true})
 	mustAcquire(t, r1)
 	mustAcquire(t, r2)
-	ids := holderIDs(t, s, r1.ClientName())
+	ids := s.SubscriberIDs(t, r1.ClientName())
 	if len(ids) != 1 {
 		t.Fatalf("connections named %s: %v", r1.ClientName(), ids)
 	}

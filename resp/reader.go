@@ -119,15 +119,30 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 }
 
 // Shrink drops the memory the Reader keeps between replies for the next
-// ones (string arena, element storage): for a Reader that will now read
-// only small replies for a long time, such as a held lock's. The next
-// large reply allocates afresh. Values already returned stay valid. It
-// must not be called during Read.
+// ones (string arena, element storage) when it holds more than a small
+// reply needs: for a Reader that will now read only small replies for a
+// long time, such as a held lock's. The next large reply allocates afresh.
+// The value of the last Read stays valid until the next Read, as always.
+// It must not be called during Read.
 func (r *Reader) Shrink() {
-	r.arena, r.line = nil, nil
-	r.stack = elemStack{}
-	r.slab = slab{most: r.lim.MaxReplyValues}
+	r.line = nil
+	if cap(r.arena) > shrinkBytes {
+		r.arena = nil
+	}
+	if r.stack.room > shrinkValues {
+		r.stack = elemStack{}
+	}
+	if r.slab.kept() > shrinkValues {
+		r.slab = slab{most: r.lim.MaxReplyValues}
+	}
 }
+
+// Shrink keeps storage for replies up to these sizes: a pub/sub message,
+// a confirmation, a PONG.
+const (
+	shrinkValues = 8
+	shrinkBytes  = 256
+)
 
 // Limits returns the limits in force, defaults filled in.
 func (r *Reader) Limits() Limits { return r.lim }

@@ -765,18 +765,25 @@ func TestValueEqual(t *testing.T) {
 	}
 }
 
-// TestShrink: a Reader that dropped its kept storage reads on, and the
-// values it returned before stay valid.
+// TestShrink: a Reader drops the storage a large reply left, keeps what a
+// small one needs, and reads on; the last value read stays valid.
 func TestShrink(t *testing.T) {
-	in := "*3\r\n$3\r\nfoo\r\n:1\r\n*1\r\n_\r\n+OK\r\n%1\r\n$1\r\nk\r\n$1\r\nv\r\n"
+	big := "*40\r\n" + strings.Repeat(":1\r\n", 40)
+	in := big + "+OK\r\n*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\np\r\n*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nq\r\n"
 	r := NewReader(strings.NewReader(in), Limits{})
-	first, err := r.Read()
+	last, err := r.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := first.String()
+	want := last.String()
 	r.Shrink()
-	for _, w := range []string{"OK", "k"} {
+	if last.String() != want {
+		t.Errorf("the last value changed with Shrink: %v, was %v", last, want)
+	}
+	if n := r.slab.kept() + r.stack.room; n != 0 {
+		t.Errorf("after a 40-element reply, Shrink kept %d values", n)
+	}
+	for _, w := range []string{"OK", "p", "q"} {
 		v, err := r.Read()
 		if err != nil {
 			t.Fatal(err)
@@ -784,9 +791,10 @@ func TestShrink(t *testing.T) {
 		if !strings.Contains(v.String(), w) {
 			t.Errorf("after Shrink read %v, want %q in it", v, w)
 		}
+		kept := r.slab.kept()
 		r.Shrink()
-	}
-	if first.String() != want {
-		t.Errorf("a value read before Shrink changed: %v, was %v", first, want)
+		if w != "OK" && (r.slab.kept() != kept || kept == 0 || kept > shrinkValues) {
+			t.Errorf("Shrink after a small reply: kept %d values of %d, want them kept (at most %d)", r.slab.kept(), kept, shrinkValues)
+		}
 	}
 }

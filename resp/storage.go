@@ -76,7 +76,7 @@ func (s *elemStack) popTo(dst []Value, base int) {
 const (
 	// firstSlabChunk and slabChunk are the sizes of the slab's first chunk
 	// and, doubling from it, its largest; a small reply takes little memory.
-	firstSlabChunk = 16
+	firstSlabChunk = 4
 	slabChunk      = 1024
 	// longList is the longest list carved from the chunks. A longer one is
 	// carved from the slab's long array instead, so that the space left at
@@ -157,4 +157,13 @@ func (s *slab) allocLong(n int) []Value {
 	l := s.long[s.longOff : s.longOff+n : s.longOff+n]
 	s.longOff += n
 	return l
+}
+
+// kept returns how many values the slab's storage holds.
+func (s *slab) kept() int {
+	n := len(s.long)
+	for _, c := range s.chunks {
+		n += len(c)
+	}
+	return n
 }

@@ -10,12 +10,21 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/pubsublock/pubsublock"
 )
 
 // defaultURL is used when neither --url nor $REDIS_URL is given.
-const defaultURL = "redis://127.0.0.1:6379"
+const defaultURL = "redis://" + pubsublock.DefaultAddr
 
-// options is what the command line asks for.
+// defaultKillAfter is the default of --kill-after.
+const defaultKillAfter = 10 * time.Second
+
+// defaultShell runs the shell command of -c when $SHELL is not set, as
+// flock does.
+const defaultShell = "/bin/sh"
+
+// options is what the command line and the environment ask for.
 type options struct {
 	url                 string
 	timeout             time.Duration // negative: wait forever (the default); 0: one try
@@ -24,15 +33,23 @@ type options struct {
 	checkInterval       time.Duration
 	unavailableTimeout  time.Duration
 	healthCheckInterval time.Duration // 0 disables the health check
+	dialTimeout         time.Duration
 	killAfter           time.Duration
 	fencing             bool
 	verbose             bool
 	version             bool
 	help                bool
 
+	// Credentials: a password from --password-file (read by load) wins
+	// over one in the URL, which wins over $REDISCLI_AUTH (envAuth).
+	passwordFile string
+	envAuth      string
+	// TLS, as redis-cli names it: files read by load.
+	cacert, cert, key, sni string
+
 	status  bool     // "status CHANNEL" rather than a locked run
 	channel string   // the lock's channel
-	command []string // COMMAND and its ARGS
+	command []string // COMMAND and its ARGS, or the shell and -c STRING
 }
 
 // usageError is a bad command line; pubsublock exits with exitUsage.
@@ -46,22 +63,27 @@ func usagef(format string, args ...any) error {
 }
 
 // parseArgs reads the command line (without the program name). getenv
-// supplies $REDIS_URL. Flags stop at the first non-flag argument (CHANNEL,
-// or "status") or at "--"; after CHANNEL an optional "--" separates
-// COMMAND, which may then start with a dash.
+// supplies $REDIS_URL, $REDISCLI_AUTH and $SHELL. Flags stop at the first
+// non-flag argument (CHANNEL, or "status") or at "--"; after CHANNEL an
+// optional "--" separates COMMAND, which may then start with a dash, or
+// "-c STRING" gives a shell command, as flock takes it.
 func parseArgs(args []string, getenv func(string) string) (*options, error) {
 	o := &options{
 		url:                 defaultURL,
 		timeout:             -1,
 		conflictExit:        exitConflict,
-		checkInterval:       250 * time.Millisecond,
-		unavailableTimeout:  time.Second,
-		healthCheckInterval: 10 * time.Second,
-		killAfter:           10 * time.Second,
+		checkInterval:       pubsublock.DefaultCheckInterval,
+		unavailableTimeout:  pubsublock.DefaultUnavailableTimeout,
+		healthCheckInterval: pubsublock.DefaultHealthCheckInterval,
+		dialTimeout:         pubsublock.DefaultDialTimeout,
+		killAfter:           defaultKillAfter,
+		envAuth:             getenv("REDISCLI_AUTH"),
 	}
 	if u := getenv("REDIS_URL"); u != "" {
 		o.url = u
 	}
+	var shellCmd string
+	shellSet := false
 	fs := flag.NewFlagSet("pubsublock", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported by the caller, with a hint
 	fs.Usage = func() {}
@@ -94,8 +116,17 @@ func parseArgs(args []string, getenv func(string) string) (*options, error) {
 	duration(&o.checkInterval, "check-interval")
 	duration(&o.unavailableTimeout, "unavailable-timeout")
 	duration(&o.healthCheckInterval, "health-check-interval")
+	duration(&o.dialTimeout, "dial-timeout")
 	duration(&o.killAfter, "kill-after")
 	boolean(&o.fencing, "fencing")
+	str(&o.passwordFile, "password-file")
+	str(&o.cacert, "cacert")
+	str(&o.cert, "cert")
+	str(&o.key, "key")
+	str(&o.sni, "sni")
+	for _, n := range []string{"c", "command"} {
+		fs.Func(n, "", func(s string) error { shellCmd, shellSet = s, true; return nil })
+	}
 	boolean(&o.verbose, "v", "verbose")
 	boolean(&o.version, "version")
 	boolean(&o.help, "h", "help")
@@ -122,6 +153,9 @@ func parseArgs(args []string, getenv func(string) string) (*options, error) {
 		if len(rest) != 1 {
 			return nil, usagef("status takes one CHANNEL")
 		}
+		if shellSet {
+			return nil, usagef("status takes no command (-c)")
+		}
 		o.channel = rest[0]
 		return o, o.check()
 	}
@@ -129,8 +163,25 @@ func parseArgs(args []string, getenv func(string) string) (*options, error) {
 		return nil, usagef("missing CHANNEL and COMMAND")
 	}
 	o.channel, o.command = rest[0], rest[1:]
+	if len(o.command) > 0 && (o.command[0] == "-c" || o.command[0] == "--command") {
+		// flock's form: CHANNEL -c STRING.
+		if len(o.command) != 2 || shellSet {
+			return nil, usagef("%s takes exactly one shell command, and no other COMMAND", o.command[0])
+		}
+		shellCmd, shellSet, o.command = o.command[1], true, nil
+	}
 	if len(o.command) > 0 && o.command[0] == "--" {
 		o.command = o.command[1:]
+	}
+	if shellSet {
+		if len(o.command) > 0 {
+			return nil, usagef("-c takes the whole command as one string: give no COMMAND after CHANNEL")
+		}
+		shell := getenv("SHELL")
+		if shell == "" {
+			shell = defaultShell
+		}
+		o.command = []string{shell, "-c", shellCmd}
 	}
 	if len(o.command) == 0 {
 		return nil, usagef("missing COMMAND after CHANNEL %q", o.channel)
@@ -138,7 +189,8 @@ func parseArgs(args []string, getenv func(string) string) (*options, error) {
 	return o, o.check()
 }
 
-// check refuses values the flags' types cannot.
+// check refuses values the flags' types cannot, and flags that do not go
+// together.
 func (o *options) check() error {
 	switch {
 	case o.conflictExit < 0 || o.conflictExit > 255:
@@ -147,6 +199,12 @@ func (o *options) check() error {
 		return usagef("--check-interval must be positive")
 	case o.unavailableTimeout <= 0:
 		return usagef("--unavailable-timeout must be positive")
+	case o.dialTimeout <= 0:
+		return usagef("--dial-timeout must be positive")
+	case (o.cert == "") != (o.key == ""):
+		return usagef("--cert and --key go together")
+	case (o.cacert != "" || o.cert != "" || o.sni != "") && !tlsURL(o.url):
+		return usagef("--cacert, --cert, --key and --sni need a rediss:// URL (or rediss+cluster://, rediss+sentinel://)")
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/pubsublock/pubsublock"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -36,7 +38,7 @@ func TestParseArgs(t *testing.T) {
 		o.healthCheckInterval != 0 || !o.fencing || !slices.Equal(o.command, []string{"-cmd"}) {
 		t.Errorf("flags: %+v", o)
 	}
-	cfg := o.config(nil)
+	cfg := o.config(server{}, nil)
 	if cfg.HealthCheckInterval >= 0 || !cfg.FailWhenLocked || cfg.Timeout != 2500*time.Millisecond {
 		t.Errorf("config: %+v", cfg)
 	}
@@ -44,15 +46,15 @@ func TestParseArgs(t *testing.T) {
 	if o.timeout != 3*time.Second || !o.nonblock || o.conflictExit != 9 || !o.verbose || o.url != "redis://h" {
 		t.Errorf("long names: %+v", o)
 	}
-	if cfg := o.config(nil); cfg.Timeout != 3*time.Second {
+	if cfg := o.config(server{}, nil); cfg.Timeout != 3*time.Second {
 		t.Errorf("config: %+v", cfg)
 	}
 	o, _ = parseArgs([]string{"ch", "c"}, env(""))
-	if cfg := o.config(nil); cfg.Timeout >= 0 || cfg.FailWhenLocked {
+	if cfg := o.config(server{}, nil); cfg.Timeout >= 0 || cfg.FailWhenLocked {
 		t.Errorf("default wait: %+v", cfg)
 	}
 	o, _ = parseArgs([]string{"-w", "0", "ch", "c"}, env(""))
-	if cfg := o.config(nil); !cfg.FailWhenLocked {
+	if cfg := o.config(server{}, nil); !cfg.FailWhenLocked {
 		t.Errorf("-w 0: %+v", cfg)
 	}
 
@@ -67,6 +69,39 @@ func TestParseArgs(t *testing.T) {
 	o, err = parseArgs([]string{"ch", "status"}, env(""))
 	if err != nil || o.status || !slices.Equal(o.command, []string{"status"}) {
 		t.Errorf("command named status: %+v, %v", o, err)
+	}
+}
+
+func TestParseArgsServer(t *testing.T) {
+	env := map[string]string{"REDIS_URL": "rediss://h", "REDISCLI_AUTH": "pw", "SHELL": "/bin/zsh"}
+	o, err := parseArgs([]string{"--dial-timeout", "2", "--password-file", "f", "--cacert", "ca", "--cert", "c",
+		"--key", "k", "--sni", "n", "ch", "-c", "echo hi"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.dialTimeout != 2*time.Second || o.passwordFile != "f" || o.envAuth != "pw" || o.cacert != "ca" ||
+		o.cert != "c" || o.key != "k" || o.sni != "n" || !slices.Equal(o.command, []string{"/bin/zsh", "-c", "echo hi"}) {
+		t.Errorf("%+v", o)
+	}
+	if cfg := o.config(server{password: "x"}, nil); cfg.DialTimeout != 2*time.Second || cfg.Password != "x" || cfg.URL != "rediss://h" {
+		t.Errorf("config: %+v", cfg)
+	}
+	o, err = parseArgs([]string{"ch", "-c", "true"}, func(string) string { return "" })
+	if err != nil || !slices.Equal(o.command, []string{"/bin/sh", "-c", "true"}) ||
+		o.dialTimeout != pubsublock.DefaultDialTimeout || o.checkInterval != pubsublock.DefaultCheckInterval ||
+		o.unavailableTimeout != pubsublock.DefaultUnavailableTimeout ||
+		o.healthCheckInterval != pubsublock.DefaultHealthCheckInterval {
+		t.Errorf("defaults: %+v, %v", o, err)
+	}
+	for _, args := range [][]string{
+		{"--url", "redis://h", "--sni", "n", "ch", "true"},
+		{"--url", "unix:///s", "--cacert", "ca", "ch", "true"},
+		{"--url", "rediss://h", "--key", "k", "ch", "true"},
+		{"--dial-timeout", "0", "ch", "true"},
+	} {
+		if _, err := parseArgs(args, func(string) string { return "" }); err == nil {
+			t.Errorf("parseArgs(%q) accepted", args)
+		}
 	}
 }
 

@@ -5,8 +5,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,72 +25,121 @@ var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP,
 // connection is closed, which frees the lock as well.
 const releaseTimeout = 5 * time.Second
 
+// notify relays sigs, except those ignored when pubsublock started (nohup,
+// a background job of a script): they stay ignored, here and in COMMAND,
+// which inherits that.
+func notify(n int, sigs ...os.Signal) chan os.Signal {
+	ch := make(chan os.Signal, n)
+	for _, sig := range sigs {
+		if !signal.Ignored(sig) {
+			signal.Notify(ch, sig)
+		}
+	}
+	return ch
+}
+
 // runLocked acquires the lock, runs COMMAND under it and returns the exit
 // status.
-func runLocked(o *options, stderr io.Writer) int {
+func runLocked(o *options, srv server, stderr io.Writer) int {
+	// Signals are caught from the start (-v's first record comes after),
+	// so that one sent early still ends the wait cleanly.
+	sigs := notify(16, forwarded...)
+	defer signal.Stop(sigs)
+	// A SIGCONT says that pubsublock was stopped, perhaps for longer than
+	// a contender waits for the holder's answer. It is relayed even when
+	// ignored: it continues a stopped process all the same.
+	conts := make(chan os.Signal, 1)
+	signal.Notify(conts, syscall.SIGCONT)
+	defer signal.Stop(conts)
+
 	rep := newReporter(stderr, o.verbose, o.channel)
 	path, err := lookCommand(o.command[0])
 	if err != nil {
 		rep.fail(err)
 		return startStatus(err)
 	}
-	lock, err := pubsublock.New(o.channel, o.config(rep.lib))
+	lock, err := pubsublock.New(o.channel, o.config(srv, rep.lib))
 	if err != nil {
 		rep.fail(err)
 		return exitUsage
 	}
-
-	sigs := make(chan os.Signal, 16)
-	for _, sig := range forwarded {
-		// A signal ignored at start (nohup, a background job of a script)
-		// stays ignored, here and in COMMAND, which inherits that.
-		if !signal.Ignored(sig) {
-			signal.Notify(sigs, sig)
-		}
-	}
-	defer signal.Stop(sigs)
+	rep.event("server", "url", redactURL(o.url))
 
 	start := time.Now()
+	watch := rep.watchWait(lock, o.unavailableTimeout+o.checkInterval)
 	sig, err := acquire(lock, sigs)
+	watch.stop()
+	waited := time.Since(start).Round(time.Millisecond)
 	switch {
 	case err == nil && sig != nil: // the signal came just as the lock did
 		release(lock, rep)
 		fallthrough
 	case sig != nil:
-		rep.event("signal while waiting for the lock", "signal", sig)
+		rep.event("signal while waiting for the lock", "signal", sigName(sig))
 		return exitSignal + int(sig.(syscall.Signal))
-	case errors.Is(err, pubsublock.ErrAlreadyLocked):
-		rep.event("lock held elsewhere", "waited", time.Since(start).Round(time.Millisecond))
+	case errors.Is(err, pubsublock.ErrAlreadyLocked), timedOutHeld(lock, o, err, waited):
+		rep.event("lock held elsewhere", "waited", waited)
+		watch.final()
 		return o.conflictExit
 	case errors.Is(err, pubsublock.ErrConfig):
 		rep.fail(err)
 		return exitUsage
 	case err != nil:
-		rep.fail(err)
+		rep.failServer(err, o)
 		return exitUnavailable
 	}
-	rep.event("acquired", "waited", time.Since(start).Round(time.Millisecond), "token", lock.Token())
+	select {
+	case <-conts:
+		if err := verifyHold(lock, o.verifyTimeout()); err != nil {
+			rep.errorf("lock %s lost while pubsublock was stopped, before the command started: %v",
+				o.channel, errText(err))
+			_ = lock.Release(context.Background()) // ends the lost hold
+			return exitLost
+		}
+	default:
+	}
 
-	cmd := command(path, o, lock.Token())
-	if err := cmd.Start(); err != nil {
+	// Job control: Ctrl-Z stops COMMAND, and pubsublock with it.
+	tstp := notify(1, syscall.SIGTSTP)
+	defer signal.Stop(tstp)
+	term := openTerminal()
+	defer term.close()
+	var fg *terminal
+	if term.ours() {
+		fg = term
+	}
+	cmd := command(path, o, lock.Token(), fg)
+	err = cmd.Start()
+	ignoreTerminalStops()
+	if err != nil {
+		if fg != nil {
+			// The child may have taken the foreground before exec failed.
+			_ = fg.setForeground(syscall.Getpgrp())
+		}
 		release(lock, rep)
 		rep.fail(err)
 		return startStatus(err)
 	}
 	pgid := cmd.Process.Pid // Setpgid: the child leads its own group
-	rep.event("started", "pid", pgid, "command", o.command[0])
-	reaped := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // the status is read from cmd.ProcessState
-		close(reaped)
-	}()
+	rep.event("started", "pid", pgid, "command", o.command[0], "waited", waited, "foreground", fg != nil)
 
-	lost, termAt := supervise(lock, sigs, reaped, pgid, o.killAfter, rep)
-	status := exitStatus(cmd.ProcessState)
-	rep.event("command exited", "status", status)
-	if lost {
+	s := &supervisor{lock: lock, rep: rep, term: term, pgid: pgid, killAfter: o.killAfter,
+		verifyTimeout: o.verifyTimeout(), sigs: sigs, tstp: tstp, conts: conts, events: watchChild(pgid)}
+	ws, reaped := s.run()
+	term.takeBack(pgid)
+	_ = cmd.Process.Release()
+	status := exitSoftware
+	if reaped {
+		status = exitStatus(ws)
+		rep.event("command exited", "status", status)
+	} else {
+		rep.errorf("cannot wait for the command (pid %d)", pgid)
+	}
+	if s.lost {
 		// COMMAND is gone; processes it left in its group must go too.
-		clearGroup(pgid, termAt, o.killAfter, rep)
+		if !s.killed {
+			clearGroup(pgid, s.termAt, o.killAfter, rep)
+		}
 		_ = lock.Release(context.Background()) // ends the lost hold
 		return exitLost
 	}
@@ -98,26 +147,25 @@ func runLocked(o *options, stderr io.Writer) int {
 	return status
 }
 
-// config maps the options onto the library's Config.
-func (o *options) config(log *slog.Logger) pubsublock.Config {
-	cfg := pubsublock.Config{
-		URL:                 o.url,
-		Timeout:             o.timeout,
-		FailWhenLocked:      o.nonblock || o.timeout == 0,
-		CheckInterval:       o.checkInterval,
-		UnavailableTimeout:  o.unavailableTimeout,
-		HealthCheckInterval: o.healthCheckInterval,
-		Fencing:             o.fencing,
-		Logger:              log,
+// timedOutHeld reports whether err, which ended a wait of -w, is a
+// deadline that the server can be asked past, and the lock is held: a
+// conflict, then. The library gives a wait UnavailableTimeout past its
+// Timeout to finish a try under way; a try that pings a silent subscriber
+// it cannot kill then runs out of it, and Acquire returns a deadline
+// error rather than ErrAlreadyLocked.
+func timedOutHeld(lock *pubsublock.Lock, o *options, err error, waited time.Duration) bool {
+	if err == nil || o.timeout <= 0 || waited < o.timeout || !errors.Is(err, context.DeadlineExceeded) {
+		return false
 	}
-	if o.timeout < 0 {
-		cfg.Timeout = -1 // the library's "until the context ends"
-	}
-	if o.healthCheckInterval == 0 {
-		cfg.HealthCheckInterval = -1 // the library's "disabled"
-	}
-	return cfg
+	ctx, cancel := context.WithTimeout(context.Background(), o.verifyTimeout())
+	defer cancel()
+	st, err := lock.Status(ctx)
+	return err == nil && st.Held()
 }
+
+// verifyTimeout bounds the check of the hold after a stop: a dial and a
+// round trip.
+func (o *options) verifyTimeout() time.Duration { return 2 * o.dialTimeout }
 
 // acquire takes the lock, giving up when one of the forwarded signals
 // arrives. sig is that signal, if one came, even when the lock was taken
@@ -140,54 +188,200 @@ func acquire(lock *pubsublock.Lock, sigs <-chan os.Signal) (sig os.Signal, err e
 	return sig, err
 }
 
-// supervise waits for COMMAND to be reaped, forwarding signals to its
-// process group, and sends SIGTERM to the group if the lock is lost first,
-// then SIGKILL after killAfter. It reports whether the lock was lost before
-// COMMAND was reaped (a loss seen together with the exit counts: COMMAND
-// may have done its last work without the lock) and when SIGTERM was sent.
-func supervise(lock *pubsublock.Lock, sigs <-chan os.Signal, reaped <-chan struct{},
-	pgid int, killAfter time.Duration, rep *reporter) (lost bool, termAt time.Time) {
-	lostCh := lock.Lost()
-	var deadline <-chan time.Time
+// verifyHold checks, once pubsublock has been stopped, that it still
+// holds the lock, before COMMAND may run again: a stopped holder answers
+// no ping, and a contender may have killed its connection and taken the
+// lock while the worker that would notice was frozen too. Lock.Check asks
+// the server through the hold's own connection: one that answers still
+// holds, one that was killed does not.
+func verifyHold(lock *pubsublock.Lock, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := lock.Check(ctx); err != nil {
+		if errors.Is(err, pubsublock.ErrLost) {
+			return err
+		}
+		return fmt.Errorf("cannot check the hold, so it counts as lost: %w", err)
+	}
+	return nil
+}
+
+// supervisor watches COMMAND under the lock: it forwards signals to its
+// process group, stops and continues it with pubsublock (job control),
+// and ends it when the lock is lost.
+type supervisor struct {
+	lock          *pubsublock.Lock
+	rep           *reporter
+	term          *terminal // nil without a controlling terminal
+	pgid          int
+	killAfter     time.Duration
+	verifyTimeout time.Duration
+
+	sigs   <-chan os.Signal          // forwarded signals
+	tstp   <-chan os.Signal          // SIGTSTP
+	conts  <-chan os.Signal          // SIGCONT
+	events <-chan syscall.WaitStatus // COMMAND's stops, continues and end
+
+	stopped   bool // COMMAND is stopped
+	stopAsked bool // pubsublock got SIGTSTP: it stops once COMMAND has
+
+	lost   bool      // the lock was lost before COMMAND was reaped
+	termAt time.Time // when SIGTERM went to the group after the loss; zero: not sent
+	killAt <-chan time.Time
+	killed bool // SIGKILL went to the group after the loss
+}
+
+// run supervises COMMAND until it is reaped, and returns how it ended,
+// and true; or false if it could not be waited for.
+func (s *supervisor) run() (syscall.WaitStatus, bool) {
+	lostCh := s.lock.Lost()
 	for {
 		select {
-		case s := <-sigs:
-			rep.event("forwarding signal", "signal", s, "pgid", pgid)
-			_ = syscall.Kill(-pgid, s.(syscall.Signal))
-		case <-lostCh:
-			lostCh, lost, termAt = nil, true, time.Now()
-			rep.errorf("lock %s lost while the command ran (%v); sending SIGTERM to process group %d",
-				lock.Channel(), errText(lock.Err()), pgid)
-			_ = syscall.Kill(-pgid, syscall.SIGTERM)
-			t := time.NewTimer(killAfter)
-			defer t.Stop()
-			deadline = t.C
-		case <-deadline:
-			deadline = nil
-			rep.errorf("process group %d still running %v after SIGTERM; sending SIGKILL", pgid, killAfter)
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		case <-reaped:
-			if !lost {
-				select {
-				case <-lostCh:
-					lost = true
-					rep.errorf("lock %s lost as the command exited (%v)", lock.Channel(), errText(lock.Err()))
-				default:
-				}
+		case sig := <-s.sigs:
+			s.rep.event("forwarding signal", "signal", sigName(sig), "pgid", s.pgid)
+			_ = syscall.Kill(-s.pgid, sig.(syscall.Signal))
+			if s.stopped && !s.lost && (sig == syscall.SIGTERM || sig == syscall.SIGHUP) {
+				// A stopped job must wake to act on it, as a shell's
+				// kill builtin does it.
+				s.cont()
 			}
-			return lost, termAt
+		case <-s.tstp:
+			if s.stopped {
+				s.suspend()
+				break
+			}
+			s.rep.event("forwarding signal", "signal", sigName(syscall.SIGTSTP), "pgid", s.pgid)
+			_ = syscall.Kill(-s.pgid, syscall.SIGTSTP)
+			s.stopAsked = true // pubsublock stops once COMMAND has
+		case <-s.conts:
+			// Stopped by someone else (SIGSTOP): COMMAND ran on while
+			// this hold could not answer.
+			if s.lost {
+				break
+			}
+			s.rep.event("continued: checking the hold")
+			if err := verifyHold(s.lock, s.verifyTimeout); err != nil {
+				s.lose(err)
+				break
+			}
+			if !s.stopped && s.term.ours() {
+				_ = s.term.setForeground(s.pgid)
+			}
+		case <-lostCh:
+			lostCh = nil
+			if !s.lost {
+				s.lose(s.lock.Err())
+			}
+		case <-s.killAt:
+			s.killAt = nil
+			s.rep.errorf("process group %d still running %v after SIGTERM; sending SIGKILL", s.pgid, s.killAfter)
+			s.kill()
+		case ev, ok := <-s.events:
+			switch {
+			case !ok:
+				return ev, false
+			case ev.Exited() || ev.Signaled():
+				if !s.lost && lostCh != nil {
+					select {
+					case <-lostCh:
+						s.lost = true
+						s.rep.errorf("lock %s lost as the command exited (%v)", s.lock.Channel(), errText(s.lock.Err()))
+					default:
+					}
+				}
+				return ev, true
+			case ev.Stopped():
+				s.stopped = true
+				s.rep.event("command stopped", "signal", sigName(ev.StopSignal()))
+				switch {
+				case s.lost:
+					// The lock is gone: it must not run again.
+					s.kill()
+				case s.stopAsked || s.term != nil && jobStop(ev.StopSignal()):
+					s.stopAsked = false
+					s.suspend()
+				}
+			case ev.Continued():
+				s.stopped = false
+			}
 		}
 	}
 }
 
+// lose ends COMMAND after the loss of the lock: SIGTERM to its group, and
+// SIGKILL after killAfter; or SIGKILL at once when COMMAND is stopped,
+// as a stopped command must not run again without the lock, not even its
+// SIGTERM handler.
+func (s *supervisor) lose(cause error) {
+	s.lost = true
+	if s.stopped {
+		s.rep.errorf("lock %s lost while the command was stopped (%v); sending SIGKILL to process group %d",
+			s.lock.Channel(), errText(cause), s.pgid)
+		s.kill()
+		return
+	}
+	s.rep.errorf("lock %s lost while the command ran (%v); sending SIGTERM to process group %d",
+		s.lock.Channel(), errText(cause), s.pgid)
+	_ = syscall.Kill(-s.pgid, syscall.SIGTERM)
+	s.termAt = time.Now()
+	s.killAt = time.After(s.killAfter)
+}
+
+// suspend stops pubsublock together with COMMAND, which has stopped: as a
+// shell's job, pubsublock's process group gives its parent (an interactive
+// shell) the terminal back by stopping. Once continued, it checks the hold
+// and then continues COMMAND, in the terminal's foreground if pubsublock
+// was continued there (fg rather than bg); or, if the lock was lost
+// meanwhile, kills it.
+func (s *supervisor) suspend() {
+	if s.lost {
+		s.kill()
+		return
+	}
+	// Members that ignore SIGTSTP must not run on while pubsublock,
+	// stopped, cannot watch the lock.
+	_ = syscall.Kill(-s.pgid, syscall.SIGSTOP)
+	s.term.takeBack(s.pgid)
+	s.rep.event("stopping with the command", "pgid", s.pgid)
+	for len(s.conts) > 0 {
+		<-s.conts
+	}
+	// SIGSTOP rather than SIGTSTP: the kernel discards SIGTSTP in a
+	// process group no shell controls (an orphaned one), and pubsublock
+	// would then take a stop that never happened for a continue.
+	_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+	<-s.conts
+	s.rep.event("continued: checking the hold")
+	if err := verifyHold(s.lock, s.verifyTimeout); err != nil {
+		s.lose(err)
+		return
+	}
+	if s.term.ours() {
+		_ = s.term.setForeground(s.pgid)
+	}
+	s.cont()
+}
+
+// kill sends SIGKILL to COMMAND's process group.
+func (s *supervisor) kill() {
+	s.killed = true
+	_ = syscall.Kill(-s.pgid, syscall.SIGKILL)
+}
+
+// cont continues COMMAND's process group.
+func (s *supervisor) cont() {
+	s.rep.event("continuing the command", "pgid", s.pgid)
+	s.stopped = false
+	_ = syscall.Kill(-s.pgid, syscall.SIGCONT)
+}
+
 // release gives the lock up after COMMAND has exited. A loss at this point
-// came after COMMAND finished, so it is only logged.
+// came after COMMAND finished, so it is only logged. The library logs the
+// release itself.
 func release(lock *pubsublock.Lock, rep *reporter) {
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
 	if err := lock.Release(ctx); err != nil {
 		rep.event("release", "err", err)
-		return
 	}
-	rep.event("released")
 }

@@ -184,12 +184,6 @@ while :; do sleep 0.05; done`
 	}
 }
 
-func sigName(s syscall.Signal) string {
-	return map[syscall.Signal]string{syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2",
-		syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT",
-		syscall.SIGTERM: "SIGTERM"}[s]
-}
-
 // TestIgnoredSignalsStayIgnored: under nohup, SIGHUP is ignored, and
 // COMMAND must inherit that rather than pubsublock's handler.
 func TestIgnoredSignalsStayIgnored(t *testing.T) {
@@ -217,12 +211,22 @@ func TestSignalWhileWaiting(t *testing.T) {
 	t.Parallel()
 	s := redistest.Redis(t)
 	hold(t, s.URL(), "ch")
-	cmd, stdout, stderr := prepare(t, s.URL(), "ch", "touch", "ran")
+	cmd, stdout, stderr := prepare(t, s.URL(), "-v", "ch", "touch", "ran")
+	// -v's first record comes once signals are caught: a -race binary
+	// can take longer than a moment to get there on a busy machine.
+	log := filepath.Join(t.TempDir(), "stderr")
+	f, err := os.Create(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd.Stderr = f
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // let it wait for the lock
+	waitFile(t, log)
+	time.Sleep(200 * time.Millisecond) // let it wait for the lock
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -411,8 +415,58 @@ func TestUnreachable(t *testing.T) {
 	url := freeURL(t)
 	for _, args := range [][]string{{"ch", "touch", "ran"}, {"-n", "ch", "true"}, {"status", "ch"}} {
 		r := runBin(t, url, args...)
-		if r.code != 69 || !strings.Contains(r.stderr, "refused") {
+		if r.code != 69 || !strings.Contains(r.stderr, "refused") || strings.Contains(r.stderr, "pubsublock: pubsublock:") {
 			t.Errorf("pubsublock %q against nothing: exit %d, stderr %q; want 69", args, r.code, r.stderr)
 		}
+	}
+}
+
+// TestVerbose: -v names the server once, without its password, and logs
+// the acquisition and the release once each.
+func TestVerbose(t *testing.T) {
+	t.Parallel()
+	s := redistest.Redis(t)
+	requirePass(t, s, "sesame")
+	url := "redis://:sesame@" + s.Addr()
+	r := runBin(t, url, "-v", "ch", "true")
+	r.want(t, 0)
+	for msg, n := range map[string]int{"msg=server ": 1, "url=redis://***@" + s.Addr(): 1, "msg=acquired ": 1,
+		"msg=started ": 1, `msg="command exited" `: 1, "msg=released ": 1, "sesame": 0} {
+		if got := strings.Count(r.stderr, msg); got != n {
+			t.Errorf("%q %d times in -v output, want %d:\n%s", msg, got, n, r.stderr)
+		}
+	}
+	r = runBin(t, url, "-v", "status", "ch")
+	r.want(t, 0)
+	if strings.Count(r.stderr, "msg=server ") != 1 || strings.Contains(r.stderr, "sesame") {
+		t.Errorf("status -v:\n%s", r.stderr)
+	}
+}
+
+// TestShellCommand: -c runs a shell command, as flock's does, after
+// CHANNEL or among the flags.
+func TestShellCommand(t *testing.T) {
+	t.Parallel()
+	s := redistest.Redis(t)
+	for _, args := range [][]string{
+		{"ch", "-c", `echo "$PUBSUBLOCK_CHANNEL" "$0"; exit 3`},
+		{"ch", "--command", `echo "$PUBSUBLOCK_CHANNEL" "$0"; exit 3`},
+		{"-c", `echo "$PUBSUBLOCK_CHANNEL" "$0"; exit 3`, "ch"},
+	} {
+		cmd, stdout, stderr := prepare(t, s.URL(), args...)
+		cmd.Env = append(cmd.Env, "SHELL=/bin/sh")
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r := wait(t, cmd, start, stdout, stderr)
+		r.want(t, 3)
+		if r.stdout != "ch /bin/sh\n" {
+			t.Errorf("pubsublock %q: stdout %q", args, r.stdout)
+		}
+	}
+	for _, args := range [][]string{{"ch", "-c"}, {"ch", "-c", "true", "x"}, {"-c", "true", "ch", "true"},
+		{"-c", "true", "ch", "-c", "true"}, {"-c", "true", "status", "ch"}} {
+		runBin(t, s.URL(), args...).want(t, 64)
 	}
 }

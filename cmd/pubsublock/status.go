@@ -4,17 +4,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"time"
+	"strings"
 
 	"github.com/pubsublock/pubsublock"
-	"github.com/pubsublock/pubsublock/resp"
 )
-
-// statusTimeout bounds the status query, dial included.
-const statusTimeout = 10 * time.Second
 
 // runStatus prints whether the lock is held and by whom, and returns
 // exitOK when it is free and exitHeld when it is held.
@@ -23,42 +18,93 @@ const statusTimeout = 10 * time.Second
 // see it. The holders are the pub/sub clients named CHANNEL-lock with a
 // subscription (CLIENT LIST TYPE pubsub); servers without CLIENT LIST
 // (miniredis, an ACL user without it) show no details.
-func runStatus(o *options, stdout, stderr io.Writer) int {
+func runStatus(o *options, srv server, stdout, stderr io.Writer) int {
 	rep := newReporter(stderr, o.verbose, o.channel)
-	l, err := pubsublock.New(o.channel, pubsublock.Config{URL: o.url})
+	l, err := pubsublock.New(o.channel, o.config(srv, rep.lib))
 	if err != nil {
 		rep.fail(err)
 		return exitUsage
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+	rep.event("server", "url", redactURL(o.url))
+	// A dial and a round trip, each bounded by the dial timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*o.dialTimeout)
 	defer cancel()
 	st, err := l.Status(ctx)
 	if err != nil {
-		rep.errorf("%v", err)
-		if errors.Is(err, resp.ErrProtocol) {
-			return exitSoftware
-		}
+		rep.failServer(err, o)
 		return exitUnavailable
 	}
-	switch st.Subscribers {
-	case 0:
-		fmt.Fprintf(stdout, "%s: free\n", o.channel)
+	fmt.Fprint(stdout, describe(l, st))
+	if !st.Held() {
 		return exitOK
-	case 1:
-		fmt.Fprintf(stdout, "%s: held\n", o.channel)
-	default:
-		// Contenders subscribe for a moment while they try.
-		fmt.Fprintf(stdout, "%s: held (%d subscribers)\n", o.channel, st.Subscribers)
-	}
-	if st.ListErr != nil {
-		fmt.Fprintf(stdout, "holder: unknown (CLIENT LIST: %v)\n", st.ListErr)
-		return exitHeld
-	}
-	if len(st.Holders) == 0 {
-		fmt.Fprintf(stdout, "holder: unknown (no subscribed client named %s)\n", l.ClientName())
-	}
-	for _, h := range st.Holders {
-		fmt.Fprintf(stdout, "holder: id=%d addr=%s age=%v\n", h.ID, h.Addr, h.Age)
 	}
 	return exitHeld
+}
+
+// describe writes what Status found, as status prints it:
+//
+//	CHANNEL: held
+//	holder: id=ID addr=HOST:PORT age=DURATION
+//
+// A count of subscribers that differs from the holders found is given on
+// the first line, and subscribers that are not holders get a note.
+func describe(l *pubsublock.Lock, st pubsublock.Status) string {
+	var b strings.Builder
+	ch := l.Channel()
+	switch {
+	case !st.Held():
+		fmt.Fprintf(&b, "%s: free\n", ch)
+		return b.String()
+	case st.ListErr != nil:
+		fmt.Fprintf(&b, "%s: held%s\nholder: unknown (CLIENT LIST: %v)\n", ch, plural(st.Subscribers), st.ListErr)
+		return b.String()
+	case st.Subscribers == 1 && len(st.Holders) == 1:
+		fmt.Fprintf(&b, "%s: held\n", ch)
+	default:
+		fmt.Fprintf(&b, "%s: held (%s, %d named %s)\n", ch, subscribers(st.Subscribers), len(st.Holders), l.ClientName())
+	}
+	if len(st.Holders) == 0 {
+		fmt.Fprintf(&b, "holder: none (no subscribed client named %s)\n", l.ClientName())
+	}
+	for _, h := range st.Holders {
+		fmt.Fprintf(&b, "holder: id=%d addr=%s age=%v\n", h.ID, h.Addr, h.Age)
+	}
+	if n := others(st); n > 0 {
+		fmt.Fprintf(&b, "note: %s\n", othersNote(l, n))
+	} else if len(st.Holders) > 1 {
+		b.WriteString("note: contenders subscribe under the holder's name for a moment while they try\n")
+	}
+	return b.String()
+}
+
+// others counts the channel's subscribers that are not named like a
+// holder.
+func others(st pubsublock.Status) int64 {
+	if st.ListErr != nil {
+		return 0
+	}
+	return max(st.Subscribers-int64(len(st.Holders)), 0)
+}
+
+// othersNote explains what n subscribers that are not holders do to the
+// lock.
+func othersNote(l *pubsublock.Lock, n int64) string {
+	return fmt.Sprintf("subscribers not named %s: %d (redis-cli SUBSCRIBE %s, another program); "+
+		"they keep the lock taken, yet no contender ever kills one, so the lock is free only once they unsubscribe",
+		l.ClientName(), n, l.Channel())
+}
+
+func subscribers(n int64) string {
+	if n == 1 {
+		return "1 subscriber"
+	}
+	return fmt.Sprintf("%d subscribers", n)
+}
+
+// plural is " (N subscribers)" when N is not 1.
+func plural(n int64) string {
+	if n == 1 {
+		return ""
+	}
+	return " (" + subscribers(n) + ")"
 }

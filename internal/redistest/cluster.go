@@ -93,6 +93,43 @@ func (c *ClusterServers) join(t testing.TB) {
 	}
 }
 
+// AddReplica starts a cluster node that replicates master, a node of c,
+// and returns once it has synced. It is not one of Nodes: the master keeps
+// its slots until a failover (CLUSTER FAILOVER on the replica) promotes
+// the replica. It stops with the test.
+func (c *ClusterServers) AddReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	var bus int
+	r := startServer(t, 1, false, func(dir string, ports []int) []string {
+		bus = ports[1]
+		return append(baseArgs(dir, ports[0]),
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000",
+			"--cluster-port", strconv.Itoa(ports[1]),
+			"--repl-diskless-sync-delay", "0",
+		)
+	})
+	id := myID(t, master)
+	mustDo(t, master, "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(r.Port()), strconv.Itoa(bus))
+	waitFor(t, clusterTimeout, "replica knows its master", func() error {
+		nodes, err := r.Do("CLUSTER", "NODES")
+		if err != nil || !strings.Contains(nodes, id) {
+			return fmt.Errorf("replica does not know %s yet: %v", id, err)
+		}
+		return nil
+	})
+	mustDo(t, r, "CLUSTER", "REPLICATE", id)
+	waitFor(t, clusterTimeout, "replica synced", func() error {
+		info, err := master.Do("INFO", "replication")
+		if err != nil || !strings.Contains(info, "state=online") {
+			return fmt.Errorf("replica not online: %v", err)
+		}
+		return nil
+	})
+	return r
+}
+
 // Addrs returns the nodes' addresses, "127.0.0.1:<port>", in the order of
 // Nodes.
 func (c *ClusterServers) Addrs() []string {

@@ -1,7 +1,9 @@
 // Package redistest starts the servers that pubsublock's tests run against:
 // real redis-server processes (a single server, a Redis Cluster, a primary
 // with a replica and a sentinel), an in-process miniredis, and a TCP proxy
-// that can cut the network without closing anything.
+// that can cut the network without closing anything, record what clients
+// send and inject what they receive. [Do] and the [Server] methods are the
+// tests' one-shot client, for looking at a server from outside.
 //
 // Every server listens on a free loopback port, keeps its files in a
 // t.TempDir, and is stopped with t.Cleanup (SIGTERM, then SIGKILL), so

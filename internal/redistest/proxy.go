@@ -9,18 +9,22 @@ import (
 
 // Proxy is a TCP proxy on 127.0.0.1 that forwards each connection it
 // accepts to a target address, and can play a dead network ([Proxy.Blackhole])
-// or a reset one ([Proxy.CloseAll]). Create it with [NewProxy]; it stops
-// with the test.
+// or a reset one ([Proxy.CloseAll]). In record mode ([Proxy.Record]) it
+// keeps what the clients send, for a test of the exact bytes; it injects
+// bytes of its own into what the clients receive with [Proxy.Inject].
+// Create it with [NewProxy]; it stops with the test.
 type Proxy struct {
 	target string
 	ln     net.Listener
 	wg     sync.WaitGroup // counts the accept loop and every connection's goroutines
 
-	mu         sync.Mutex // guards links, forwarding, blackholed and closed
+	mu         sync.Mutex // guards links, forwarding, blackholed, closed, recording and sent
 	links      map[*link]struct{}
 	forwarding chan struct{} // closed while bytes may flow; open while blackholed
 	blackholed bool
 	closed     bool
+	recording  bool
+	sent       []byte // what the clients sent since Record
 }
 
 // link is one proxied connection: a client and its connection to the
@@ -29,6 +33,7 @@ type link struct {
 	client, server net.Conn
 	done           chan struct{} // closed by close
 	once           sync.Once
+	wmu            sync.Mutex // serialises writes to client: the target's bytes and Inject's
 }
 
 func (l *link) close() {
@@ -92,15 +97,55 @@ func (p *Proxy) Resume() {
 // CloseAll closes every connection the proxy holds, on both sides, as a
 // network reset would. The proxy keeps accepting new connections.
 func (p *Proxy) CloseAll() {
+	for _, l := range p.linksNow() {
+		l.close()
+	}
+}
+
+// linksNow returns the links the proxy holds.
+func (p *Proxy) linksNow() []*link {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	links := make([]*link, 0, len(p.links))
 	for l := range p.links {
 		links = append(links, l)
 	}
-	p.mu.Unlock()
-	for _, l := range links {
-		l.close()
+	return links
+}
+
+// Record turns on record mode: from now on the proxy keeps every byte that
+// the clients send, on all connections, in the order it reads them, and
+// [Proxy.Sent] returns them. Bytes held back by a blackhole count as sent.
+func (p *Proxy) Record() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.recording = true
+}
+
+// Sent returns the bytes the clients sent since [Proxy.Record].
+func (p *Proxy) Sent() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return string(p.sent)
+}
+
+// Inject writes data to every client connection at once, as if the target
+// had sent it, even through a blackhole. It goes between two of the
+// proxy's writes of the target's bytes, which may split a reply: inject
+// into connections that expect none, such as a subscribed one that is
+// idle.
+func (p *Proxy) Inject(data string) {
+	for _, l := range p.linksNow() {
+		_ = l.toClient([]byte(data))
 	}
+}
+
+// toClient writes b to the link's client.
+func (l *link) toClient(b []byte) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	_, err := l.client.Write(b)
+	return err
 }
 
 // close stops the proxy and waits for all its goroutines.
@@ -145,34 +190,51 @@ func (p *Proxy) serve(c net.Conn) {
 	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
-		p.pipe(l, s, c)
+		p.pipe(l, true)
 	}()
-	p.pipe(l, c, s)
+	p.pipe(l, false)
 }
 
-// pipe copies from src to dst while forwarding is on, then closes the link
-// when src ends.
-func (p *Proxy) pipe(l *link, dst, src net.Conn) {
+// pipe copies from the client to the target (toTarget) or back while
+// forwarding is on, recording what the client sends, then closes the link
+// when its source ends.
+func (p *Proxy) pipe(l *link, toTarget bool) {
 	defer func() {
 		l.close()
 		p.mu.Lock()
 		delete(p.links, l)
 		p.mu.Unlock()
 	}()
+	src, write := l.server, l.toClient
+	if toTarget {
+		src, write = l.client, func(b []byte) error { _, err := l.server.Write(b); return err }
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		if toTarget && n > 0 {
+			p.record(buf[:n])
+		}
 		if !p.wait(l) {
 			return
 		}
 		if n > 0 {
-			if _, err := dst.Write(buf[:n]); err != nil {
+			if err := write(buf[:n]); err != nil {
 				return
 			}
 		}
 		if err != nil {
 			return
 		}
+	}
+}
+
+// record keeps b, which a client sent, in record mode.
+func (p *Proxy) record(b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.recording {
+		p.sent = append(p.sent, b...)
 	}
 }
 

@@ -54,6 +54,21 @@ func (c *client) read(d time.Duration) (any, error) {
 	return readReply(c.r, 0)
 }
 
+// subscribed dials n clients through p, each subscribed to "ch".
+func subscribed(t *testing.T, p *Proxy, n int) []*client {
+	t.Helper()
+	var cs []*client
+	for range n {
+		c := dial(t, p.Addr())
+		c.send("SUBSCRIBE", "ch")
+		if _, err := c.read(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
@@ -120,15 +135,7 @@ func TestProxy(t *testing.T) {
 	noLeak(t, "close all", func(t *testing.T) {
 		s := Redis(t)
 		p := NewProxy(t, s.Addr())
-		var cs []*client
-		for range 3 {
-			c := dial(t, p.Addr())
-			c.send("SUBSCRIBE", "ch")
-			if _, err := c.read(5 * time.Second); err != nil {
-				t.Fatal(err)
-			}
-			cs = append(cs, c)
-		}
+		cs := subscribed(t, p, 3)
 		p.Blackhole() // CloseAll works through a blackhole too
 		p.CloseAll()
 		for _, c := range cs {
@@ -151,6 +158,70 @@ func TestProxy(t *testing.T) {
 		c := dial(t, p.Addr())
 		if v, err := c.read(5 * time.Second); err != io.EOF {
 			t.Fatalf("read with the target down = %#v, %v; want EOF", v, err)
+		}
+	})
+	noLeak(t, "record", func(t *testing.T) {
+		s := Redis(t)
+		p := NewProxy(t, s.Addr())
+		c := dial(t, p.Addr())
+		c.send("SET", "before", "record")
+		if _, err := c.read(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Sent(); got != "" {
+			t.Fatalf("Sent() before Record = %q", got)
+		}
+		p.Record()
+		c2 := dial(t, p.Addr())
+		for _, step := range []struct {
+			c    *client
+			args []string
+		}{{c, []string{"SET", "k", "v"}}, {c2, []string{"GET", "k"}}} { // each connection's, in order
+			step.c.send(step.args...)
+			if _, err := step.c.read(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Bytes held back by a blackhole were sent all the same.
+		p.Blackhole()
+		c.send("PING")
+		want := string(appendCommand(appendCommand(appendCommand(nil, "SET", "k", "v"), "GET", "k"), "PING"))
+		waitFor(t, 5*time.Second, "the proxy reads the PING", func() error {
+			if got := p.Sent(); got != want {
+				return fmt.Errorf("Sent() = %q, want %q", got, want)
+			}
+			return nil
+		})
+	})
+	noLeak(t, "inject", func(t *testing.T) {
+		s := Redis(t)
+		p := NewProxy(t, s.Addr())
+		cs := subscribed(t, p, 2)
+		p.Inject("*3\r\n$11\r\nunsubscribe\r\n$2\r\nch\r\n:0\r\n")
+		for _, c := range cs {
+			v, err := c.read(5 * time.Second)
+			if err != nil || fmt.Sprint(v) != "[unsubscribe ch 0]" {
+				t.Fatalf("read after Inject = %#v, %v; want the injected unsubscribe", v, err)
+			}
+		}
+		// The server's own replies follow, whole; through a blackhole,
+		// the injected bytes come, the server's wait.
+		cs[0].send("PING")
+		if v, err := cs[0].read(5 * time.Second); err != nil || fmt.Sprint(v) != "[pong ]" {
+			t.Fatalf("PING after Inject = %#v, %v", v, err)
+		}
+		p.Blackhole()
+		cs[0].send("PING")
+		p.Inject("+injected\r\n")
+		if v, err := cs[0].read(5 * time.Second); err != nil || v != "injected" {
+			t.Fatalf("read after Inject through a blackhole = %#v, %v", v, err)
+		}
+		if v, err := cs[0].read(100 * time.Millisecond); !isTimeout(err) {
+			t.Fatalf("the server's reply came through a blackhole: %#v, %v", v, err)
+		}
+		p.Resume()
+		if v, err := cs[0].read(5 * time.Second); err != nil || fmt.Sprint(v) != "[pong ]" {
+			t.Fatalf("PING after Resume = %#v, %v", v, err)
 		}
 	})
 	noLeak(t, "cleanup with open connections", func(t *testing.T) {

@@ -359,13 +359,7 @@ func (s *Server) Restart(t testing.TB) {
 // returned as the error, its text as the server sent it (e.g. "MOVED 3999
 // 127.0.0.1:30001"). The connection speaks RESP2 and is closed before Do
 // returns; each call is bounded by 10s.
-func (s *Server) Do(args ...string) (string, error) {
-	v, err := do(s.Addr(), args...)
-	if err != nil {
-		return "", err
-	}
-	return render(v), nil
-}
+func (s *Server) Do(args ...string) (string, error) { return Do(s.Addr(), args...) }
 
 // waitFor calls cond every 20ms until it returns nil, and fails the test
 // with cond's last error if that takes longer than timeout.

@@ -1,0 +1,55 @@
+package pubsublock
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pubsublock/pubsublock/internal/redistest"
+)
+
+// TestHealthCheckUnansweredPing: while its PINGs are answered the hold
+// stays; once the network goes silent (a blackhole: nothing is closed),
+// the next PING goes unanswered and the health check ends the hold within
+// HealthCheckInterval plus UnavailableTimeout, the PING's deadline.
+func TestHealthCheckUnansweredPing(t *testing.T) {
+	const (
+		interval = 300 * time.Millisecond
+		timeout  = 200 * time.Millisecond
+		// slack allows for timers and the race detector on a loaded
+		// machine.
+		slack = 500 * time.Millisecond
+	)
+	for _, proto := range []string{"", "?protocol=2"} {
+		t.Run("resp"+map[string]string{"": "3", "?protocol=2": "2"}[proto], func(t *testing.T) {
+			leakCheck(t)
+			s := redistest.Redis(t)
+			px := redistest.NewProxy(t, s.Addr())
+			l := newLock(t, "health", Config{URL: "redis://" + px.Addr() + proto,
+				HealthCheckInterval: interval, UnavailableTimeout: timeout})
+			mustAcquire(t, l)
+			px.Record()
+			waitUntil(t, 5*time.Second, "two health check PINGs", func() bool {
+				return strings.Count(px.Sent(), cmd("PING")) >= 2
+			})
+			if err := l.Err(); err != nil {
+				t.Fatalf("Err() = %v with every PING answered", err)
+			}
+			sent := len(px.Sent())
+			start := time.Now()
+			px.Blackhole()
+			d := waitLost(t, l, start, 5*time.Second)
+			t.Logf("hold lost %v after the blackhole (HealthCheckInterval %v + UnavailableTimeout %v)", d, interval, timeout)
+			if d > interval+timeout+slack {
+				t.Errorf("hold lost %v after the blackhole, want within %v + %v", d, interval+timeout, slack)
+			}
+			if !strings.Contains(px.Sent()[sent:], cmd("PING")) {
+				t.Error("no PING was sent since the blackhole")
+			}
+			if err := l.Err(); !errors.Is(err, ErrLost) || !strings.Contains(err.Error(), "health check") {
+				t.Errorf("Err() = %v, want ErrLost by the health check", err)
+			}
+		})
+	}
+}
