@@ -53,9 +53,14 @@
 //
 // # Guarantees, and what is not guaranteed
 //
-// On a single Redis server, at most one Lock holds a channel at a time:
-// holding means having observed NUMSUB == 1 after subscribing, and every
-// later contender subscribes after that observation and so sees two.
+// On a single Redis server, at most one exclusive Lock holds a channel at
+// a time, and never together with a reader: an exclusive hold means having
+// observed NUMSUB == 1 after subscribing, and every later contender
+// subscribes after that observation and so sees two. A reader (see Shared
+// locks) holds alone the same way, or joins others when every subscriber
+// its ping reached, subscribed after its own subscription was confirmed,
+// answered as a reader; a writer that took the lock answers as exclusive
+// from its count on, so no reader joins it.
 //
 // A holder learns that it lost the lock only when its connection fails, is
 // killed, or its health check goes unanswered; until then it may still be

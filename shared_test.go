@@ -302,3 +302,37 @@ func TestSharedLost(t *testing.T) {
 		t.Errorf("the other reader: %v", err)
 	}
 }
+
+// TestSharedCluster: readers and writers on a cluster (sharded pub/sub):
+// readers together, a writer alone.
+func TestSharedCluster(t *testing.T) {
+	c := redistest.Cluster(t, 1)
+	cycles := 10
+	if testing.Short() {
+		cycles = 4
+	}
+	bad := contendMixed(t, "", "{shared}-cluster", 3, 1, cycles, func(cfg *Config) {
+		cfg.URL, cfg.ClusterAddrs, cfg.Fencing = "", c.Addrs(), true
+	})
+	if bad != 0 {
+		t.Errorf("%d overlaps", bad)
+	}
+	ctx := context.Background()
+	r1 := newLock(t, "{shared}-cluster", Config{ClusterAddrs: c.Addrs(), Shared: true})
+	r2 := newLock(t, "{shared}-cluster", Config{ClusterAddrs: c.Addrs(), Shared: true})
+	mustAcquire(t, r1)
+	mustAcquire(t, r2)
+	st, err := r1.Status(ctx)
+	if err != nil || st.Subscribers != 2 || len(st.Holders) != 2 {
+		t.Fatalf("Status of two readers on a cluster: %+v, %v", st, err)
+	}
+	for _, h := range st.Holders {
+		if !h.Answered || h.Mode != ModeShared || h.Protocol != 1 {
+			t.Errorf("holder %+v", h)
+		}
+	}
+	w := newLock(t, "{shared}-cluster", Config{ClusterAddrs: c.Addrs()})
+	if err := w.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+		t.Fatalf("writer among readers on a cluster: %v", err)
+	}
+}
