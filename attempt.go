@@ -700,13 +700,15 @@ func (a *attempt) notePing(v resp.Value) {
 	if len(a.pings) == maxNotedPings {
 		a.pings = slices.Delete(a.pings, 0, 1)
 	}
-	a.pings = append(a.pings, notedPing{channel: s.channel, replyCh: ch, status: status})
+	a.pings = append(a.pings, notedPing{channel: s.channel, replyCh: ch, status: status,
+		deaf: !status && !s.hearsBell(v.Elems[2].Str, ch)})
 }
 
 // notedPing is a ping seen by a contending connection.
 type notedPing struct {
 	channel, replyCh string
 	status           bool // a status ping (see statusMessage)
+	deaf             bool // from a contender that does not hear the bell (see spec.hearsBell)
 }
 
 // maxNotedPings bounds attempt.pings.

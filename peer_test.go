@@ -921,3 +921,46 @@ func TestPeer4Contention(t *testing.T) {
 		t.Errorf("%d overlaps: %s", bad, strings.Join(reports, "; "))
 	}
 }
+
+// TestPeerDeafContenderNoBell: a holder that a portalocker contender (which
+// polls, and does not hear the release bell) pinged releases without
+// ringing, so a Go waiter does not take the lock ahead of it at once: it
+// tries at the end of its pause, as the Python one does. Without such a
+// ping the bell hands the lock over at once.
+func TestPeerDeafContenderNoBell(t *testing.T) {
+	for _, deaf := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deaf=%v", deaf), func(t *testing.T) {
+			leakCheck(t)
+			s := redistest.Redis(t)
+			const pause = time.Second
+			h := newLock(t, "deaf", Config{URL: s.URL()})
+			mustAcquire(t, h)
+			w := newLock(t, "deaf", Config{URL: s.URL(), CheckInterval: pause, Timeout: 10 * time.Second})
+			got := make(chan time.Time, 1)
+			go func() {
+				if err := w.Acquire(context.Background()); err != nil {
+					t.Error(err)
+				}
+				got <- time.Now()
+			}()
+			waitFor(t, func() bool { return blockedClients(t, s.URL()) == 1 }) // on the bell
+			if deaf {
+				// portalocker 2.x's ping: its reply channel ends in a float.
+				if answers := rawPing(t, s.Addr(), "deaf", "deaf-0.25", 200*time.Millisecond); len(answers) != 1 {
+					t.Fatalf("answers to a 2.x ping: %q", answers)
+				}
+			}
+			released := time.Now()
+			if err := h.Release(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			d := (<-got).Sub(released)
+			t.Logf("the Go waiter took the lock %v after the release", d)
+			if quick := d < pause/4; quick == deaf {
+				t.Errorf("waiter took the lock %v after the release (pause %v); want it %s", d, pause,
+					map[bool]string{true: "at the end of its pause", false: "at once, by the bell"}[deaf])
+			}
+			_ = w.Release(context.Background())
+		})
+	}
+}

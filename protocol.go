@@ -92,6 +92,16 @@ func pingMessage(replyCh string) string {
 	return `{"response_channel": ` + strings.TrimSuffix(b.String(), "\n") + `, "message": "ping"}`
 }
 
+// hearsBell reports whether the contender that sent the ping payload,
+// whose reply channel is replyCh, waits for the release bell: a waiter's
+// announcement, or a ping of pubsublock (pingMessage's key order, and a
+// reply channel that ends in a 32-hex id). portalocker's contenders, 2.x
+// to 4.x, poll.
+func (s *spec) hearsBell(payload []byte, replyCh string) bool {
+	return replyCh == s.waiting ||
+		strings.HasPrefix(string(payload), `{"response_channel": "`) && pingProtocol(s.channel, replyCh) == 1
+}
+
 // statusMessage is the ping of Lock.Status: as pingMessage, with
 // "message": "status", which Go holders do not take for a waiting
 // contender and portalocker's holders (which read only response_channel)

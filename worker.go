@@ -39,6 +39,11 @@ type hold struct {
 	waited    atomic.Bool
 	rang      atomic.Bool
 	ringAfter atomic.Bool // the release left the ring to the worker (see release)
+	// deaf is set once a contender that does not hear the release bell
+	// (portalocker's, which polls) pinged: the release then rings no bell,
+	// so that a Go waiter, which the bell would wake at once, does not take
+	// the lock ahead of it; both try at the end of their pauses.
+	deaf atomic.Bool
 	// tentative is set while the hold is a contender's that holds nothing
 	// yet (see attempt.contend): its release rings no bell.
 	tentative  atomic.Bool
@@ -76,6 +81,9 @@ func newHold(s *spec, c *conn, token int64, mode Mode, waited bool, early []note
 	}
 	for _, p := range early {
 		waited = waited || !p.status
+		if p.deaf {
+			h.deaf.Store(true)
+		}
 	}
 	h.waited.Store(waited)
 	c.beginHold()
@@ -129,7 +137,7 @@ func (h *hold) work() {
 	}
 	close(h.workerDone)
 	var ring [][]string
-	if (h.lateRing || h.ringAfter.Load()) && !h.rang.Load() && !h.tentative.Load() && h.lostErr() == nil {
+	if (h.lateRing || h.ringAfter.Load()) && !h.rang.Load() && !h.tentative.Load() && !h.deaf.Load() && h.lostErr() == nil {
 		ring = append(ring, h.s.ring)
 	}
 	if len(h.late) > 0 || len(ring) > 0 {
@@ -210,6 +218,9 @@ func (h *hold) onMessage(payload []byte) {
 	if !ok {
 		h.s.log.Debug("ignoring message that is not a ping", "bytes", len(payload))
 		return
+	}
+	if !status && !h.s.hearsBell(payload, replyCh) {
+		h.deaf.Store(true)
 	}
 	h.answerPing(replyCh, status)
 }
@@ -367,7 +378,7 @@ func (h *hold) release(ctx context.Context) error {
 	cmds := [][]string{{h.s.ps.unsubscribe, h.s.channel}}
 	chans := []chan<- reply{nil}
 	switch {
-	case !h.waited.Load() || h.tentative.Load(): // after releasing is set: see answerPing
+	case !h.waited.Load() || h.tentative.Load() || h.deaf.Load(): // after releasing is set: see answerPing
 	case h.s.cl.caps.subCmds.no():
 		// A server that refuses commands on a subscribed RESP3 connection
 		// (miniredis) may still run the connection's publisher while it
