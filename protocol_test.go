@@ -135,3 +135,23 @@ func toValidUTF8(s string) string {
 	}
 	return string(b)
 }
+
+// TestHearsBell: only pubsublock's contenders wait for the release bell;
+// portalocker's, of every version, poll.
+func TestHearsBell(t *testing.T) {
+	s := &spec{channel: "jobs", waiting: "jobs-waiting"}
+	const hex = "0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		payload, replyCh string
+		hears            bool
+	}{
+		{pingMessage("jobs-" + hex), "jobs-" + hex, true},                                     // pubsublock
+		{pingMessage("jobs-waiting"), "jobs-waiting", true},                                   // a waiter's announcement
+		{`{"message": "ping", "response_channel": "jobs-` + hex + `"}`, "jobs-" + hex, false}, // portalocker 4
+		{pingMessage("jobs-0.9461501796110964"), "jobs-0.9461501796110964", false},            // portalocker 2.x, 3.x
+	} {
+		if got := s.hearsBell([]byte(tc.payload), tc.replyCh); got != tc.hears {
+			t.Errorf("hearsBell(%s) = %v, want %v", tc.payload, got, tc.hears)
+		}
+	}
+}
