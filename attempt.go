@@ -55,6 +55,23 @@ type attempt struct {
 	pings               []notedPing // pings seen on sub while it contended (see notePing)
 	last                outcome     // what the last try found
 	waited              bool        // a try found the lock held: the new holder rings the bell
+	// gentle is set once a ping was answered by portalocker 4: from then
+	// on the attempt's tries count the subscribers before they subscribe,
+	// as portalocker does, and poll rather than wait for the bell. A
+	// contender that subscribes, is counted, and leaves before the ping
+	// of a portalocker 4 probe comes makes that probe wait
+	// UnavailableTimeout, or (4.1, upstream #139) take a count of the same
+	// size but other members for a conclusive one.
+	gentle bool
+	// compatible is set by a look (see look) that found that this one
+	// may join those who hold the lock, or wait among them, for the try
+	// after it, which confirms it subscribed.
+	compatible bool
+	once       bool // TryAcquire, or FailWhenLocked: one try, and the one after a take-over
+	// pending is the hold of a writer that won the writers' election and
+	// stays subscribed, pending, until the readers are gone (see
+	// tryPending); nil otherwise.
+	pending *hold
 
 	connFailures int // tries in a row whose connection failed
 }
@@ -62,6 +79,7 @@ type attempt struct {
 // close gives back the attempt's connections: sub only when it is clean,
 // else it is closed.
 func (a *attempt) close() {
+	a.leavePending(context.Background())
 	if a.sub != nil && !a.subClean {
 		a.sub.close()
 	}
@@ -171,15 +189,20 @@ const (
 // one round trip. With wait > 0 it is first held back by the server until
 // the release bell rings or wait is over (see bell.go); where the bell is
 // refused, the try sleeps for wait instead and counts the subscribers
-// before it subscribes, as portalocker does. A holder found is pinged when
-// ping is set, unless the bell woke the try: a holder that took the lock
-// since the bell rang is alive.
+// before it subscribes, as portalocker does. Others found subscribed are
+// asked who they are (see contend) by a reader, and by a writer when ping
+// is set.
 func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out outcome, h *hold, err error) {
 	defer func() { a.last = out }()
+	if a.pending != nil {
+		return a.tryPending(ctx, ping, wait)
+	}
 	l := a.s
 	inStep := a.last == freed || a.last == raced // the last try found nobody left too
-	optimistic := true
-	if wait > 0 && !a.bellChecked && !a.noBell && !l.cl.caps.bell.no() {
+	// Among portalocker 4 participants, tries count before they
+	// subscribe, as portalocker does (see attempt.gentle).
+	optimistic := !a.gentle
+	if wait > 0 && optimistic && !a.bellChecked && !a.noBell && !l.cl.caps.bell.no() {
 		if at := a.bellFreeAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < bellRecheck {
 			a.bellChecked = true
 		} else {
@@ -193,7 +216,7 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 			}
 		}
 	}
-	if wait > 0 && (l.cl.caps.bell.no() || a.noBell) {
+	if wait > 0 && (!optimistic || l.cl.caps.bell.no() || a.noBell) {
 		if err := sleepCtx(ctx, wait); err != nil {
 			return busy, nil, err
 		}
@@ -215,8 +238,13 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 			l.cl.dropIdle(aux.addr)
 			return again, nil, nil
 		}
-		if n > 0 && (!ping || !a.check(ctx)) {
-			return busy, nil, ctx.Err()
+		if n > 0 && !a.compatible {
+			if !ping && !l.shared {
+				return busy, nil, ctx.Err()
+			}
+			if out, _, err := a.look(ctx); out != freed {
+				return out, nil, err
+			} // compatible, or silent holders were killed: subscribe
 		}
 	}
 	if a.sub != nil && (!a.subClean || a.sub.failed() != nil || !l.cl.serves(a.sub, l.channel)) {
@@ -279,12 +307,21 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 		return again, nil, nil
 	}
 	a.connFailures = 0
+	compatible := a.compatible
+	a.compatible = false
 	if n == 1 && a.sub.failed() == nil {
-		h := newHold(l, a.sub, token, a.waited, a.pings)
+		mode := ModeExclusive
+		if l.shared {
+			mode = ModeShared
+		}
+		h := newHold(l, a.sub, token, mode, a.waited, a.pings)
 		a.sub, a.pings = nil, nil
 		return taken, h, nil
 	}
-	l.log.Debug("contended", "subscribers", n)
+	l.log.Debug("contended", "subscribers", n, "belled", belled)
+	if compatible && a.sub.failed() == nil {
+		return a.contend(ctx, token)
+	}
 	a.sub.onPush = a.notePing
 	// Unsubscribe and drop the holder's name: a connection that lost keeps
 	// no name a contender (portalocker kills by name) would take for a
@@ -317,6 +354,12 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 		a.answer(ctx, pings)
 	}
 	switch {
+	case receivers != 0 && (l.shared || ping):
+		// A reader asks who holds the lock, and so does a writer whose
+		// ping is due, even after a bell: a bell says that a holder left,
+		// not that the lock is free (readers ring as they leave one by
+		// one).
+		return a.look(ctx)
 	case receivers == 0:
 		// Whoever was counted is gone: a holder that released too early
 		// to hear of this waiter and ring, or a contender that tried at
@@ -328,10 +371,292 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 			return raced, nil, ctx.Err()
 		}
 		return freed, nil, ctx.Err()
-	case optimistic && ping && !belled && n > 1 && a.check(ctx):
+	}
+	return busy, nil, ctx.Err()
+}
+
+// look asks, unsubscribed, who holds the lock: a reader, to join
+// readers; a writer whose ping is due, to find a silent holder, or readers
+// it may wait for. It pings every subscriber and judges their answers (see
+// judge). When this one may join them, or wait among them as the elected
+// writer, it says freed: the next try, at once, subscribes and confirms it
+// (see contend). Silent holders are killed (freed too). Looking before
+// subscribing keeps the subscriptions of those who must wait short and
+// rare: portalocker 4's probes wait UnavailableTimeout for a subscriber
+// they counted that left before their ping came.
+func (a *attempt) look(ctx context.Context) (outcome, *hold, error) {
+	l := a.s
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		l.log.Debug("cannot ask who holds the lock", "err", err)
+		return busy, nil, ctx.Err()
+	}
+	p, err := l.ping(ctx, aux, false, nil, func(p *probe) bool { return l.judge(p, false) != verdictUnsure })
+	if err != nil {
+		l.log.Debug("cannot ask who holds the lock", "err", err)
+		return busy, nil, ctx.Err()
+	}
+	a.notePeers(p)
+	switch v := l.judge(p, false); {
+	case v == verdictJoin || v == verdictElected:
+		a.compatible = true
+		return freed, nil, ctx.Err()
+	case v != verdictUnsure:
+		return busy, nil, ctx.Err()
+	case p.left:
+		return freed, nil, ctx.Err()
+	case !p.listed:
+		return busy, nil, ctx.Err()
+	}
+	killed, err := l.killSilent(ctx, aux, p)
+	if err != nil || killed == 0 {
+		return busy, nil, ctx.Err()
+	}
+	l.log.Info("killed silent holder")
+	return freed, nil, ctx.Err()
+}
+
+// notePeers makes the attempt gentle once portalocker 4 answered its ping.
+func (a *attempt) notePeers(p *probe) {
+	for _, ans := range p.snapshot() {
+		if !a.gentle && kindOf(ans) == KindPortalocker4 {
+			a.gentle = true
+			a.s.log.Debug("portalocker 4 contends: tries count before they subscribe")
+		}
+	}
+}
+
+// contend is a try that subscribed, found others subscribed, and was told
+// by the look before it (see look) that it may join them or wait among
+// them: it confirms that, subscribed, as a participant that does not hold
+// the lock (a tentative hold in mode shared or pending, whose worker
+// answers pings at once). It pings every subscriber and judges their
+// answers (see judge): a reader among readers holds the lock; a writer
+// that wins the writers' election stays pending (see tryPending); anyone
+// else leaves.
+func (a *attempt) contend(ctx context.Context, token int64) (outcome, *hold, error) {
+	l := a.s
+	mode := ModePending
+	if l.shared {
+		mode = ModeShared
+	}
+	h := newHold(l, a.sub, token, mode, false, a.pings)
+	h.tentative.Store(true)
+	a.sub, a.pings = nil, nil
+	v, err := a.probe(ctx, h, false)
+	switch {
+	case err != nil:
+		a.leave(ctx, h)
+		if ctx.Err() != nil {
+			return busy, nil, ctx.Err()
+		}
+		l.log.Debug("cannot ask who holds the lock", "err", err)
+		return busy, nil, nil
+	case h.lostErr() != nil: // our connection was killed or failed
+		a.leave(ctx, h)
+		return again, nil, nil
+	case v == verdictJoin:
+		a.hold(h)
+		return taken, h, nil
+	case v == verdictKilled:
+		a.leave(ctx, h)
+		return freed, nil, ctx.Err()
+	case v == verdictRecheck:
+		a.leave(ctx, h)
+		return a.recheck(ctx)
+	case v == verdictElected:
+		h.setElected(true)
+		a.pending = h
+		l.log.Debug("elected: waiting for the readers")
+		// The readers may have left already; a TryAcquire has this one
+		// chance.
+		out, h, err := a.recount(ctx)
+		if out == taken || err != nil {
+			return out, h, err
+		}
+		if a.once {
+			a.leavePending(ctx)
+		}
+		return busy, nil, ctx.Err()
+	}
+	a.leave(ctx, h)
+	return busy, nil, ctx.Err()
+}
+
+// hold makes a tentative hold (see contend) the Lock's.
+func (a *attempt) hold(h *hold) {
+	h.waited.Store(h.waited.Load() || a.waited)
+	h.tentative.Store(false)
+}
+
+// leave ends a tentative hold: it unsubscribes, and rings no bell (it
+// held nothing that anyone waited for).
+func (a *attempt) leave(ctx context.Context, h *hold) {
+	if err := h.release(ctx); err != nil {
+		a.s.log.Debug("left", "err", err)
+	}
+}
+
+// leavePending ends the elected writer's pending hold, if any.
+func (a *attempt) leavePending(ctx context.Context) {
+	if h := a.pending; h != nil {
+		a.pending = nil
+		a.leave(ctx, h)
+	}
+}
+
+// probe pings the lock's channel from the auxiliary connection while h, a
+// tentative hold, is subscribed, and judges the answers (incumbent: h won
+// the writers' election before). When some holders stayed silent it kills
+// them, where the server allows, and says verdictKilled.
+func (a *attempt) probe(ctx context.Context, h *hold, incumbent bool) (verdict, error) {
+	l := a.s
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		return verdictWait, err
+	}
+	p, err := l.ping(ctx, aux, false, h, func(p *probe) bool { return l.judge(p, incumbent) != verdictUnsure })
+	if err != nil {
+		return verdictWait, err
+	}
+	a.notePeers(p)
+	v := l.judge(p, incumbent)
+	switch {
+	case v != verdictUnsure:
+		return v, nil
+	case p.left: // the silent ones are gone: look again
+		return verdictKilled, nil
+	case !p.listed:
+		return verdictWait, nil // they cannot be killed here
+	case p.self == 0 && p.selfLegacy:
+		return verdictRecheck, nil
+	}
+	killed, err := l.killSilent(ctx, aux, p)
+	if err != nil || killed == 0 {
+		return verdictWait, err // silent subscribers without a holder's name
+	}
+	l.log.Info("killed silent holder")
+	return verdictKilled, nil
+}
+
+// recheck runs the contender's check unsubscribed (see verdictRecheck):
+// freed when silent holders were killed or are gone.
+func (a *attempt) recheck(ctx context.Context) (outcome, *hold, error) {
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		return busy, nil, ctx.Err()
+	}
+	st, err := a.s.checkOrKill(ctx, aux)
+	a.s.logCheck(st, err)
+	if err == nil && (st == holderGone || st == holderKilled) {
 		return freed, nil, ctx.Err()
 	}
 	return busy, nil, ctx.Err()
+}
+
+// tryPending is a try of the elected writer a.pending, which stays
+// subscribed and keeps new readers out: after wait it counts the
+// subscribers, and holds the lock once it is alone. Otherwise, when its
+// ping is due, it asks again who is there, and leaves when it finds an
+// exclusive holder, or an elected writer with a lower id (see judge).
+func (a *attempt) tryPending(ctx context.Context, ping bool, wait time.Duration) (outcome, *hold, error) {
+	if wait > 0 {
+		if err := sleepCtx(ctx, wait); err != nil {
+			return busy, nil, err
+		}
+	}
+	h := a.pending
+	if h.lostErr() != nil {
+		a.leavePending(ctx)
+		return again, nil, nil
+	}
+	out, h, err := a.recount(ctx)
+	if out == taken || err != nil {
+		return out, h, err
+	}
+	if !ping {
+		return busy, nil, nil
+	}
+	v, err := a.probe(ctx, a.pending, true)
+	switch {
+	case err != nil:
+		a.leavePending(ctx)
+		if ctx.Err() != nil {
+			return busy, nil, ctx.Err()
+		}
+		a.s.log.Debug("cannot ask who holds the lock", "err", err)
+		return busy, nil, nil
+	case v == verdictElected:
+		return busy, nil, nil
+	case v == verdictKilled:
+		return freed, nil, nil // still pending: count again at once
+	case v == verdictRecheck:
+		a.leavePending(ctx)
+		return a.recheck(ctx)
+	}
+	a.s.log.Debug("elected writer leaves")
+	a.leavePending(ctx)
+	return busy, nil, ctx.Err()
+}
+
+// recount counts the subscribers for the elected writer a.pending, with
+// a fencing token taken before the count (so that a later holder, who
+// must subscribe after the count, gets a larger one). Alone, it holds the
+// lock: its answers, held back during the count (see hold.beginCount),
+// say so from then on. A failed count ends the pending hold.
+func (a *attempt) recount(ctx context.Context) (outcome, *hold, error) {
+	l, h := a.s, a.pending
+	aux, err := a.getAux(ctx)
+	if err != nil {
+		a.leavePending(ctx)
+		return busy, nil, err
+	}
+	var cmds [][]string
+	if l.cfg.Fencing {
+		cmds = append(cmds, []string{"INCR", l.fence})
+	}
+	cmds = append(cmds, []string{"PUBSUB", l.ps.numsub, l.channel})
+	var n, token int64
+	h.beginCount()
+	err = aux.pipeline(ctx, cmds, func(i int, v resp.Value) error {
+		if i == 0 && l.cfg.Fencing {
+			token = v.Int
+			return nil
+		}
+		var err error
+		n, err = numsubCount(v, l.channel)
+		return err
+	})
+	if code, _ := isRedirect(err); code == "ASK" && l.cfg.Fencing {
+		n, token, err = l.fenceAsked(ctx, aux)
+	}
+	// One subscriber: us, if our connection is still subscribed after
+	// the count (it may have been killed, and someone else have taken
+	// the lock).
+	promote := err == nil && n == 1 && h.verify(ctx, l.cfg.UnavailableTimeout) == nil
+	deferred, mode, elected := h.endCount(promote)
+	if len(deferred) > 0 {
+		if err := l.answerPings(ctx, aux, mode, elected, deferred); err != nil {
+			l.log.Debug("cannot answer ping", "err", err)
+		}
+	}
+	switch {
+	case err != nil:
+		a.leavePending(ctx)
+		if ctx.Err() != nil {
+			return busy, nil, ctx.Err()
+		}
+		return again, nil, nil
+	case promote:
+		a.pending = nil
+		h.token = token
+		a.hold(h)
+		return taken, h, nil
+	case h.lostErr() != nil:
+		a.leavePending(ctx)
+		return again, nil, nil
+	}
+	return busy, nil, nil
 }
 
 // answer answers pings on the lock's channel that a contending
@@ -348,41 +673,15 @@ func (a *attempt) answer(ctx context.Context, pings []notedPing) {
 	}
 	aux, err := a.getAux(ctx)
 	if err == nil {
-		err = a.s.answerPings(ctx, aux, ModePending, chs)
+		mode := ModePending
+		if a.s.shared {
+			mode = ModeShared
+		}
+		err = a.s.answerPings(ctx, aux, mode, false, chs)
 	}
 	if err != nil {
 		a.s.log.Debug("cannot answer ping", "err", err)
 	}
-}
-
-// check runs the contender's check on a holder that was seen. It reports
-// whether the lock may be free now (the holder was gone or killed). On a
-// server that cannot kill clients it does not ping: a silent holder could
-// not be removed anyway.
-func (a *attempt) check(ctx context.Context) (free bool) {
-	l := a.s
-	if l.cl.caps.kill.no() {
-		return false
-	}
-	aux, err := a.getAux(ctx)
-	if err != nil {
-		return false
-	}
-	if l.cl.caps.kill.unknown() {
-		// Learn whether silent holders can be killed before pinging.
-		var re resp.Error
-		if _, err := aux.do(ctx, "CLIENT", "LIST", "TYPE", "pubsub"); errors.As(err, &re) {
-			l.log.Debug("silent holders cannot be killed here", "err", err)
-			l.cl.caps.kill.set(false)
-			return false
-		} else if err != nil {
-			return false
-		}
-		l.cl.caps.kill.set(true)
-	}
-	st, err := l.checkOrKill(ctx, aux)
-	l.logCheck(st, err)
-	return err == nil && (st == holderGone || st == holderKilled)
 }
 
 // notePing records the reply channel of a ping that arrived on the lock
@@ -401,13 +700,15 @@ func (a *attempt) notePing(v resp.Value) {
 	if len(a.pings) == maxNotedPings {
 		a.pings = slices.Delete(a.pings, 0, 1)
 	}
-	a.pings = append(a.pings, notedPing{channel: s.channel, replyCh: ch, status: status})
+	a.pings = append(a.pings, notedPing{channel: s.channel, replyCh: ch, status: status,
+		deaf: !status && !s.hearsBell(v.Elems[2].Str, ch)})
 }
 
 // notedPing is a ping seen by a contending connection.
 type notedPing struct {
 	channel, replyCh string
 	status           bool // a status ping (see statusMessage)
+	deaf             bool // from a contender that does not hear the bell (see spec.hearsBell)
 }
 
 // maxNotedPings bounds attempt.pings.

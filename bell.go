@@ -41,7 +41,11 @@ import (
 // twice in a row) instead of waiting for a bell that may never come. An announcement that reaches a hold after its
 // release began is rung for by the worker once the release is drained. So
 // an uncontended lock writes no key, and a queue leaves one bell behind
-// when it empties.
+// when it empties. A hold that a portalocker contender pinged (it polls,
+// and cannot hear the bell: see spec.hearsBell) rings no bell, and
+// neither does a contender's tentative hold: the Go waiters then try at
+// the end of their pauses, as the Python ones do, rather than take the
+// lock ahead of them.
 //
 // The bell is only a wake-up call: the lock is still held by the
 // subscription alone, and a try woken by a stale bell finds the holder and

@@ -59,7 +59,7 @@ type holderState int
 // and a second connection for the reply channel: it pings, and kills the
 // holders that stay silent (see probe.silent).
 func (s *spec) checkOrKill(ctx context.Context, aux *conn) (holderState, error) {
-	p, err := s.ping(ctx, aux, false)
+	p, err := s.ping(ctx, aux, false, nil, nil)
 	switch {
 	case err != nil:
 		return holderGone, err
@@ -98,6 +98,17 @@ type probe struct {
 	listErr   error
 	holders   []clientInfo
 	receivers int64 // subscribers of the channel that received the ping
+	// self is the client id of the pinger's own subscribed connection (a
+	// tentative hold's, see attempt.contend), which is never silent; 0
+	// when the pinger is not subscribed, or its id is unknown (RESP2).
+	// selfID is the id its own answers carry (spec.self), which cover its
+	// own connection only; "" when it is not subscribed. selfLegacy says
+	// that its connection has the legacy name: when self is unknown, no
+	// connection of that name can be told silent, as one of them is its
+	// own.
+	self       int64
+	selfID     string
+	selfLegacy bool
 	// left says that the wait for answers ended because the holders that
 	// had not answered were gone (see spec.watchHolder).
 	left bool
@@ -126,19 +137,32 @@ func (p *probe) answerOf(ci clientInfo) (answer, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, a := range p.answers {
-		if a.holderID == ci.holderID {
+		if a.holderID == ci.holderID && (ci.holderID != "" || p.selfID == "" || a.id != p.selfID) {
 			return a, true
 		}
 	}
 	return answer{}, false
 }
 
-// silent returns the listed holders that did not answer.
+// snapshot returns the answers so far.
+func (p *probe) snapshot() []answer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.answers)
+}
+
+// silent returns the listed holders that did not answer, but for the
+// pinger's own connection.
 func (p *probe) silent() []clientInfo {
 	var out []clientInfo
 	for _, ci := range p.holders {
-		if _, ok := p.answerOf(ci); !ok {
-			out = append(out, ci)
+		switch {
+		case p.self != 0 && ci.id == p.self:
+		case p.self == 0 && p.selfLegacy && ci.holderID == "":
+		default:
+			if _, ok := p.answerOf(ci); !ok {
+				out = append(out, ci)
+			}
 		}
 	}
 	return out
@@ -158,17 +182,25 @@ func (p *probe) complete() bool {
 
 // ping publishes a contender's ping on the lock's channel from aux, the
 // holders listed in the same round trip, and collects the answers on a
-// reply channel subscribed on a second connection until every listed
-// holder has answered, or UnavailableTimeout is over, or the holders that
-// did not answer are gone. A status ping asks Go holders not to take the
-// pinger for a waiter (see pingMessage).
-func (s *spec) ping(ctx context.Context, aux *conn, status bool) (*probe, error) {
+// reply channel subscribed on a second connection until enough says so
+// (by default, until every listed holder has answered), or
+// UnavailableTimeout is over, or the holders that did not answer are
+// gone. A status ping asks Go holders not to take the pinger for a waiter
+// (see pingMessage). from is the pinger's own tentative hold, if it is
+// subscribed (see attempt.contend).
+func (s *spec) ping(ctx context.Context, aux *conn, status bool, from *hold, enough func(*probe) bool) (*probe, error) {
 	replyCh := s.cl.replyChannel(s.channel)
 	r, err := s.cl.get(ctx, s.channel)
 	if err != nil {
 		return nil, err
 	}
 	p := &probe{}
+	if from != nil {
+		p.self, p.selfID, p.selfLegacy = from.c.id, s.self, s.id == ""
+	}
+	if enough == nil {
+		enough = (*probe).complete
+	}
 	r.onPush = func(v resp.Value) {
 		// A subscribe confirmation is not an answer.
 		if isKind(v, s.ps.message) && len(v.Elems) == 3 && string(v.Elems[1].Str) == replyCh {
@@ -227,12 +259,12 @@ func (s *spec) ping(ctx context.Context, aux *conn, status bool) (*probe, error)
 	watched, gone := context.WithCancelCause(ctx)
 	wait, cancel := context.WithTimeout(watched, s.cfg.UnavailableTimeout)
 	stopWatch := s.watchHolder(ctx, aux, p, gone)
-	err = awaitPush(wait, r, p.complete)
+	err = awaitPush(wait, r, func() bool { return enough(p) })
 	cancel()
 	stopWatch()
 	gone(nil)
 	switch {
-	case p.complete():
+	case enough(p):
 		return p, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
@@ -515,7 +547,7 @@ func (l *Lock) Status(ctx context.Context) (Status, error) {
 	if err != nil || len(holders) == 0 {
 		return st, l.opErr("status", err)
 	}
-	p, err := l.ping(ctx, c, true)
+	p, err := l.ping(ctx, c, true, nil, nil)
 	if err != nil {
 		return st, l.opErr("status", err)
 	}

@@ -408,9 +408,8 @@ type capabilities struct {
 // support is whether a server does one thing: unknown until found out.
 type support struct{ v atomic.Int32 } // 0 unknown, 1 yes, -1 no
 
-func (s *support) unknown() bool { return s.v.Load() == 0 }
-func (s *support) yes() bool     { return s.v.Load() > 0 }
-func (s *support) no() bool      { return s.v.Load() < 0 }
+func (s *support) yes() bool { return s.v.Load() > 0 }
+func (s *support) no() bool  { return s.v.Load() < 0 }
 
 // set records what was found.
 func (s *support) set(ok bool) {

@@ -154,6 +154,17 @@ type Config struct {
 	// A Go contender kills frozen holders of both names, and Go holders of
 	// either protocol, and Python ones of any version, exclude each other.
 	Protocol int
+	// Shared makes the Lock a reader's: any number of shared holders hold
+	// the lock at once, Go Locks with Shared and portalocker 4's RedisLock
+	// with flags=LockFlags.SHARED alike, while an exclusive holder (a Lock
+	// without Shared, any portalocker's default) holds it alone. A writer
+	// that waits keeps new readers out until it has had the lock, so
+	// readers cannot starve it. A shared Lock speaks protocol 1 (see
+	// Protocol), whatever Protocol says: portalocker 2.x and 3.x, which do
+	// not know shared locks, see each reader as an exclusive holder and
+	// wait for all of them. Lost, Token, the health check and cluster mode
+	// work as for exclusive holds.
+	Shared bool
 	// Fencing hands out a fencing token with each acquisition (see
 	// Lock.Token), from INCR on the key "<channel>-fence".
 	Fencing bool

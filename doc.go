@@ -20,6 +20,20 @@
 // holder's process or connection dies, Redis drops its subscription and the
 // lock is free within about one CheckInterval of a waiter.
 //
+// # Shared locks
+//
+// With Config.Shared a Lock is a reader's: any number of readers hold the
+// lock at once, Go ones and portalocker 4's RedisLock with
+// flags=LockFlags.SHARED alike, while a writer (any other holder) holds it
+// alone. A reader that finds others subscribed pings them and joins only
+// when every one of them answers as a reader. A writer that waits for
+// readers stays subscribed as "pending", which keeps new readers out, so
+// a stream of readers cannot starve it; when several writers wait, one is
+// elected to, as portalocker 4 does, and the others wait without
+// subscribing. A writer takes the lock only when its count finds it alone,
+// so the election decides who waits, never who holds. Shared locks speak
+// portalocker 4's protocol 1 (Config.Protocol).
+//
 // # Example
 //
 //	l, err := pubsublock.New("nightly-backup", pubsublock.Config{
@@ -39,9 +53,14 @@
 //
 // # Guarantees, and what is not guaranteed
 //
-// On a single Redis server, at most one Lock holds a channel at a time:
-// holding means having observed NUMSUB == 1 after subscribing, and every
-// later contender subscribes after that observation and so sees two.
+// On a single Redis server, at most one exclusive Lock holds a channel at
+// a time, and never together with a reader: an exclusive hold means having
+// observed NUMSUB == 1 after subscribing, and every later contender
+// subscribes after that observation and so sees two. A reader (see Shared
+// locks) holds alone the same way, or joins others when every subscriber
+// its ping reached, subscribed after its own subscription was confirmed,
+// answered as a reader; a writer that took the lock answers as exclusive
+// from its count on, so no reader joins it.
 //
 // A holder learns that it lost the lock only when its connection fails, is
 // killed, or its health check goes unanswered; until then it may still be

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -194,5 +197,199 @@ func TestInteropProtocol1Python2(t *testing.T) {
 	checkAnswer(t, runPy(t, s, "ping", "p1py2"))
 	if err := g.Err(); err != nil {
 		t.Errorf("Go holder: %v", err)
+	}
+}
+
+// TestInterop4Shared: Go and portalocker 4 readers hold the lock together;
+// writers of either wait for all of them, and a waiting writer of either
+// keeps new readers of both out.
+func TestInterop4Shared(t *testing.T) {
+	requirePortalocker4(t)
+	pubsublock.LeakCheck(t)
+	s := redistest.Redis(t)
+	ctx := context.Background()
+	py1, _ := holdPy4(t, s, "sh4", "shared")
+	g := pubsublock.NewLock(t, "sh4", pubsublock.Config{URL: s.URL(), Shared: true})
+	if err := g.TryAcquire(ctx); err != nil {
+		t.Fatalf("Go reader with a portalocker 4 reader: %v", err)
+	}
+	py2, _ := holdPy4(t, s, "sh4", "shared") // joins the two
+	w := pubsublock.NewLock(t, "sh4", pubsublock.Config{URL: s.URL(), Protocol: 1, Timeout: 10 * time.Second, CheckInterval: 50 * time.Millisecond})
+	if err := w.TryAcquire(ctx); !errors.Is(err, pubsublock.ErrAlreadyLocked) {
+		t.Fatalf("Go writer among readers: %v", err)
+	}
+	if line := startPy4(t, s, "try", "sh4", "exclusive", "0.5").Expect(t, "", 15*time.Second); line != "locked" {
+		t.Fatalf("portalocker 4 writer among readers: %q", line)
+	}
+	// The pending subscription of the writer's TryAcquire is gone a moment
+	// later; then its Acquire waits, pending: new readers of both keep out.
+	pending := func() bool {
+		st, err := g.Status(ctx)
+		return err == nil && holderMode(st, w.HolderID()) == pubsublock.ModePending
+	}
+	waitUntil(t, 5*time.Second, "the writer's TryAcquire leaves", func() bool { return !pending() })
+	got := make(chan error, 1)
+	start := time.Now()
+	go func() { got <- w.Acquire(ctx) }()
+	waitUntil(t, 5*time.Second, "the Go writer waits, pending", pending)
+	if line := startPy4(t, s, "try", "sh4", "shared", "0.5").Expect(t, "", 15*time.Second); line != "locked" {
+		t.Errorf("portalocker 4 reader while a Go writer waits: %q", line)
+	}
+	g2 := pubsublock.NewLock(t, "sh4", pubsublock.Config{URL: s.URL(), Shared: true})
+	if err := g2.TryAcquire(ctx); !errors.Is(err, pubsublock.ErrAlreadyLocked) {
+		t.Errorf("Go reader while a Go writer waits: %v", err)
+	}
+	py1.Stdin.Close()
+	py1.Expect(t, "released", 15*time.Second)
+	py2.Stdin.Close()
+	py2.Expect(t, "released", 15*time.Second)
+	if err := g.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("Go writer once the readers left: %v", err)
+	}
+	t.Logf("Go writer held the lock %v after it began to wait among Go and portalocker 4 readers", time.Since(start))
+}
+
+// holderMode returns the mode in which holder id answered in st, or "".
+func holderMode(st pubsublock.Status, id string) pubsublock.Mode {
+	for _, h := range st.Holders {
+		if h.HolderID == id {
+			return h.Mode
+		}
+	}
+	return ""
+}
+
+// waitUntil waits up to limit for cond, or fails t saying what it waited
+// for.
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+	}
+}
+
+// TestInterop4WriterWaits: a waiting portalocker 4 writer keeps new Go
+// readers out, and gets the lock once the Go reader leaves.
+func TestInterop4WriterWaits(t *testing.T) {
+	requirePortalocker4(t)
+	pubsublock.LeakCheck(t)
+	s := redistest.Redis(t)
+	ctx := context.Background()
+	g := pubsublock.NewLock(t, "ww4", pubsublock.Config{URL: s.URL(), Shared: true})
+	pubsublock.MustAcquire(t, g)
+	py := startPy4(t, s, "hold", "ww4", "exclusive", "10")
+	waitUntil(t, 10*time.Second, "the portalocker 4 writer waits, pending", func() bool {
+		st, err := g.Status(ctx)
+		if err != nil {
+			return false
+		}
+		for _, h := range st.Holders {
+			if h.Kind == pubsublock.KindPortalocker4 && h.Mode == pubsublock.ModePending {
+				return true
+			}
+		}
+		return false
+	})
+	g2 := pubsublock.NewLock(t, "ww4", pubsublock.Config{URL: s.URL(), Shared: true})
+	if err := g2.TryAcquire(ctx); !errors.Is(err, pubsublock.ErrAlreadyLocked) {
+		t.Errorf("Go reader while a portalocker 4 writer waits: %v", err)
+	}
+	if err := g.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	py.Expect(t, "held ", 15*time.Second)
+	if err := g2.TryAcquire(ctx); !errors.Is(err, pubsublock.ErrAlreadyLocked) {
+		t.Errorf("Go reader while a portalocker 4 writer holds: %v", err)
+	}
+}
+
+// TestInterop4Contention: Go and portalocker 4 readers and writers
+// contend, each its own process or Lock, with an oracle in Redis (see
+// testdata/py4lock.py): no writer ever holds the lock with anyone else.
+//
+// Portalocker 4.1 kills live participants under contention, its own as
+// well (its probes read about 10 answers a second, upstream #138, and
+// count a participant that came after the ping as one that did not
+// answer, upstream #139), and a killed holder goes on until its thread
+// interrupts it. An overlap is the Go side's fault only when no holder was
+// killed; the test reports the kills either way.
+func TestInterop4Contention(t *testing.T) {
+	requirePortalocker4(t)
+	s := redistest.Redis(t)
+	cycles := 8
+	if testing.Short() {
+		cycles = 4
+	}
+	const oracle = "oracle4"
+	var procs []*redistest.Proc
+	start := time.Now()
+	for _, flags := range []string{"shared", "shared", "exclusive"} {
+		procs = append(procs, startPy4(t, s, "contend", "c4", flags, strconv.Itoa(cycles), "0.002", oracle))
+	}
+	var wg sync.WaitGroup
+	var goLost atomic.Int64
+	var logs pubsublock.LockedBuffer // the Go Locks' kills
+	defer func() {
+		if l := logs.String(); l != "" {
+			t.Logf("Go Locks:\n%s", l)
+		}
+	}()
+	do := func(args ...string) int64 {
+		out, err := s.Do(args...)
+		if err != nil {
+			t.Error(err)
+		}
+		n, _ := strconv.ParseInt(out, 10, 64)
+		return n
+	}
+	for i := range 3 {
+		shared := i < 2
+		l := pubsublock.NewLock(t, "c4", pubsublock.Config{URL: s.URL(), Shared: shared, Protocol: 1, Timeout: 30 * time.Second,
+			CheckInterval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range cycles {
+				if err := l.Acquire(context.Background()); err != nil {
+					t.Errorf("Go (shared %v): %v", shared, err)
+					return
+				}
+				if shared {
+					do("INCR", oracle+"-r")
+					if do("GET", oracle+"-w") != 0 {
+						do("INCR", oracle+"-bad")
+					}
+				} else if do("INCR", oracle+"-w") != 1 || do("GET", oracle+"-r") != 0 {
+					do("INCR", oracle+"-bad")
+				}
+				time.Sleep(2 * time.Millisecond)
+				if shared {
+					do("DECR", oracle+"-r")
+				} else {
+					do("DECR", oracle+"-w")
+				}
+				if err := l.Err(); err != nil {
+					t.Logf("Go (shared %v): %v", shared, err)
+					goLost.Add(1)
+				}
+				_ = l.Release(context.Background())
+			}
+		}()
+	}
+	wg.Wait()
+	for i, p := range procs {
+		line := p.Expect(t, "done ", 120*time.Second)
+		t.Logf("portalocker 4 %s: %s", []string{"reader", "reader", "writer"}[i], line)
+	}
+	bad, killed := do("GET", oracle+"-bad"), do("GET", oracle+"-killed")
+	t.Logf("3 Go and 3 portalocker 4 participants (2 readers, 1 writer each), %d cycles each, in %v: %d overlaps; holds killed: portalocker 4 %d, Go %d",
+		cycles, time.Since(start), bad, killed, goLost.Load())
+	if bad != 0 && killed == 0 && goLost.Load() == 0 {
+		t.Errorf("%d overlaps, and no hold was killed", bad)
 	}
 }

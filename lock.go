@@ -12,7 +12,10 @@ import (
 // Code map, in layer order; each layer calls only the ones below it.
 //
 //	lock.go      the Lock: its state, New, the Acquire loop, Release, Lost, Err
-//	attempt.go   one contender's try (subscribe, count, the bell wait); its outcome
+//	attempt.go   one contender's try (subscribe, count, the bell wait, the
+//	             look at who holds it); its outcome; an elected writer's wait
+//	elect.go     what a contender makes of the answers to its ping: readers
+//	             join readers, writers elect the one that waits
 //	worker.go    the hold: the worker goroutine that reads the subscribed
 //	             connection, answers pings and ends the hold; the release
 //	health.go    the hold's periodic PING (timers, no goroutine of its own)
@@ -38,7 +41,9 @@ import (
 // Glossary:
 //
 //	try           one SUBSCRIBE-and-count at the lock (attempt.try)
-//	hold          one acquisition, from the try that took it to its end
+//	hold          one acquisition, from the try that took it to its end; a
+//	              tentative hold is a contender's subscription that answers
+//	              pings while it asks who holds the lock, or waits pending
 //	bell          the list "<channel>-released" a release pushes to, that
 //	              waiting tries are held back on (BLPOP)
 //	wake          a waiter's own list, pushed to when its pause is over
@@ -255,7 +260,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	// try does not wait, so only an Acquire that goes on to wait pays for
 	// the watch.
 	watchingClose := false
-	a := &attempt{s: l.spec, bellFreeAt: &l.bellFreeAt}
+	a := &attempt{s: l.spec, bellFreeAt: &l.bellFreeAt, once: once}
 	defer a.close()
 	ping := once           // ping a holder found (a scheduled poll, or TryAcquire)
 	tookOver := false      // once: the one extra try after killing a silent holder was made

@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -45,43 +49,62 @@ type peer struct {
 // takes no lock: it subscribes at once, whoever holds the channel.
 func startPeer(t testing.TB, addr, channel string, mode Mode) *peer {
 	t.Helper()
-	p := &peer{channel: channel, name: channel + "-lock", done: make(chan struct{})}
+	id := ""
 	if mode != "" {
-		p.id = newHolderID()
-		p.name += "-" + p.id
+		id = newHolderID()
+	}
+	p, err := dialPeer(addr, channel, id, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.close)
+	return p
+}
+
+// dialPeer subscribes a peer with holder id id ("" for a legacy one) and
+// returns once the subscription is confirmed.
+func dialPeer(addr, channel, id string, mode Mode) (*peer, error) {
+	p := &peer{channel: channel, id: id, name: channel + "-lock", done: make(chan struct{})}
+	if id != "" {
+		p.name += "-" + id
 		p.mode.Store(mode)
 	}
 	var err error
 	if p.sub, err = net.DialTimeout("tcp", addr, 5*time.Second); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if p.pub, err = net.DialTimeout("tcp", addr, 5*time.Second); err != nil {
-		t.Fatal(err)
+		p.sub.Close()
+		return nil, err
 	}
 	rd := resp.NewReader(p.sub, resp.Limits{})
 	cmds := resp.AppendCommand(nil, "CLIENT", "SETNAME", p.name)
 	cmds = resp.AppendCommand(cmds, "CLIENT", "ID")
 	cmds = resp.AppendCommand(cmds, "SUBSCRIBE", channel)
 	_ = p.sub.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := p.sub.Write(cmds); err != nil {
-		t.Fatal(err)
+	if _, err = p.sub.Write(cmds); err == nil {
+		for i := range 3 {
+			var v resp.Value
+			if v, err = rd.Read(); err == nil {
+				err = v.Err()
+			}
+			if err != nil {
+				err = fmt.Errorf("peer %s: reply %d: %w", p.name, i, err)
+				break
+			}
+			if i == 1 {
+				p.clientID = v.Int
+			}
+		}
 	}
-	for i := range 3 {
-		v, err := rd.Read()
-		if err == nil {
-			err = v.Err()
-		}
-		if err != nil {
-			t.Fatalf("peer %s: reply %d: %v", p.name, i, err)
-		}
-		if i == 1 {
-			p.clientID = v.Int
-		}
+	if err != nil {
+		p.sub.Close()
+		p.pub.Close()
+		return nil, err
 	}
 	_ = p.sub.SetDeadline(time.Time{})
 	go p.serve(rd)
-	t.Cleanup(p.close)
-	return p
+	return p, nil
 }
 
 // serve reads the subscribed connection and answers pings until it
@@ -412,7 +435,8 @@ func rawPing(t *testing.T, addr, channel, replyCh string, wait time.Duration) []
 // pings of portalocker 4 (reply channel "<channel>-<32 hex>") with its
 // holder record, and the pings of portalocker 2.x and 3.x (reply channel
 // "<channel>-<float>") with the Unix time; with Protocol 0 it is named
-// "<channel>-lock" and answers every ping with the Unix time.
+// "<channel>-lock" and answers the pings of portalocker 4 with JSON that
+// portalocker 4 takes for a legacy answer.
 func TestPeerGoHolderAnswers(t *testing.T) {
 	for _, url := range []string{"", "?protocol=2"} {
 		for _, protocol := range []int{0, 1} {
@@ -442,8 +466,10 @@ func TestPeerGoHolderAnswers(t *testing.T) {
 					t.Errorf("answer to a 2.x ping: %q, want the Unix time with 9 decimals", v2[0])
 				}
 				if record == "" {
-					if a := parseAnswer([]byte(v4[0])); !a.legacy() || !a.goStamp {
-						t.Errorf("Protocol 0: answer to a portalocker 4 ping: %q, want the Unix time", v4[0])
+					// Legacy for portalocker 4 (no holder_id, no protocol),
+					// but it tells a Go contender its mode.
+					if a := parseAnswer([]byte(v4[0])); !a.legacy() || a.mode != ModeExclusive || a.client != "pubsublock" || !isHolderID(a.id) {
+						t.Errorf("Protocol 0: answer to a portalocker 4 ping: %q, want a legacy answer that says its mode", v4[0])
 					}
 				} else if v4[0] != record {
 					t.Errorf("answer to a portalocker 4 ping:\n%s\nwant\n%s", v4[0], record)
@@ -473,6 +499,468 @@ func TestPeerFrozenGoHolder(t *testing.T) {
 			if ids := s.SubscriberIDs(t, name); len(ids) != 0 {
 				t.Errorf("frozen holder still subscribed: %v", ids)
 			}
+		})
+	}
+}
+
+// peer4 is a portalocker 4.1 RedisLock on raw connections: it acquires as
+// RedisLock.acquire does (subscribe, count, probe, resolve; one new
+// subscription per attempt), but for 4.1's races of upstream #139, so that
+// an overlap in a test is pubsublock's: it waits for its subscription's
+// confirmation before it counts (4.1 sleeps 10ms instead, and may count
+// before its SUBSCRIBE is in); its probe waits for the answers of every
+// subscriber that received its ping (4.1 stops at as many answers as it
+// counted subscribers before, so that a count of the same size but other
+// members, one left and one came, hides a reader); and it kills only the
+// silent connections it listed before its ping (4.1 lists them after, and
+// kills a holder that came after the ping, which never got it: such a
+// holder, a 4.1 one, does not notice and goes on, upstream #137).
+type peer4 struct {
+	addr, channel string
+	id            string
+	shared        bool
+	cmd           net.Conn // counts, pings, kills
+	rd            *bufio.Reader
+	checkInterval time.Duration
+	unavailable   time.Duration
+}
+
+func newPeer4(t testing.TB, addr, channel string, shared bool) *peer4 {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &peer4{addr: addr, channel: channel, id: newHolderID(), shared: shared, cmd: c, rd: bufio.NewReader(c),
+		checkInterval: 20 * time.Millisecond, unavailable: time.Second}
+}
+
+// do runs one command on the peer's command connection.
+func (q *peer4) do(args ...string) (resp.Value, error) {
+	_ = q.cmd.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := q.cmd.Write(resp.AppendCommand(nil, args...)); err != nil {
+		return resp.Value{}, err
+	}
+	v, err := resp.NewReader(q.rd, resp.Limits{}).Read()
+	if err == nil {
+		err = v.Err()
+	}
+	return v.Clone(), err
+}
+
+func (q *peer4) count() (int64, error) {
+	v, err := q.do("PUBSUB", "NUMSUB", q.channel)
+	if err != nil {
+		return 0, err
+	}
+	return numsubCount(v, q.channel)
+}
+
+// acquire takes the lock within timeout and returns the holding
+// subscription.
+func (q *peer4) acquire(timeout time.Duration) (*peer, error) {
+	mode := ModePending
+	if q.shared {
+		mode = ModeShared
+	}
+	var sub *peer
+	elected := false
+	release := func() {
+		if sub != nil {
+			sub.close()
+			sub = nil
+		}
+		elected = false
+	}
+	for deadline, first := time.Now().Add(timeout), true; first || time.Now().Before(deadline); first = false {
+		time.Sleep(time.Duration(float64(q.checkInterval) * (0.5 + rand.Float64())))
+		if sub == nil {
+			var err error
+			if sub, err = dialPeer(q.addr, q.channel, q.id, mode); err != nil {
+				return nil, err
+			}
+		}
+		n, err := q.count()
+		if err != nil {
+			release()
+			return nil, err
+		}
+		if n == 1 {
+			if !q.shared {
+				sub.mode.Store(ModeExclusive)
+			}
+			return sub, nil
+		}
+		holders, err := q.probe(n)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		if holders != nil && q.shared && allMode(holders, ModeShared) {
+			return sub, nil
+		}
+		if holders != nil && !q.shared && q.elected(holders) {
+			elected = true
+			if !anyMode(holders, ModeShared) {
+				sub.mode.Store(ModeExclusive)
+				return sub, nil
+			}
+			continue
+		}
+		if holders == nil && elected {
+			continue
+		}
+		release()
+	}
+	release()
+	return nil, ErrAlreadyLocked
+}
+
+func allMode(as []answer, m Mode) bool {
+	for _, a := range as {
+		if a.mode != m {
+			return false
+		}
+	}
+	return true
+}
+
+func anyMode(as []answer, m Mode) bool {
+	for _, a := range as {
+		if a.mode == m {
+			return true
+		}
+	}
+	return false
+}
+
+// elected is 4.1's _writer_is_elected.
+func (q *peer4) elected(holders []answer) bool {
+	if anyMode(holders, ModeExclusive) {
+		return false
+	}
+	lowest := ""
+	for _, h := range holders {
+		if h.mode == ModePending && (lowest == "" || h.id < lowest) {
+			lowest = h.id
+		}
+	}
+	return lowest == q.id
+}
+
+// probe is 4.1's _collect_lock_holders: nil when inconclusive.
+func (q *peer4) probe(expected int64) ([]answer, error) {
+	replyCh := q.channel + "-" + newHolderID()
+	c, err := net.DialTimeout("tcp", q.addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	rd := resp.NewReader(c, resp.Limits{})
+	_ = c.SetDeadline(time.Now().Add(q.unavailable))
+	if _, err := c.Write(resp.AppendCommand(nil, "SUBSCRIBE", replyCh)); err != nil {
+		return nil, err
+	}
+	if _, err := rd.Read(); err != nil {
+		return nil, err
+	}
+	v, err := q.do("CLIENT", "LIST")
+	if err != nil {
+		return nil, err
+	}
+	before, err := parseClientList(v.Str)
+	if err != nil {
+		return nil, err
+	}
+	if v, err = q.do("PUBLISH", q.channel, `{"message": "ping", "response_channel": "`+replyCh+`"}`); err != nil {
+		return nil, err
+	}
+	receivers := v.Int
+	holders := map[string]answer{}
+	legacy := 0
+	_ = c.SetDeadline(time.Now().Add(q.unavailable))
+	for int64(len(holders)) < max(expected, receivers) {
+		v, err := rd.Read()
+		if err != nil {
+			break // the deadline
+		}
+		if !isKind(v, "message") || len(v.Elems) != 3 {
+			continue
+		}
+		a := parseAnswer(v.Elems[2].Str)
+		if a.legacy() { // 4.1 knows no other kind of legacy answer
+			a = answer{id: fmt.Sprintf("legacy-%d", legacy), mode: ModeExclusive}
+			legacy++
+		}
+		holders[a.id] = a
+	}
+	n, err := q.count()
+	if err != nil || n != expected || receivers != expected {
+		return nil, err
+	}
+	var out []answer
+	for _, a := range holders {
+		out = append(out, a)
+	}
+	if int64(len(out)) < expected {
+		return nil, q.kill(before, out)
+	}
+	return out, nil
+}
+
+// kill is 4.1's _kill_unavailable_locks, prefix match and all (upstream
+// #142), for the connections in before that are still there.
+func (q *peer4) kill(before []clientInfo, responding []answer) error {
+	ids := map[string]bool{}
+	legacyResponded := false
+	for _, a := range responding {
+		if a.holderID == "" {
+			legacyResponded = true
+		}
+		ids[a.holderID] = true
+	}
+	v, err := q.do("CLIENT", "LIST")
+	if err != nil {
+		return err
+	}
+	list, err := parseClientList(v.Str)
+	if err != nil {
+		return err
+	}
+	legacyName := q.channel + "-lock"
+	for _, ci := range list {
+		suffix, prefixed := strings.CutPrefix(ci.name, legacyName+"-")
+		listed := slices.ContainsFunc(before, func(b clientInfo) bool { return b.id == ci.id && b.name == ci.name })
+		if listed && (ci.name == legacyName && !legacyResponded || prefixed && !ids[suffix]) {
+			if _, err := q.do("CLIENT", "KILL", "ID", strconv.FormatInt(ci.id, 10)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// TestPeer4Shared: fake portalocker 4.1 readers and writers, and Go ones,
+// share the lock as they should: readers together, a writer alone.
+func TestPeer4Shared(t *testing.T) {
+	leakCheck(t)
+	s := redistest.Redis(t)
+	ctx := context.Background()
+	r4 := newPeer4(t, s.Addr(), "p4", true)
+	h4, err := r4.acquire(5 * time.Second)
+	if err != nil {
+		t.Fatalf("portalocker 4 reader on a free lock: %v", err)
+	}
+	g := newLock(t, "p4", Config{URL: s.URL(), Shared: true})
+	if err := g.TryAcquire(ctx); err != nil {
+		t.Fatalf("Go reader with a portalocker 4 reader: %v", err)
+	}
+	r4b := newPeer4(t, s.Addr(), "p4", true)
+	h4b, err := r4b.acquire(5 * time.Second)
+	if err != nil {
+		t.Fatalf("second portalocker 4 reader with a Go reader: %v", err)
+	}
+	w4 := newPeer4(t, s.Addr(), "p4", false)
+	if _, err := w4.acquire(300 * time.Millisecond); !errors.Is(err, ErrAlreadyLocked) {
+		t.Fatalf("portalocker 4 writer among readers: %v", err)
+	}
+	w := newLock(t, "p4", Config{URL: s.URL(), Protocol: 1, Timeout: 5 * time.Second, CheckInterval: 30 * time.Millisecond})
+	if err := w.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+		t.Fatalf("Go writer among readers: %v", err)
+	}
+	// Its pending subscription is gone a moment later.
+	waitFor(t, func() bool {
+		st, err := g.Status(ctx)
+		return err == nil && !anyPending(st, w.HolderID())
+	})
+	if !h4.alive() || !h4b.alive() || g.Err() != nil {
+		t.Fatal("a reader was killed")
+	}
+	// The Go writer waits, pending: new readers keep out.
+	got := make(chan error, 1)
+	go func() { got <- w.Acquire(ctx) }()
+	waitFor(t, func() bool {
+		st, err := g.Status(ctx)
+		return err == nil && anyPending(st, w.HolderID())
+	})
+	time.Sleep(100 * time.Millisecond)
+	if st, err := g.Status(ctx); err != nil || !anyPending(st, w.HolderID()) {
+		t.Fatalf("the Go writer does not wait pending: %+v, %v", st, err)
+	}
+	r4c := newPeer4(t, s.Addr(), "p4", true)
+	if _, err := r4c.acquire(300 * time.Millisecond); !errors.Is(err, ErrAlreadyLocked) {
+		t.Fatalf("portalocker 4 reader while a Go writer waits: %v", err)
+	}
+	g2 := newLock(t, "p4", Config{URL: s.URL(), Shared: true})
+	if err := g2.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+		t.Fatalf("Go reader while a Go writer waits: %v", err)
+	}
+	h4.close()
+	h4b.close()
+	if err := g.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("Go writer once the readers left: %v", err)
+	}
+	if _, err := r4c.acquire(200 * time.Millisecond); !errors.Is(err, ErrAlreadyLocked) {
+		t.Fatalf("portalocker 4 reader while a Go writer holds: %v", err)
+	}
+}
+
+// anyPending reports whether st lists holder id as a pending writer.
+func anyPending(st Status, id string) bool {
+	for _, h := range st.Holders {
+		if h.Mode == ModePending && h.HolderID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// TestPeer4Contention: fake portalocker 4.1 readers and a writer contend
+// with Go readers and writers; no writer ever holds with anyone else. (A
+// participant that stalls for UnavailableTimeout, 1s here, may be killed
+// while it holds, and a fake one would not notice; the test says so if
+// that happens.)
+func TestPeer4Contention(t *testing.T) {
+	s := redistest.Redis(t)
+	cycles := 12
+	if testing.Short() {
+		cycles = 6
+	}
+	var (
+		mu      sync.Mutex // guards inside and bad
+		inside  = map[string]bool{}
+		bad     int
+		reports []string
+	)
+	enter := func(who string, shared bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for other := range inside {
+			if !shared || !strings.Contains(other, "reader") {
+				bad++
+				if len(reports) < 5 {
+					reports = append(reports, fmt.Sprintf("%s entered while %v held", who, slices.Sorted(maps.Keys(inside))))
+				}
+				break
+			}
+		}
+		inside[who] = true
+	}
+	leave := func(who string) {
+		mu.Lock()
+		delete(inside, who)
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	start := time.Now()
+	for i := range 3 {
+		q := newPeer4(t, s.Addr(), "p4mix", i < 2)
+		who := fmt.Sprintf("portalocker 4 %s %s", map[bool]string{true: "reader", false: "writer"}[q.shared], q.id[:6])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range cycles {
+				h, err := q.acquire(5 * time.Second)
+				if errors.Is(err, ErrAlreadyLocked) {
+					// A 4.1 writer may starve among readers that come and
+					// go (its probes are inconclusive, so it is never
+					// elected and never keeps them out), among 4.1 readers
+					// alone too.
+					t.Logf("%s: %v", who, err)
+					continue
+				}
+				if err != nil {
+					errs <- fmt.Errorf("%s: %w", who, err)
+					return
+				}
+				enter(who, q.shared)
+				time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+				if !h.alive() {
+					t.Errorf("%s: its connection was killed while it held the lock", who)
+				}
+				leave(who)
+				h.close()
+			}
+		}()
+	}
+	for i := range 3 {
+		shared := i < 2
+		l := newLock(t, "p4mix", Config{URL: s.URL(), Shared: shared, Protocol: 1, Timeout: 30 * time.Second,
+			CheckInterval: 20 * time.Millisecond, UnavailableTimeout: time.Second})
+		who := fmt.Sprintf("Go %s %s", map[bool]string{true: "reader", false: "writer"}[shared], l.HolderID()[:6])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range cycles {
+				if err := l.Acquire(context.Background()); err != nil {
+					errs <- fmt.Errorf("%s: %w", who, err)
+					return
+				}
+				enter(who, shared)
+				time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+				if err := l.Err(); err != nil {
+					t.Errorf("%s: %v", who, err)
+				}
+				leave(who)
+				_ = l.Release(context.Background())
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("3 portalocker 4.1 and 3 Go participants (2 readers, 1 writer each), %d cycles each, in %v: %d overlaps", cycles, time.Since(start), bad)
+	if bad != 0 {
+		t.Errorf("%d overlaps: %s", bad, strings.Join(reports, "; "))
+	}
+}
+
+// TestPeerDeafContenderNoBell: a holder that a portalocker contender (which
+// polls, and does not hear the release bell) pinged releases without
+// ringing, so a Go waiter does not take the lock ahead of it at once: it
+// tries at the end of its pause, as the Python one does. Without such a
+// ping the bell hands the lock over at once.
+func TestPeerDeafContenderNoBell(t *testing.T) {
+	for _, deaf := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deaf=%v", deaf), func(t *testing.T) {
+			leakCheck(t)
+			s := redistest.Redis(t)
+			const pause = time.Second
+			h := newLock(t, "deaf", Config{URL: s.URL()})
+			mustAcquire(t, h)
+			w := newLock(t, "deaf", Config{URL: s.URL(), CheckInterval: pause, Timeout: 10 * time.Second})
+			got := make(chan time.Time, 1)
+			go func() {
+				if err := w.Acquire(context.Background()); err != nil {
+					t.Error(err)
+				}
+				got <- time.Now()
+			}()
+			waitFor(t, func() bool { return blockedClients(t, s.URL()) == 1 }) // on the bell
+			if deaf {
+				// portalocker 2.x's ping: its reply channel ends in a float.
+				if answers := rawPing(t, s.Addr(), "deaf", "deaf-0.25", 200*time.Millisecond); len(answers) != 1 {
+					t.Fatalf("answers to a 2.x ping: %q", answers)
+				}
+			}
+			released := time.Now()
+			if err := h.Release(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			d := (<-got).Sub(released)
+			t.Logf("the Go waiter took the lock %v after the release", d)
+			if quick := d < pause/4; quick == deaf {
+				t.Errorf("waiter took the lock %v after the release (pause %v); want it %s", d, pause,
+					map[bool]string{true: "at the end of its pause", false: "at once, by the bell"}[deaf])
+			}
+			_ = w.Release(context.Background())
 		})
 	}
 }

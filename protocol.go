@@ -24,6 +24,11 @@ type spec struct {
 	// id is the protocol-1 holder id (see Config.Protocol); "" with
 	// protocol 0.
 	id string
+	// self is the id the Lock's answers carry, which tells its own answer
+	// among those to its probes: id, or with protocol 0 one of the same
+	// form that only pubsublock reads (see answerFor).
+	self   string
+	shared bool // a reader's lock (Config.Shared)
 	// legacyName is channel + "-lock", the holder name of portalocker 2.x
 	// and 3.x (see holderOf).
 	legacyName string
@@ -45,15 +50,17 @@ func newSpec(channel string, cfg Config, cl *Client) *spec {
 		log = slog.New(slog.DiscardHandler)
 	}
 	bell, waiting := cl.bellKey(channel), cl.sideName(channel, "waiting") // on a cluster, searched for once
-	name, id := channel+"-lock", ""
-	if cfg.Protocol == 1 {
-		id = newHolderID()
+	name, id, self := channel+"-lock", "", newHolderID()
+	if cfg.Protocol == 1 || cfg.Shared {
+		id = self
 		name += "-" + id
 	}
 	return &spec{
 		channel:    channel,
 		name:       name,
 		id:         id,
+		self:       self,
+		shared:     cfg.Shared,
 		legacyName: channel + "-lock",
 		fence:      cl.fenceKey(channel),
 		bell:       bell,
@@ -85,6 +92,16 @@ func pingMessage(replyCh string) string {
 	return `{"response_channel": ` + strings.TrimSuffix(b.String(), "\n") + `, "message": "ping"}`
 }
 
+// hearsBell reports whether the contender that sent the ping payload,
+// whose reply channel is replyCh, waits for the release bell: a waiter's
+// announcement, or a ping of pubsublock (pingMessage's key order, and a
+// reply channel that ends in a 32-hex id). portalocker's contenders, 2.x
+// to 4.x, poll.
+func (s *spec) hearsBell(payload []byte, replyCh string) bool {
+	return replyCh == s.waiting ||
+		strings.HasPrefix(string(payload), `{"response_channel": "`) && pingProtocol(s.channel, replyCh) == 1
+}
+
 // statusMessage is the ping of Lock.Status: as pingMessage, with
 // "message": "status", which Go holders do not take for a waiting
 // contender and portalocker's holders (which read only response_channel)
@@ -104,13 +121,29 @@ type ping struct {
 }
 
 // answerFor returns the answer of a participant in mode (see Mode) to a
-// ping whose reply channel is replyCh: its holder record where both speak
-// protocol 1, else the Unix time.
-func (s *spec) answerFor(replyCh string, mode Mode) string {
-	if s.id == "" || pingProtocol(s.channel, replyCh) != 1 {
+// ping whose reply channel is replyCh. The pings of portalocker 2.x and
+// 3.x get the Unix time. Those of portalocker 4 and of pubsublock get,
+// with protocol 1, the holder record; with protocol 0, a JSON object
+// without holder_id or protocol, which portalocker 4 takes for a legacy
+// answer (so that it may kill a frozen holder named "<channel>-lock" only
+// when no legacy answer comes), but which tells pubsublock contenders the
+// mode and the participant's own id (see answer.id). elected is said of a
+// pending writer only.
+func (s *spec) answerFor(replyCh string, mode Mode, elected bool) string {
+	if pingProtocol(s.channel, replyCh) != 1 {
 		return answerStamp()
 	}
-	return `{"holder_id": "` + s.id + `", "mode": "` + string(mode) + `", "protocol": 1, "client": "pubsublock"}`
+	var b strings.Builder
+	if s.id != "" {
+		b.WriteString(`{"holder_id": "` + s.id + `", "mode": "` + string(mode) + `", "protocol": 1`)
+	} else {
+		b.WriteString(`{"time": ` + answerStamp() + `, "id": "` + s.self + `", "mode": "` + string(mode) + `"`)
+	}
+	if mode == ModePending {
+		b.WriteString(`, "elected": ` + strconv.FormatBool(elected))
+	}
+	b.WriteString(`, "client": "pubsublock"}`)
+	return b.String()
 }
 
 // answerStamp is the legacy answer to a ping: the Unix time in seconds,
@@ -155,12 +188,19 @@ const (
 // answer is one reply to a contender's ping.
 type answer struct {
 	// holderID is the id of a protocol-1 answer (portalocker 4's holder
-	// record); "" for a legacy answer, which names nobody.
+	// record); "" for a legacy answer, which names no holder.
 	holderID string
-	mode     Mode // a legacy answer's is ModeExclusive
-	elected  bool // a pending writer that won the writers' election (portalocker 4.2)
-	client   string
-	// goStamp marks a legacy answer with 9 decimals, pubsublock's (see
+	// id is who answered, where the answer says it: holderID, or the id
+	// of a pubsublock participant with protocol 0 (see spec.answerFor);
+	// "" for the Unix time.
+	id      string
+	mode    Mode // a legacy answer's is ModeExclusive, but for pubsublock's
+	elected bool // a pending writer that won the writers' election (portalocker 4.2)
+	// unsaid marks a pending writer's record without "elected"
+	// (portalocker 4.0 and 4.1), which does not say whether it won.
+	unsaid bool
+	client string
+	// goStamp marks the Unix time with 9 decimals, pubsublock's (see
 	// answerStamp).
 	goStamp bool
 }
@@ -175,21 +215,27 @@ const maxAnswer = 4096
 // with protocol 1, a string holder_id and a known mode is a holder record
 // (other keys, of any type, are ignored); anything else (the Unix time of
 // portalocker 2.x and 3.x, an unknown mode, a later protocol) is a legacy
-// answer, which counts as exclusive.
+// answer, which counts as exclusive, unless it is the JSON of a pubsublock
+// participant with protocol 0, which says its mode and id.
 func parseAnswer(payload []byte) answer {
 	if len(payload) <= maxAnswer && len(payload) > 0 && payload[0] == '{' {
 		var r map[string]json.RawMessage
 		var id, mode, client string
 		var protocol float64
 		var elected bool
-		if json.Unmarshal(payload, &r) == nil &&
-			json.Unmarshal(r["holder_id"], &id) == nil && json.Unmarshal(r["mode"], &mode) == nil &&
-			len(r["protocol"]) > 0 && r["protocol"][0] != '"' && json.Unmarshal(r["protocol"], &protocol) == nil && protocol == 1 {
+		if json.Unmarshal(payload, &r) == nil && json.Unmarshal(r["mode"], &mode) == nil {
 			_ = json.Unmarshal(r["elected"], &elected) // 4.2 and later
 			_ = json.Unmarshal(r["client"], &client)
-			switch m := Mode(mode); m {
-			case ModeExclusive, ModeShared, ModePending:
-				return answer{holderID: id, mode: m, elected: elected, client: client}
+			m := Mode(mode)
+			known := m == ModeExclusive || m == ModeShared || m == ModePending
+			switch {
+			case !known:
+			case json.Unmarshal(r["holder_id"], &id) == nil && len(r["protocol"]) > 0 && r["protocol"][0] != '"' &&
+				json.Unmarshal(r["protocol"], &protocol) == nil && protocol == 1:
+				return answer{holderID: id, id: id, mode: m, elected: elected, client: client,
+					unsaid: m == ModePending && r["elected"] == nil}
+			case client == "pubsublock" && r["holder_id"] == nil && r["protocol"] == nil && json.Unmarshal(r["id"], &id) == nil:
+				return answer{id: id, mode: m, elected: elected, client: client}
 			}
 		}
 	}

@@ -12,9 +12,13 @@ func TestParseAnswer(t *testing.T) {
 		want    answer
 	}{
 		// portalocker 4.1's record, as json.dumps writes it.
-		{`{"holder_id": "` + id + `", "mode": "shared", "protocol": 1}`, answer{holderID: id, mode: ModeShared}},
-		{`{"holder_id":"x","mode":"pending","protocol":1.0,"elected":true}`, answer{holderID: "x", mode: ModePending, elected: true}},
-		{`{"holder_id": "x", "mode": "exclusive", "protocol": 1, "client": "pubsublock"}`, answer{holderID: "x", mode: ModeExclusive, client: "pubsublock"}},
+		{`{"holder_id": "` + id + `", "mode": "shared", "protocol": 1}`, answer{holderID: id, id: id, mode: ModeShared}},
+		{`{"holder_id":"x","mode":"pending","protocol":1.0,"elected":true}`, answer{holderID: "x", id: "x", mode: ModePending, elected: true}},
+		{`{"holder_id": "x", "mode": "exclusive", "protocol": 1, "client": "pubsublock"}`, answer{holderID: "x", id: "x", mode: ModeExclusive, client: "pubsublock"}},
+		// pubsublock with protocol 0: legacy for portalocker 4, but it says
+		// its mode and id.
+		{`{"time": 1795634566.046269712, "id": "` + id + `", "mode": "pending", "elected": true, "client": "pubsublock"}`, answer{id: id, mode: ModePending, elected: true, client: "pubsublock"}},
+		{`{"time": 1795634566.046269712, "id": "` + id + `", "mode": "pending", "client": "other"}`, answer{mode: ModeExclusive}},
 		// Anything else is a legacy answer, exclusive.
 		{`1795634566.0462697`, answer{mode: ModeExclusive}},
 		{`1795634566.046269712`, answer{mode: ModeExclusive, goStamp: true}},
@@ -130,4 +134,24 @@ func toValidUTF8(s string) string {
 		b = append(b, r)
 	}
 	return string(b)
+}
+
+// TestHearsBell: only pubsublock's contenders wait for the release bell;
+// portalocker's, of every version, poll.
+func TestHearsBell(t *testing.T) {
+	s := &spec{channel: "jobs", waiting: "jobs-waiting"}
+	const hex = "0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		payload, replyCh string
+		hears            bool
+	}{
+		{pingMessage("jobs-" + hex), "jobs-" + hex, true},                                     // pubsublock
+		{pingMessage("jobs-waiting"), "jobs-waiting", true},                                   // a waiter's announcement
+		{`{"message": "ping", "response_channel": "jobs-` + hex + `"}`, "jobs-" + hex, false}, // portalocker 4
+		{pingMessage("jobs-0.9461501796110964"), "jobs-0.9461501796110964", false},            // portalocker 2.x, 3.x
+	} {
+		if got := s.hearsBell([]byte(tc.payload), tc.replyCh); got != tc.hears {
+			t.Errorf("hearsBell(%s) = %v, want %v", tc.payload, got, tc.hears)
+		}
+	}
 }

@@ -16,7 +16,17 @@ type hold struct {
 	s     *spec
 	c     *conn
 	token int64
-	mode  Mode // what the hold answers pings with (see Mode)
+
+	stateMu sync.Mutex // guards mode, elected, counting and deferred
+	mode    Mode       // what the hold answers pings with (see Mode)
+	elected bool       // a pending writer that won the writers' election
+	// counting is set while a pending writer counts the subscribers to
+	// see whether it may hold the lock: the pings that come meanwhile are
+	// answered once the count decided the mode (see beginCount), so no
+	// answer says "pending" of a writer that already holds the lock
+	// (portalocker 4.1's upstream #145).
+	counting bool
+	deferred []string // reply channels of the pings that came while counting
 
 	lost      chan struct{} // closed when the hold ends, lost or released
 	endOnce   sync.Once
@@ -26,9 +36,17 @@ type hold struct {
 	// waited is set once a contender showed itself (it pinged, or this
 	// hold's Acquire had to wait, so others may be waiting too): the
 	// release then rings the bell. rang records that it did.
-	waited     atomic.Bool
-	rang       atomic.Bool
-	ringAfter  atomic.Bool // the release left the ring to the worker (see release)
+	waited    atomic.Bool
+	rang      atomic.Bool
+	ringAfter atomic.Bool // the release left the ring to the worker (see release)
+	// deaf is set once a contender that does not hear the release bell
+	// (portalocker's, which polls) pinged: the release then rings no bell,
+	// so that a Go waiter, which the bell would wake at once, does not take
+	// the lock ahead of it; both try at the end of their pauses.
+	deaf atomic.Bool
+	// tentative is set while the hold is a contender's that holds nothing
+	// yet (see attempt.contend): its release rings no bell.
+	tentative  atomic.Bool
 	workerDone chan struct{}
 	health     atomic.Pointer[healthCheck] // set by the worker; nil when disabled
 	resetName  chan reply                  // reply to CLIENT SETNAME "" sent by release
@@ -47,14 +65,15 @@ type hold struct {
 	lateRing bool
 }
 
-// newHold starts the worker of a new hold on c. waited says whether the
-// Acquire that took it had to wait.
-func newHold(s *spec, c *conn, token int64, waited bool, early []notedPing) *hold {
+// newHold starts the worker of a new hold on c, answering pings as a
+// participant in mode. waited says whether the Acquire that took it had to
+// wait.
+func newHold(s *spec, c *conn, token int64, mode Mode, waited bool, early []notedPing) *hold {
 	h := &hold{
 		s:          s,
 		c:          c,
 		token:      token,
-		mode:       ModeExclusive,
+		mode:       mode,
 		lost:       make(chan struct{}),
 		workerDone: make(chan struct{}),
 		resetName:  make(chan reply, 1),
@@ -62,6 +81,9 @@ func newHold(s *spec, c *conn, token int64, waited bool, early []notedPing) *hol
 	}
 	for _, p := range early {
 		waited = waited || !p.status
+		if p.deaf {
+			h.deaf.Store(true)
+		}
 	}
 	h.waited.Store(waited)
 	c.beginHold()
@@ -115,13 +137,14 @@ func (h *hold) work() {
 	}
 	close(h.workerDone)
 	var ring [][]string
-	if (h.lateRing || h.ringAfter.Load()) && !h.rang.Load() && h.lostErr() == nil {
+	if (h.lateRing || h.ringAfter.Load()) && !h.rang.Load() && !h.tentative.Load() && !h.deaf.Load() && h.lostErr() == nil {
 		ring = append(ring, h.s.ring)
 	}
 	if len(h.late) > 0 || len(ring) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), h.s.cfg.UnavailableTimeout)
 		defer cancel()
-		if err := h.s.answerPings(ctx, nil, h.mode, h.late, ring...); err != nil {
+		mode, elected := h.state()
+		if err := h.s.answerPings(ctx, nil, mode, elected, h.late, ring...); err != nil {
 			h.s.log.Debug("cannot answer ping", "err", err)
 		}
 	}
@@ -196,6 +219,9 @@ func (h *hold) onMessage(payload []byte) {
 		h.s.log.Debug("ignoring message that is not a ping", "bytes", len(payload))
 		return
 	}
+	if !status && !h.s.hearsBell(payload, replyCh) {
+		h.deaf.Store(true)
+	}
 	h.answerPing(replyCh, status)
 }
 
@@ -221,8 +247,12 @@ func (h *hold) answerPing(replyCh string, status bool) {
 	if replyCh == h.s.waiting {
 		return
 	}
+	mode, elected, now := h.answering(replyCh)
+	if !now {
+		return
+	}
 	if h.c.resp3 && h.s.cl.caps.subCmds.yes() {
-		err := h.c.send(nil, h.s.ps.publish, replyCh, h.s.answerFor(replyCh, h.mode))
+		err := h.c.send(nil, h.s.ps.publish, replyCh, h.s.answerFor(replyCh, mode, elected))
 		if errors.Is(err, errReleased) { // released meanwhile
 			h.noteLate(replyCh)
 		} else if err != nil {
@@ -246,9 +276,59 @@ func (h *hold) answerPing(replyCh string, status bool) {
 		}
 		h.answer = c
 	}
-	if err := h.s.answerPings(ctx, h.answer, h.mode, []string{replyCh}); err != nil {
+	if err := h.s.answerPings(ctx, h.answer, mode, elected, []string{replyCh}); err != nil {
 		h.s.log.Debug("cannot answer ping", "err", err)
 	}
+}
+
+// answering returns the mode and election the hold answers a ping on
+// replyCh with, and now; or, while a count is under way, keeps the ping
+// for the count's end (see endCount) and returns now false.
+func (h *hold) answering(replyCh string) (mode Mode, elected, now bool) {
+	h.stateMu.Lock()
+	defer h.stateMu.Unlock()
+	if h.counting {
+		if len(h.deferred) < maxNotedPings {
+			h.deferred = append(h.deferred, replyCh)
+		}
+		return "", false, false
+	}
+	return h.mode, h.elected, true
+}
+
+// state returns what the hold answers pings with.
+func (h *hold) state() (Mode, bool) {
+	h.stateMu.Lock()
+	defer h.stateMu.Unlock()
+	return h.mode, h.elected
+}
+
+// setElected records whether a pending writer won the election.
+func (h *hold) setElected(elected bool) {
+	h.stateMu.Lock()
+	h.elected = elected
+	h.stateMu.Unlock()
+}
+
+// beginCount holds back the answers to pings until endCount.
+func (h *hold) beginCount() {
+	h.stateMu.Lock()
+	h.counting = true
+	h.stateMu.Unlock()
+}
+
+// endCount ends a count: with promote the pending writer holds the lock
+// and answers as exclusive from now on. It returns the pings that came
+// during the count, for the caller to answer with mode and elected.
+func (h *hold) endCount(promote bool) (deferred []string, mode Mode, elected bool) {
+	h.stateMu.Lock()
+	defer h.stateMu.Unlock()
+	h.counting = false
+	if promote {
+		h.mode, h.elected = ModeExclusive, false
+	}
+	deferred, h.deferred = h.deferred, nil
+	return deferred, h.mode, h.elected
 }
 
 func (h *hold) noteLate(replyCh string) {
@@ -257,10 +337,10 @@ func (h *hold) noteLate(replyCh string) {
 	}
 }
 
-// answerPings answers, as a participant in mode, the pings whose reply
-// channels are replyChs (see answerFor), then sends then, on c or, when c
-// is nil, on a connection of the Client.
-func (s *spec) answerPings(ctx context.Context, c *conn, mode Mode, replyChs []string, then ...[]string) error {
+// answerPings answers, as a participant in mode (elected, for a pending
+// writer), the pings whose reply channels are replyChs (see answerFor),
+// then sends then, on c or, when c is nil, on a connection of the Client.
+func (s *spec) answerPings(ctx context.Context, c *conn, mode Mode, elected bool, replyChs []string, then ...[]string) error {
 	if c == nil {
 		var err error
 		if c, err = s.cl.getReady(ctx, s.channel); err != nil {
@@ -270,7 +350,7 @@ func (s *spec) answerPings(ctx context.Context, c *conn, mode Mode, replyChs []s
 	}
 	cmds := make([][]string, 0, len(replyChs)+len(then))
 	for _, ch := range replyChs {
-		cmds = append(cmds, []string{s.ps.publish, ch, s.answerFor(ch, mode)})
+		cmds = append(cmds, []string{s.ps.publish, ch, s.answerFor(ch, mode, elected)})
 	}
 	return c.pipeline(ctx, append(cmds, then...), nil)
 }
@@ -298,7 +378,7 @@ func (h *hold) release(ctx context.Context) error {
 	cmds := [][]string{{h.s.ps.unsubscribe, h.s.channel}}
 	chans := []chan<- reply{nil}
 	switch {
-	case !h.waited.Load(): // after releasing is set: see answerPing
+	case !h.waited.Load() || h.tentative.Load() || h.deaf.Load(): // after releasing is set: see answerPing
 	case h.s.cl.caps.subCmds.no():
 		// A server that refuses commands on a subscribed RESP3 connection
 		// (miniredis) may still run the connection's publisher while it

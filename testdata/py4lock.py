@@ -14,13 +14,15 @@ Modes:
   try TIMEOUT    acquire, waiting up to TIMEOUT seconds (0: one attempt);
                  print "acquired ID" and release, or "locked".
   contend N HOLD ORACLE
-                 N times: acquire (waiting up to 30 s), enter the oracle,
+                 N times: acquire (waiting up to 10 s), enter the oracle,
                  sleep HOLD seconds, leave it, release. The oracle is two
                  counters in Redis, ORACLE-w (writers) and ORACLE-r
                  (readers): a writer INCRs ORACLE-w and must find it 1 and
                  ORACLE-r 0; a reader INCRs ORACLE-r and must find
-                 ORACLE-w 0. Every overlap seen is counted in ORACLE-bad.
-                 Prints "done N".
+                 ORACLE-w 0. Every overlap seen is counted in ORACLE-bad,
+                 every hold that learnt it was killed in ORACLE-killed.
+                 Prints "done N starved M killed K": M tries gave up after
+                 10 s, K were killed (while waiting or holding).
 
 The connection is built as upstream #136 requires (portalocker 4.1's
 waiters die of an AssertionError when the lock builds it from
@@ -40,13 +42,13 @@ def say(*words):
     print(*words, flush=True)
 
 
-def lock(conn, channel, flags, timeout):
+def lock(conn, channel, flags, timeout, unavailable=1):
     return portalocker.RedisLock(
         channel,
         connection=conn,
         timeout=timeout,
         check_interval=0.05,
-        unavailable_timeout=1,
+        unavailable_timeout=unavailable,
         flags=flags,
     )
 
@@ -64,6 +66,13 @@ def enter(r, oracle, shared):
 
 def leave(r, oracle, shared):
     r.decr(oracle + ("-r" if shared else "-w"))
+
+
+def release(lk):
+    try:
+        lk.release()
+    except (Exception, KeyboardInterrupt):
+        pass
 
 
 def main():
@@ -91,14 +100,36 @@ def main():
             lk.release()
     elif mode == "contend":
         n, hold, oracle = int(args[0]), float(args[1]), args[2]
+        done = starved = killed = 0
         for _ in range(n):
-            lk = lock(conn, channel, flags, 30)
-            lk.acquire()
-            enter(conn, oracle, shared)
-            time.sleep(hold)
-            leave(conn, oracle, shared)
-            lk.release()
-        say("done", n)
+            # unavailable_timeout 3 s: a 4.1 probe reads about 10 answers
+            # a second (upstream #138) and kills the holders whose answers
+            # it has not read yet.
+            lk = lock(conn, channel, flags, 10, unavailable=3)
+            try:
+                lk.acquire()
+            except portalocker.AlreadyLocked:
+                starved += 1
+                continue
+            except KeyboardInterrupt:
+                # A contender killed this one's connection (4.1 kills
+                # holders that came after its ping); its thread interrupts
+                # the main one.
+                killed += 1
+                release(lk)
+                continue
+            try:
+                enter(conn, oracle, shared)
+                time.sleep(hold)
+            except KeyboardInterrupt:
+                killed += 1
+                r = redis.Redis(host=host, port=int(port), decode_responses=True)
+                r.incr(oracle + "-killed")
+            finally:
+                leave(conn, oracle, shared)
+                release(lk)
+            done += 1
+        say("done", done, "starved", starved, "killed", killed)
     else:
         sys.exit("py4lock.py: unknown mode " + mode)
 

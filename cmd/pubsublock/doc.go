@@ -95,9 +95,14 @@
 // # Status
 //
 // "status CHANNEL" prints "CHANNEL: free" or "CHANNEL: held", and for each
-// holder a line "holder: id=ID addr=HOST:PORT age=DURATION", the client id,
-// address and connection age that CLIENT LIST shows for the clients named
-// CHANNEL-lock. Servers without CLIENT LIST (miniredis, restricted ACL
+// holder a line "holder: id=ID addr=HOST:PORT age=DURATION name=NAME
+// mode=MODE protocol=P (KIND)": the client id, address, connection age and
+// name that CLIENT LIST shows for the clients named CHANNEL-lock
+// (portalocker 2.x and 3.x) or CHANNEL-lock-<holder id> (portalocker 4),
+// and what each answered a status ping: its mode (exclusive, shared, or
+// pending: a writer waiting for readers), protocol (0 or 1) and what it
+// looks like (pubsublock, portalocker 4, portalocker 2/3); "name=NAME (no
+// answer)" for a holder silent for --unavailable-timeout. Servers without CLIENT LIST (miniredis, restricted ACL
 // users) show "holder: unknown". When the count of subscribers differs
 // from the holders found, the first line says both, "CHANNEL: held (2
 // subscribers, 1 named CHANNEL-lock)", and a "note:" line explains:
@@ -135,6 +140,8 @@
 //	    --kill-after D          grace between SIGTERM and SIGKILL on loss
 //	                            (default 10s)
 //	    --fencing               pass a fencing token as PUBSUBLOCK_TOKEN
+//	-s, --shared                a shared (reader's) lock: readers hold it
+//	                            together, a writer waits for all of them
 //	-v, --verbose               log the server (without its password),
 //	                            acquisition, signals, stops, loss and kills
 //	    --version, -h/--help

@@ -36,6 +36,7 @@ type options struct {
 	dialTimeout         time.Duration
 	killAfter           time.Duration
 	fencing             bool
+	shared              bool // a reader's lock (pubsublock.Config.Shared)
 	verbose             bool
 	version             bool
 	help                bool
@@ -119,6 +120,7 @@ func parseArgs(args []string, getenv func(string) string) (*options, error) {
 	duration(&o.dialTimeout, "dial-timeout")
 	duration(&o.killAfter, "kill-after")
 	boolean(&o.fencing, "fencing")
+	boolean(&o.shared, "s", "shared")
 	str(&o.passwordFile, "password-file")
 	str(&o.cacert, "cacert")
 	str(&o.cert, "cert")

@@ -92,6 +92,7 @@ func (o *options) config(s server, log *slog.Logger) pubsublock.Config {
 		UnavailableTimeout:  o.unavailableTimeout,
 		HealthCheckInterval: o.healthCheckInterval,
 		Fencing:             o.fencing,
+		Shared:              o.shared,
 		Logger:              log,
 	}
 	if o.timeout < 0 {

@@ -44,7 +44,7 @@ func runStatus(o *options, srv server, stdout, stderr io.Writer) int {
 // describe writes what Status found, as status prints it:
 //
 //	CHANNEL: held
-//	holder: id=ID addr=HOST:PORT age=DURATION
+//	holder: id=ID addr=HOST:PORT age=DURATION name=NAME mode=MODE protocol=P (KIND)
 //
 // A count of subscribers that differs from the holders found is given on
 // the first line, and subscribers that are not holders get a note.
@@ -67,14 +67,35 @@ func describe(l *pubsublock.Lock, st pubsublock.Status) string {
 		fmt.Fprintf(&b, "holder: none (no subscribed client named %s)\n", l.ClientName())
 	}
 	for _, h := range st.Holders {
-		fmt.Fprintf(&b, "holder: id=%d addr=%s age=%v\n", h.ID, h.Addr, h.Age)
+		fmt.Fprintf(&b, "holder: id=%d addr=%s age=%v %s\n", h.ID, h.Addr, h.Age, holderDetails(h))
 	}
 	if n := others(st); n > 0 {
 		fmt.Fprintf(&b, "note: %s\n", othersNote(l, n))
-	} else if len(st.Holders) > 1 {
+	} else if len(st.Holders) > 1 && !readers(st) {
 		b.WriteString("note: contenders subscribe under the holder's name for a moment while they try\n")
 	}
 	return b.String()
+}
+
+// holderDetails says who a holder is, from its name and its answer to
+// the status ping: "name=NAME mode=MODE protocol=P (KIND)", or "name=NAME
+// (no answer)".
+func holderDetails(h pubsublock.Holder) string {
+	if !h.Answered {
+		return "name=" + h.Name + " (no answer)"
+	}
+	return fmt.Sprintf("name=%s mode=%s protocol=%d (%s)", h.Name, h.Mode, h.Protocol, h.Kind)
+}
+
+// readers reports whether every holder answered as a reader: then the
+// lock is shared, and several holders are no contenders.
+func readers(st pubsublock.Status) bool {
+	for _, h := range st.Holders {
+		if h.Mode != pubsublock.ModeShared {
+			return false
+		}
+	}
+	return true
 }
 
 // others counts the channel's subscribers that are not named like a

@@ -28,8 +28,11 @@ that it still holds the lock before COMMAND runs again; if it does not,
 COMMAND's process group gets SIGKILL and pubsublock exits 75.
 
 "status CHANNEL" prints whether CHANNEL is held and, where the server's
-CLIENT LIST shows it, the holder's client id, address and connection age. It
-also counts subscribers that are not holders (a redis-cli SUBSCRIBE CHANNEL):
+CLIENT LIST shows it, each holder's client id, address, connection age and
+name, and what it answered a status ping: its mode (exclusive, shared, or
+pending: a writer waiting), protocol (0: portalocker 2.x/3.x's, 1:
+portalocker 4's) and what it looks like (pubsublock, portalocker 4,
+portalocker 2/3). It also counts subscribers that are not holders (a redis-cli SUBSCRIBE CHANNEL):
 they keep the lock taken, and no contender ever kills them.
 
 Flags (they go before CHANNEL):
@@ -65,6 +68,9 @@ Flags (they go before CHANNEL):
                               is lost (default 10s)
       --fencing               take a fencing token (INCR CHANNEL-fence) and
                               pass it to COMMAND as PUBSUBLOCK_TOKEN
+  -s, --shared                take a shared (reader's) lock: readers hold it
+                              together, Go ones and portalocker 4's
+                              LockFlags.SHARED alike; a writer waits for them
   -v, --verbose               log the server, acquisition, signals, stops,
                               loss and kills to stderr
       --version               print the version and exit
