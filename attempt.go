@@ -74,6 +74,9 @@ type attempt struct {
 	pending *hold
 
 	connFailures int // tries in a row whose connection failed
+	// yieldFor is what the last bell wait found left of a yield window
+	// (see bell.go): the try backs off, and the next waits that long.
+	yieldFor time.Duration
 }
 
 // close gives back the attempt's connections: sub only when it is clean,
@@ -307,6 +310,11 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 		return again, nil, nil
 	}
 	a.connFailures = 0
+	if a.yieldFor > 0 && a.sub.failed() == nil {
+		// A yield window is open: give the lock to portalocker's poller
+		// (see bell.go), even if this try found it free.
+		return a.yieldTo(ctx)
+	}
 	compatible := a.compatible
 	a.compatible = false
 	if n == 1 && a.sub.failed() == nil {
@@ -371,6 +379,29 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 			return raced, nil, ctx.Err()
 		}
 		return freed, nil, ctx.Err()
+	}
+	return busy, nil, ctx.Err()
+}
+
+// yieldTo undoes a try that a yield window forbids: it unsubscribes and
+// drops the holder's name, answers the pings that came meanwhile, and says
+// busy; the next try waits a.yieldFor.
+func (a *attempt) yieldTo(ctx context.Context) (outcome, *hold, error) {
+	l := a.s
+	l.log.Debug("yielding to a portalocker contender", "for", a.yieldFor)
+	a.sub.onPush = a.notePing
+	err := a.sub.pipeline(ctx, [][]string{{l.ps.unsubscribe, l.channel}, {"CLIENT", "SETNAME", l.cl.dc.name}}, nil)
+	a.sub.onPush = nil
+	pings := a.pings
+	a.pings = nil
+	if err != nil {
+		a.sub.close()
+		a.sub = nil
+	} else {
+		a.subClean = true
+	}
+	if len(pings) > 0 {
+		a.answer(ctx, pings)
 	}
 	return busy, nil, ctx.Err()
 }
@@ -727,13 +758,19 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	// The token is taken after our SUBSCRIBE and before the count, so a
 	// later holder, who must subscribe after our count, gets a larger one.
 	a.pings = nil // those of an earlier subscription were answered
+	a.yieldFor = 0
 	c.onPush = a.notePing
 	defer func() { c.onPush = nil }()
 	var cmds [][]string
+	checkYield := false // the reply after BLPOP's is the yield window's
 	if wait > 0 {
 		cmds = append(cmds, a.bellWait(wait))
+		if checkYield = !l.cl.caps.yield.no(); checkYield {
+			cmds = append(cmds, l.yieldCheck)
+		}
 	}
 	first := len(cmds) // replies before SETNAME's
+	yieldSeen := false
 	cmds = append(cmds, []string{"CLIENT", "SETNAME", l.name}, []string{l.ps.subscribe, l.channel})
 	inline := c.resp3 && !l.cl.caps.subCmds.no()
 	if inline {
@@ -749,6 +786,9 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	waited := wait == 0 // BLPOP answered
 	err = c.pipelineBlocking(ctx, wait+wakeGrace, cmds, func(i int, v resp.Value) error {
 		switch i -= first; {
+		case i == -1 && checkYield:
+			yieldSeen = true
+			a.yieldFor = time.Duration(v.Int) * time.Millisecond
 		case i < 0:
 			// [key, element]: the bell rang, or the wake list ended the
 			// pause; null: the server's timeout did.
@@ -783,6 +823,26 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 		// subscribed, uncounted: the try gives c up as a failed connection
 		// and tries again.
 		return 0, 0, false, fmt.Errorf("%w: waiting for the release bell: %w", errTryAgain, err)
+	}
+	if _, redirect := isRedirect(err); checkYield && waited && !yieldSeen && !redirect && errors.As(err, &re) {
+		// The yield window's key or script is refused (an ACL, scripts
+		// disabled): waiters do without it. The commands behind it ran:
+		// as above.
+		if !transient(re) {
+			l.log.Debug("no yield window", "err", err)
+			l.cl.caps.yield.set(false)
+		}
+		if belled {
+			// The bell this try took is passed on: the next try, at
+			// once, or another waiter takes it.
+			if aux, err := a.getAux(ctx); err == nil {
+				_, _ = aux.do(ctx, l.ring...)
+			}
+		}
+		return 0, 0, false, fmt.Errorf("%w: reading the yield window: %w", errTryAgain, err)
+	}
+	if checkYield && yieldSeen {
+		l.cl.caps.yield.set(true)
 	}
 	if inline && err != nil && refusedWhileSubscribed(err) {
 		// miniredis: a subscribed connection refuses other commands even

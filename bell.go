@@ -47,6 +47,17 @@ import (
 // the end of their pauses, as the Python ones do, rather than take the
 // lock ahead of them.
 //
+// Without the bell a Go waiter and a portalocker one would still poll on
+// equal terms, and a Go loop that acquires again right after its release
+// would win every time. So such a release also opens a yield window: it
+// sets "<channel>-wake-yield" (a name the waiters' ACL pattern already
+// covers) to yieldValue for yieldWindow, one portalocker poll and a margin.
+// A Go try whose pause ends in the window backs off until it closes, and
+// the Lock that released waits it out before its next try, so the
+// portalocker contender, whose next poll falls in the window, finds the
+// lock free. A Go Acquire that starts in the window on another Lock does
+// not look, and may still take the lock first.
+//
 // The bell is only a wake-up call: the lock is still held by the
 // subscription alone, and a try woken by a stale bell finds the holder and
 // waits again. The ring (a script: LPUSH, LTRIM, PEXPIRE) trims the list
@@ -58,6 +69,39 @@ import (
 // bellValue is the element a ring pushes: a list under the bell's name
 // holding exactly this one element is the bell's own.
 const bellValue = "pubsublock-bell"
+
+// yieldValue marks the yield window's key as the lock's own.
+const yieldValue = "pubsublock-yield"
+
+// yieldWindow is how long a release that a portalocker contender pinged
+// keeps Go tries off the lock: portalocker's default check_interval,
+// 250 ms, and a margin for its round trips.
+const yieldWindow = 350 * time.Millisecond
+
+// yieldCmd returns the command that opens the yield window on key: one
+// script, so that a key the user owns under that name is left alone.
+func yieldCmd(key string) []string {
+	return []string{"EVAL", yieldScript, "1", key, yieldValue, strconv.FormatInt(yieldWindow.Milliseconds(), 10)}
+}
+
+// yieldOurs is the Lua test that KEYS[1] is absent or the yield window's
+// own: a string holding ARGV[1].
+const yieldOurs = `local t = redis.call('TYPE', KEYS[1])
+if type(t) == 'table' then t = t.ok end
+local ours = t == 'none' or (t == 'string' and redis.call('GET', KEYS[1]) == ARGV[1])
+`
+
+// yieldScript sets the yield window, for ARGV[2] milliseconds.
+const yieldScript = yieldOurs + `if not ours then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`
+
+// yieldCheckScript returns the milliseconds left of an open yield window,
+// else 0.
+const yieldCheckScript = yieldOurs + `if not ours then return 0 end
+local ms = redis.call('PTTL', KEYS[1])
+if ms < 0 then return 0 end
+return ms`
 
 // ringCmd returns the command of a release's bell for channel: one
 // script, so that a key the user owns under the bell's name (another

@@ -403,6 +403,9 @@ type capabilities struct {
 	// waiter's pause ends at the server's BLPOP timeout, which an idle
 	// Redis applies only every 1/hz seconds.
 	wake support
+	// yield: the yield window's key may be read and set (see bell.go);
+	// not where an ACL or the server refuses the scripts.
+	yield support
 }
 
 // support is whether a server does one thing: unknown until found out.

@@ -160,7 +160,7 @@
 //	ACL SETUSER locker on >secret resetchannels &jobs &jobs-* ~jobs-released ~jobs-fence
 //	    ~jobs-wake-* +subscribe +unsubscribe +publish +pubsub|numsub +client|setname
 //	    +client|list +client|kill +blpop +eval +lpush +ltrim +pexpire
-//	    +type +llen +lindex +ping +hello +incr +select
+//	    +type +llen +lindex +get +set +pttl +ping +hello +incr +select
 //
 // Without +client|list and +client|kill a contender cannot kill a silent
 // holder (ErrKillUnsupported); without the bell's commands waiters poll;

@@ -62,6 +62,9 @@ type Lock struct {
 	// the bell's own (UnixNano; 0: never): attempts within bellRecheck of
 	// it do not look again.
 	bellFreeAt atomic.Int64
+	// yieldUntil is when the yield window opened by this Lock's last
+	// release closes (Unix nanoseconds; see bell.go).
+	yieldUntil atomic.Int64
 
 	mu    sync.Mutex // guards h and busy
 	h     *hold      // current hold, nil when not held
@@ -265,6 +268,16 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	ping := once           // ping a holder found (a scheduled poll, or TryAcquire)
 	tookOver := false      // once: the one extra try after killing a silent holder was made
 	var wait time.Duration // the try first waits up to this long for the release bell
+	if at := l.yieldUntil.Load(); at != 0 && !once {
+		// This Lock's release left the lock to a portalocker poller for
+		// a while: wait that out (a release bell ends the wait early).
+		if d := time.Until(time.Unix(0, at)); d > 0 {
+			wait = d
+			if timeout >= 0 {
+				wait = min(wait, timeout)
+			}
+		}
+	}
 	for try := 0; ; try++ {
 		if err := ctx.Err(); err != nil {
 			return l.opErr("acquire", ctxCause(ctx))
@@ -323,6 +336,9 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 			return l.alreadyLocked()
 		}
 		wait = jitter(l.cfg.CheckInterval)
+		if a.yieldFor > 0 {
+			wait, a.yieldFor = a.yieldFor+time.Millisecond, 0
+		}
 		if !until.IsZero() {
 			wait = min(wait, until.Sub(now))
 		}
@@ -374,6 +390,11 @@ func (l *Lock) Release(ctx context.Context) error {
 		return ErrNotHeld
 	}
 	err := h.release(ctx)
+	if err == nil && h.deaf.Load() && !h.tentative.Load() {
+		// The release opened a yield window (see bell.go): this Lock's
+		// next Acquire waits it out.
+		l.yieldUntil.Store(time.Now().Add(yieldWindow).UnixNano())
+	}
 	if err != nil {
 		l.log.Debug("released after loss", "err", err)
 	} else {

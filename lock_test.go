@@ -59,6 +59,37 @@ func TestAcquireRelease(t *testing.T) {
 	})
 }
 
+// TestACLWithoutYield: under the ACL of earlier versions, without the yield
+// window's commands, a waiter woken by the bell still takes the lock at
+// once: the bell its refused check took is passed on, and the Client does
+// without the window from then on.
+func TestACLWithoutYield(t *testing.T) {
+	s := redistest.Redis(t, "--user", "locker", "on", ">secret", "resetchannels", "&jobs", "&jobs-*",
+		"~jobs-released", "~jobs-wake-*",
+		"+subscribe", "+unsubscribe", "+publish", "+pubsub|numsub", "+client|setname",
+		"+blpop", "+eval", "+lpush", "+ltrim", "+pexpire", "+type", "+llen", "+lindex",
+		"+ping", "+hello", "+select")
+	url := "redis://locker:secret@" + s.Addr()
+	ctx := context.Background()
+	a := newLock(t, "jobs", Config{URL: url})
+	if err := a.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl := newClient(t, ClientConfig{URL: url})
+	b := newLock(t, "jobs", Config{Client: cl, CheckInterval: time.Minute, Timeout: -1})
+	got := acquireAsync(ctx, b)
+	awaitBlocked(t, s.URL(), 1)
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if !cl.caps.yield.no() || cl.caps.bell.no() {
+		t.Fatalf("yield window refused %v, bell refused %v; want the window given up and the bell kept", cl.caps.yield.no(), cl.caps.bell.no())
+	}
+}
+
 // TestMinimalACL runs the lock as a user with exactly the permissions the
 // package documentation lists, including killing a silent holder, the
 // release bell and the wake push that ends a waiter's pause.
@@ -67,7 +98,7 @@ func TestMinimalACL(t *testing.T) {
 		"~jobs-released", "~jobs-fence", "~jobs-wake-*",
 		"+subscribe", "+unsubscribe", "+publish", "+pubsub|numsub", "+client|setname", "+client|list",
 		"+client|kill", "+blpop", "+eval", "+lpush", "+ltrim", "+pexpire", "+type", "+llen", "+lindex",
-		"+ping", "+hello", "+incr", "+select")
+		"+get", "+set", "+pttl", "+ping", "+hello", "+incr", "+select")
 	url := "redis://locker:secret@" + s.Addr()
 	ctx := context.Background()
 	a := newLock(t, "jobs", Config{URL: url, Fencing: true})
@@ -87,8 +118,8 @@ func TestMinimalACL(t *testing.T) {
 		if err := b.Acquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
 			t.Fatalf("Acquire of a held lock: %v", err)
 		}
-		if cl.caps.bell.no() || cl.caps.wake.no() {
-			t.Fatalf("protocol %s: bell refused %v, wake refused %v", proto, cl.caps.bell.no(), cl.caps.wake.no())
+		if cl.caps.bell.no() || cl.caps.wake.no() || cl.caps.yield.no() {
+			t.Fatalf("protocol %s: bell refused %v, wake refused %v, yield window refused %v", proto, cl.caps.bell.no(), cl.caps.wake.no(), cl.caps.yield.no())
 		}
 	}
 	// Woken by the bell: its pause is far longer than its context.

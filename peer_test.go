@@ -925,8 +925,9 @@ func TestPeer4Contention(t *testing.T) {
 // TestPeerDeafContenderNoBell: a holder that a portalocker contender (which
 // polls, and does not hear the release bell) pinged releases without
 // ringing, so a Go waiter does not take the lock ahead of it at once: it
-// tries at the end of its pause, as the Python one does. Without such a
-// ping the bell hands the lock over at once.
+// tries at the end of its pause, as the Python one does; and it opens a
+// yield window, which its own next Acquire waits out. Without such a ping
+// the bell hands the lock over at once, and no window opens.
 func TestPeerDeafContenderNoBell(t *testing.T) {
 	for _, deaf := range []bool{false, true} {
 		t.Run(fmt.Sprintf("deaf=%v", deaf), func(t *testing.T) {
@@ -953,6 +954,22 @@ func TestPeerDeafContenderNoBell(t *testing.T) {
 			released := time.Now()
 			if err := h.Release(context.Background()); err != nil {
 				t.Fatal(err)
+			}
+			if deaf {
+				// A yield window is open, and the holder's next Acquire
+				// waits it out (the waiter's pause is longer).
+				if ms, err := strconv.Atoi(mustDo(t, s, "PTTL", "deaf-wake-yield")); err != nil || ms <= 0 || ms > int(yieldWindow/time.Millisecond) {
+					t.Errorf("PTTL deaf-wake-yield = %d %v; want the window, at most %v", ms, err, yieldWindow)
+				}
+				mustAcquire(t, h)
+				if d := time.Since(released); d < yieldWindow-50*time.Millisecond {
+					t.Errorf("the holder took the lock again %v after its release, inside its yield window of %v", d, yieldWindow)
+				}
+				if err := h.Release(context.Background()); err != nil { // unpinged: it rings
+					t.Fatal(err)
+				}
+			} else if n := mustDo(t, s, "EXISTS", "deaf-wake-yield"); n != "0" {
+				t.Errorf("a release nobody deaf pinged opened a yield window")
 			}
 			d := (<-got).Sub(released)
 			t.Logf("the Go waiter took the lock %v after the release", d)

@@ -35,12 +35,15 @@ type spec struct {
 	fence      string   // key of the fencing counter: channel + "-fence" (see Client.fenceKey)
 	bell       string   // key of the release bell: channel + "-released" (see bell.go)
 	ring       []string // the command that rings the bell (see ringCmd)
-	waiting    string   // reply channel of a waiter's announcement: channel + "-waiting"
-	announce   string   // a waiter's announcement: a ping answered on waiting
-	cfg        Config   // with defaults applied
-	cl         *Client
-	ps         pubsub // classic, or sharded on a cluster
-	log        *slog.Logger
+	// yield opens the yield window for portalocker's pollers, yieldCheck
+	// reads what is left of it (see bell.go).
+	yield, yieldCheck []string
+	waiting           string // reply channel of a waiter's announcement: channel + "-waiting"
+	announce          string // a waiter's announcement: a ping answered on waiting
+	cfg               Config // with defaults applied
+	cl                *Client
+	ps                pubsub // classic, or sharded on a cluster
+	log               *slog.Logger
 }
 
 // newSpec derives the spec of a lock on channel; cfg has its defaults.
@@ -50,6 +53,7 @@ func newSpec(channel string, cfg Config, cl *Client) *spec {
 		log = slog.New(slog.DiscardHandler)
 	}
 	bell, waiting := cl.bellKey(channel), cl.sideName(channel, "waiting") // on a cluster, searched for once
+	yieldKey := cl.sideName(channel, "wake-yield")
 	name, id, self := channel+"-lock", "", newHolderID()
 	if cfg.Protocol == 1 || cfg.Shared {
 		id = self
@@ -65,6 +69,8 @@ func newSpec(channel string, cfg Config, cl *Client) *spec {
 		fence:      cl.fenceKey(channel),
 		bell:       bell,
 		ring:       ringCmd(bell, cfg.CheckInterval),
+		yield:      yieldCmd(yieldKey),
+		yieldCheck: []string{"EVAL", yieldCheckScript, "1", yieldKey, yieldValue},
 		waiting:    waiting,
 		announce:   pingMessage(waiting),
 		cfg:        cfg,

@@ -39,6 +39,9 @@ type hold struct {
 	waited    atomic.Bool
 	rang      atomic.Bool
 	ringAfter atomic.Bool // the release left the ring to the worker (see release)
+	// yieldAfter: the release left the yield window to the worker, as the
+	// ring (see release).
+	yieldAfter atomic.Bool
 	// deaf is set once a contender that does not hear the release bell
 	// (portalocker's, which polls) pinged: the release then rings no bell,
 	// so that a Go waiter, which the bell would wake at once, does not take
@@ -139,6 +142,9 @@ func (h *hold) work() {
 	var ring [][]string
 	if (h.lateRing || h.ringAfter.Load()) && !h.rang.Load() && !h.tentative.Load() && !h.deaf.Load() && h.lostErr() == nil {
 		ring = append(ring, h.s.ring)
+	}
+	if h.yieldAfter.Load() && h.lostErr() == nil {
+		ring = append(ring, h.s.yield)
 	}
 	if len(h.late) > 0 || len(ring) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), h.s.cfg.UnavailableTimeout)
@@ -388,6 +394,16 @@ func (h *hold) release(ctx context.Context) error {
 	default:
 		h.rang.Store(true)
 		cmds = append(cmds, h.s.ring)
+		chans = append(chans, nil)
+	}
+	// A portalocker contender pinged: keep Go tries off the lock until
+	// its next poll (see the yield window in bell.go).
+	switch {
+	case !h.deaf.Load() || h.tentative.Load() || h.s.cl.caps.yield.no():
+	case h.s.cl.caps.subCmds.no():
+		h.yieldAfter.Store(true) // as ringAfter
+	default:
+		cmds = append(cmds, h.s.yield)
 		chans = append(chans, nil)
 	}
 	pooled := h.s.cl.maxIdle > 0

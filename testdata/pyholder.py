@@ -11,6 +11,10 @@ Modes:
         wait up to TIMEOUT (default 2 s) for a real answer (a 'message', not
         the subscribe confirmation that portalocker 2.2.1 mistakes for one);
         print "answer <data>" or "noanswer".
+  loop  acquire and release back to back for TIMEOUT seconds, as a cron-like
+        worker does; print "ready" first, then "held <Unix time>" for each
+        hold, entered with INCR of the oracle key CHANNEL-oracle (a reply
+        other than 1 is counted in CHANNEL-oracle-bad), and "done <holds>".
 
 Every line is flushed at once: the Go test reads them as they come.
 """
@@ -87,12 +91,38 @@ def ping(host, port, channel, timeout):
     p.close()
 
 
+def loop(host, port, channel, duration):
+    r = redis.Redis(host=host, port=port)
+    oracle = f"{channel}-oracle"
+    lk = lock(host, port, channel, duration)
+    say("ready")
+    end = time.monotonic() + duration
+    holds = 0
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            lk.acquire(timeout=left)
+        except portalocker.AlreadyLocked:
+            break
+        if r.incr(oracle) != 1:
+            r.incr(oracle + "-bad")
+        say("held", repr(time.time()))
+        holds += 1
+        time.sleep(0.001)
+        r.decr(oracle)
+        lk.release()
+    say("done", holds)
+
+
 def main():
     mode, host, port, channel = sys.argv[1:5]
     port = int(port)
-    defaults = {"hold": 5.0, "try": 0.0, "ping": 2.0}
+    defaults = {"hold": 5.0, "try": 0.0, "ping": 2.0, "loop": 20.0}
     timeout = float(sys.argv[5]) if len(sys.argv) > 5 else defaults[mode]
-    {"hold": hold, "try": try_once, "ping": ping}[mode](host, port, channel, timeout)
+    modes = {"hold": hold, "try": try_once, "ping": ping, "loop": loop}
+    modes[mode](host, port, channel, timeout)
 
 
 if __name__ == "__main__":
