@@ -200,6 +200,9 @@ func parseRedirect(e resp.Error, from string) (slot int, addr string, ok bool) {
 
 // isRedirect reports whether err is a MOVED or ASK reply, and which.
 func isRedirect(err error) (code string, ok bool) {
+	if err == nil {
+		return "", false // before errors.As, whose target escapes
+	}
 	var re resp.Error
 	if errors.As(err, &re) && (re.Code() == "MOVED" || re.Code() == "ASK") {
 		return re.Code(), true

@@ -55,7 +55,7 @@ type conn struct {
 	addr  string // the server's address, where the Client pools it
 	// idleSince is when the connection went back to the Client's pool.
 	idleSince time.Time
-	raw       syscall.Conn // the socket, for peerClosed; nil if not one
+	raw       syscall.RawConn // the socket, for peerClosed; nil if not one
 	// replyTimeout bounds each synchronous round trip (see pipelineBlocking): the
 	// Client's DialTimeout. 0: no bound but the context's.
 	replyTimeout time.Duration
@@ -107,7 +107,11 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 		_ = tc.SetNoDelay(true)
 		_ = tc.SetKeepAlive(true)
 	}
-	raw, _ := nc.(syscall.Conn) // the socket itself, under TLS too
+	var raw syscall.RawConn // the socket itself, under TLS too
+	if sc, ok := nc.(syscall.Conn); ok {
+		// Once: each call allocates, and peerClosed runs on every try.
+		raw, _ = sc.SyscallConn()
+	}
 	if dc.tls != nil {
 		cfg := dc.tls.Clone()
 		if cfg.ServerName == "" {
@@ -567,12 +571,8 @@ func (c *conn) peerClosed() error {
 	if c.raw == nil {
 		return nil
 	}
-	rc, err := c.raw.SyscallConn()
-	if err != nil {
-		return nil
-	}
 	var closed bool
-	if rc.Control(func(fd uintptr) { closed = peerHungUp(fd) }) != nil {
+	if c.raw.Control(func(fd uintptr) { closed = peerHungUp(fd) }) != nil {
 		return nil
 	}
 	if closed {
