@@ -450,6 +450,11 @@ func (c *conn) roundTrip(ctx context.Context, limit time.Time, cmds [][]string, 
 // awaitDrain waits for drain to close, up to ctx's end or limit (zero:
 // no limit).
 func awaitDrain(ctx context.Context, limit time.Time, drain <-chan struct{}) error {
+	select {
+	case <-drain: // often already: no timer
+		return nil
+	default:
+	}
 	var expired <-chan time.Time
 	if !limit.IsZero() {
 		t := time.NewTimer(time.Until(limit))
