@@ -330,37 +330,16 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 	if compatible && a.sub.failed() == nil {
 		return a.contend(ctx, token)
 	}
-	a.sub.onPush = a.notePing
-	// Unsubscribe and drop the holder's name: a connection that lost keeps
-	// no name a contender (portalocker kills by name) would take for a
-	// holder's. Then announce this waiter to the holder, so that its
-	// release rings the bell; the count of receivers tells whether anyone
-	// still holds the lock.
+	// Announce this waiter to the holder, so that its release rings the
+	// bell; the count of receivers tells whether anyone still holds the
+	// lock.
 	receivers := int64(-1)
-	err = a.sub.pipeline(ctx, [][]string{
-		{l.ps.unsubscribe, l.channel},
-		{"CLIENT", "SETNAME", l.cl.dc.name},
-		{l.ps.publish, l.channel, l.announce},
-	}, func(i int, v resp.Value) error {
+	a.withdraw(ctx, []string{l.ps.publish, l.channel, l.announce}, func(i int, v resp.Value) error {
 		if i == 1 {
 			receivers = v.Int
 		}
 		return nil
 	})
-	a.sub.onPush = nil
-	pings := a.pings
-	a.pings = nil
-	if err != nil {
-		a.sub.close()
-		a.sub = nil
-	} else {
-		a.subClean = true
-	}
-	if len(pings) > 0 {
-		// Contenders that pinged listed this connection, subscribed and
-		// named; it may be again by the time they decide, so answer.
-		a.answer(ctx, pings)
-	}
 	switch {
 	case receivers != 0 && (l.shared || ping):
 		// A reader asks who holds the lock, and so does a writer whose
@@ -389,8 +368,26 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 func (a *attempt) yieldTo(ctx context.Context) (outcome, *hold, error) {
 	l := a.s
 	l.log.Debug("yielding to a portalocker contender", "for", a.yieldFor)
+	a.withdraw(ctx, nil, nil)
+	return busy, nil, ctx.Err()
+}
+
+// withdraw ends a try that did not take the lock: it unsubscribes sub and
+// drops the holder's name, so that a connection that lost keeps no name a
+// contender (portalocker kills by name) would take for a holder's, and
+// runs then, in the same write, the command next if not nil; fn gets the
+// replies after the unsubscribe's. Sub is then clean, or closed if that
+// failed. The pings noted meanwhile are answered: contenders that sent
+// them listed this connection, subscribed and named, and it may be again
+// by the time they decide.
+func (a *attempt) withdraw(ctx context.Context, next []string, fn func(i int, v resp.Value) error) {
+	l := a.s
+	cmds := [][]string{{l.ps.unsubscribe, l.channel}, {"CLIENT", "SETNAME", l.cl.dc.name}}
+	if next != nil {
+		cmds = append(cmds, next)
+	}
 	a.sub.onPush = a.notePing
-	err := a.sub.pipeline(ctx, [][]string{{l.ps.unsubscribe, l.channel}, {"CLIENT", "SETNAME", l.cl.dc.name}}, nil)
+	err := a.sub.pipeline(ctx, cmds, fn)
 	a.sub.onPush = nil
 	pings := a.pings
 	a.pings = nil
@@ -403,7 +400,6 @@ func (a *attempt) yieldTo(ctx context.Context) (outcome, *hold, error) {
 	if len(pings) > 0 {
 		a.answer(ctx, pings)
 	}
-	return busy, nil, ctx.Err()
 }
 
 // look asks, unsubscribed, who holds the lock: a reader, to join

@@ -205,6 +205,21 @@ func blockedClients(t testing.TB, url string) int {
 	return n
 }
 
+// bellHandOff starts waiter's Acquire, waits until it blocks on the bell,
+// releases holder, and fails the test unless waiter then takes the lock
+// (within acquireAsync's 5 s: give it a far longer pause).
+func bellHandOff(t *testing.T, s *redistest.Server, holder, waiter *Lock) {
+	t.Helper()
+	got := acquireAsync(context.Background(), waiter)
+	awaitBlocked(t, s.URL(), 1)
+	if err := holder.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // awaitBlocked waits until n clients are blocked (BLPOP), or, where the
 // server does not tell, a while.
 func awaitBlocked(t testing.TB, url string, n int) {

@@ -343,14 +343,7 @@ func TestInterop4Contention(t *testing.T) {
 			t.Logf("Go Locks:\n%s", l)
 		}
 	}()
-	do := func(args ...string) int64 {
-		out, err := s.Do(args...)
-		if err != nil {
-			t.Error(err)
-		}
-		n, _ := strconv.ParseInt(out, 10, 64)
-		return n
-	}
+	do := intDo(t, s)
 	for i := range 3 {
 		shared := i < 2
 		l := pubsublock.NewLock(t, "c4", pubsublock.Config{URL: s.URL(), Shared: shared, Protocol: 1, Timeout: 10 * time.Second,

@@ -50,6 +50,19 @@ func runPy(t *testing.T, s *redistest.Server, mode, channel string, args ...stri
 	return line
 }
 
+// intDo returns a function that runs a command on s and returns its
+// integer reply (0 for a null): the oracle's INCR, DECR and GET.
+func intDo(t *testing.T, s *redistest.Server) func(args ...string) int64 {
+	return func(args ...string) int64 {
+		out, err := s.Do(args...)
+		if err != nil {
+			t.Error(err)
+		}
+		n, _ := strconv.ParseInt(out, 10, 64)
+		return n
+	}
+}
+
 // checkAnswer checks a pinger's output: "answer" and a Unix time close to
 // now.
 func checkAnswer(t *testing.T, line string) {
@@ -233,14 +246,7 @@ func TestInteropFairToPython(t *testing.T) {
 		pys = append(pys, p)
 	}
 	start := time.Now()
-	do := func(args ...string) int64 {
-		out, err := s.Do(args...)
-		if err != nil {
-			t.Error(err)
-		}
-		n, _ := strconv.ParseInt(out, 10, 64)
-		return n
-	}
+	do := intDo(t, s)
 	// holds[i] are participant i's hold times: Go loops first, then Python.
 	holds := make([][]time.Time, 3+len(pys))
 	var wg sync.WaitGroup

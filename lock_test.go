@@ -76,15 +76,7 @@ func TestACLWithoutYield(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := newClient(t, ClientConfig{URL: url})
-	b := newLock(t, "jobs", Config{Client: cl, CheckInterval: time.Minute, Timeout: -1})
-	got := acquireAsync(ctx, b)
-	awaitBlocked(t, s.URL(), 1)
-	if err := a.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-got; err != nil {
-		t.Fatal(err)
-	}
+	bellHandOff(t, s, a, newLock(t, "jobs", Config{Client: cl, CheckInterval: time.Minute, Timeout: -1}))
 	if !cl.caps.yield.no() || cl.caps.bell.no() {
 		t.Fatalf("yield window refused %v, bell refused %v; want the window given up and the bell kept", cl.caps.yield.no(), cl.caps.bell.no())
 	}
@@ -123,15 +115,7 @@ func TestMinimalACL(t *testing.T) {
 		}
 	}
 	// Woken by the bell: its pause is far longer than its context.
-	b := newLock(t, "jobs", Config{URL: url, Fencing: true, CheckInterval: time.Minute, Timeout: -1})
-	got := acquireAsync(ctx, b)
-	awaitBlocked(t, s.URL(), 1)
-	if err := a.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-got; err != nil {
-		t.Fatal(err)
-	}
+	bellHandOff(t, s, a, newLock(t, "jobs", Config{URL: url, Fencing: true, CheckInterval: time.Minute, Timeout: -1}))
 	// A user without the lock's channel gets a clear permission error.
 	other := newLock(t, "other", Config{URL: url})
 	err := other.TryAcquire(ctx)
