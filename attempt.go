@@ -74,15 +74,30 @@ type attempt struct {
 	pending *hold
 
 	connFailures int // tries in a row whose connection failed
-	// yieldFor is what the last bell wait found left of a yield window
-	// (see bell.go): the try backs off, and the next waits that long.
-	yieldFor time.Duration
+	// yieldFor is what the last try found left of a yield window (see
+	// bell.go), and yieldID that window's value: the try backs off, and
+	// the next waits that long. yieldedTo is the last window the attempt
+	// backed off for: it does not back off twice for one (a server that
+	// does not expire keys would keep it open).
+	yieldFor           time.Duration
+	yieldID, yieldedTo string
+	// owesBell is set when the attempt backed off for a window after the
+	// bell woke it: if it ends without the lock, it rings for the next.
+	owesBell bool
+	until    time.Time // when Acquire gives up; zero: never
 }
 
 // close gives back the attempt's connections: sub only when it is clean,
 // else it is closed.
 func (a *attempt) close() {
 	a.leavePending(context.Background())
+	if a.owesBell {
+		ctx, cancel := context.WithTimeout(context.Background(), a.s.cfg.UnavailableTimeout)
+		if aux, err := a.getAux(ctx); err == nil {
+			_, _ = aux.do(ctx, a.s.ring...)
+		}
+		cancel()
+	}
 	if a.sub != nil && !a.subClean {
 		a.sub.close()
 	}
@@ -310,11 +325,15 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 		return again, nil, nil
 	}
 	a.connFailures = 0
-	if a.yieldFor > 0 && a.sub.failed() == nil {
+	if a.yieldFor > 0 && a.sub.failed() == nil && (a.until.IsZero() || time.Now().Add(a.yieldFor).Before(a.until)) {
 		// A yield window is open: give the lock to portalocker's poller
-		// (see bell.go), even if this try found it free.
+		// (see bell.go), even if this try found it free; unless Acquire
+		// would give up before the window closes.
+		a.yieldedTo = a.yieldID
+		a.owesBell = a.owesBell || belled
 		return a.yieldTo(ctx)
 	}
+	a.yieldFor = 0
 	compatible := a.compatible
 	a.compatible = false
 	if n == 1 && a.sub.failed() == nil {
@@ -324,6 +343,7 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 		}
 		h := newHold(l, a.sub, token, mode, a.waited, a.pings)
 		a.sub, a.pings = nil, nil
+		a.owesBell = false // it took the lock the bell was rung for
 		return taken, h, nil
 	}
 	l.log.Debug("contended", "subscribers", n, "belled", belled)
@@ -758,12 +778,15 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	c.onPush = a.notePing
 	defer func() { c.onPush = nil }()
 	var cmds [][]string
-	checkYield := false // the reply after BLPOP's is the yield window's
 	if wait > 0 {
 		cmds = append(cmds, a.bellWait(wait))
-		if checkYield = !l.cl.caps.yield.no(); checkYield {
-			cmds = append(cmds, l.yieldCheck)
-		}
+	}
+	// Every try after the first reads the yield window, right before it
+	// subscribes (a try at once after a waiter's announcement went
+	// unheard, too: the holder may have released after a portalocker ping).
+	checkYield := (wait > 0 || a.waited) && !l.cl.caps.yield.no()
+	if checkYield {
+		cmds = append(cmds, l.yieldCheck)
 	}
 	first := len(cmds) // replies before SETNAME's
 	yieldSeen := false
@@ -784,7 +807,10 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 		switch i -= first; {
 		case i == -1 && checkYield:
 			yieldSeen = true
-			a.yieldFor = time.Duration(v.Int) * time.Millisecond
+			if len(v.Elems) == 2 && v.Elems[0].Int > 0 && string(v.Elems[1].Str) != a.yieldedTo {
+				a.yieldFor = time.Duration(v.Elems[0].Int) * time.Millisecond
+				a.yieldID = string(v.Elems[1].Str)
+			}
 		case i < 0:
 			// [key, element]: the bell rang, or the wake list ended the
 			// pause; null: the server's timeout did.

@@ -70,38 +70,46 @@ import (
 // holding exactly this one element is the bell's own.
 const bellValue = "pubsublock-bell"
 
-// yieldValue marks the yield window's key as the lock's own.
-const yieldValue = "pubsublock-yield"
+// yieldValue begins the value of the yield window's key, which is the
+// lock's own only with it and a TTL; a random id per window follows.
+const yieldValue = "pubsublock-yield:"
 
 // yieldWindow is how long a release that a portalocker contender pinged
 // keeps Go tries off the lock: portalocker's default check_interval,
 // 250 ms, and a margin for its round trips.
 const yieldWindow = 350 * time.Millisecond
 
-// yieldCmd returns the command that opens the yield window on key: one
-// script, so that a key the user owns under that name is left alone.
-func yieldCmd(key string) []string {
-	return []string{"EVAL", yieldScript, "1", key, yieldValue, strconv.FormatInt(yieldWindow.Milliseconds(), 10)}
+// yieldCmd returns the command that opens a yield window, with an id of
+// its own: one script, so that a key the user owns under that name is left
+// alone.
+func (s *spec) yieldCmd() []string {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+	return []string{"EVAL", yieldScript, "1", s.yieldKey, yieldValue, yieldValue + hex.EncodeToString(b[:]),
+		strconv.FormatInt(yieldWindow.Milliseconds(), 10)}
 }
 
-// yieldOurs is the Lua test that KEYS[1] is absent or the yield window's
-// own: a string holding ARGV[1].
+// yieldOurs is the Lua test that KEYS[1] is absent, or the yield window's
+// own: a string that begins with ARGV[1] and expires (a server that does
+// not expire keys, such as miniredis, is dealt with by the waiters: see
+// attempt.yieldedTo). It leaves the value in v and the TTL in ms.
 const yieldOurs = `local t = redis.call('TYPE', KEYS[1])
 if type(t) == 'table' then t = t.ok end
-local ours = t == 'none' or (t == 'string' and redis.call('GET', KEYS[1]) == ARGV[1])
+local v, ms = '', redis.call('PTTL', KEYS[1])
+if t == 'string' then v = redis.call('GET', KEYS[1]) end
+local ours = t == 'none' or (t == 'string' and string.sub(v, 1, #ARGV[1]) == ARGV[1] and ms > 0)
 `
 
-// yieldScript sets the yield window, for ARGV[2] milliseconds.
+// yieldScript opens the window: the value ARGV[2], for ARGV[3]
+// milliseconds.
 const yieldScript = yieldOurs + `if not ours then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1`
 
-// yieldCheckScript returns the milliseconds left of an open yield window,
-// else 0.
-const yieldCheckScript = yieldOurs + `if not ours then return 0 end
-local ms = redis.call('PTTL', KEYS[1])
-if ms < 0 then return 0 end
-return ms`
+// yieldCheckScript returns the milliseconds left of an open yield window
+// and its value, else {0, ”}.
+const yieldCheckScript = yieldOurs + `if not ours or t == 'none' then return {0, ''} end
+return {ms, v}`
 
 // ringCmd returns the command of a release's bell for channel: one
 // script, so that a key the user owns under the bell's name (another

@@ -263,7 +263,7 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	// try does not wait, so only an Acquire that goes on to wait pays for
 	// the watch.
 	watchingClose := false
-	a := &attempt{s: l.spec, bellFreeAt: &l.bellFreeAt, once: once}
+	a := &attempt{s: l.spec, bellFreeAt: &l.bellFreeAt, once: once, until: until}
 	defer a.close()
 	ping := once           // ping a holder found (a scheduled poll, or TryAcquire)
 	tookOver := false      // once: the one extra try after killing a silent holder was made
@@ -271,11 +271,9 @@ func (l *Lock) acquire(ctx context.Context, timeout time.Duration, once bool) er
 	if at := l.yieldUntil.Load(); at != 0 && !once {
 		// This Lock's release left the lock to a portalocker poller for
 		// a while: wait that out (a release bell ends the wait early).
-		if d := time.Until(time.Unix(0, at)); d > 0 {
+		// Unless Acquire would give up first.
+		if d := time.Until(time.Unix(0, at)); d > 0 && (until.IsZero() || d < time.Until(until)) {
 			wait = d
-			if timeout >= 0 {
-				wait = min(wait, timeout)
-			}
 		}
 	}
 	for try := 0; ; try++ {
@@ -390,7 +388,7 @@ func (l *Lock) Release(ctx context.Context) error {
 		return ErrNotHeld
 	}
 	err := h.release(ctx)
-	if err == nil && h.deaf.Load() && !h.tentative.Load() {
+	if err == nil && h.deaf.Load() && !h.tentative.Load() && !l.cl.caps.yield.no() {
 		// The release opened a yield window (see bell.go): this Lock's
 		// next Acquire waits it out.
 		l.yieldUntil.Store(time.Now().Add(yieldWindow).UnixNano())

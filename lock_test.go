@@ -110,7 +110,7 @@ func TestMinimalACL(t *testing.T) {
 		if err := b.Acquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
 			t.Fatalf("Acquire of a held lock: %v", err)
 		}
-		if cl.caps.bell.no() || cl.caps.wake.no() || cl.caps.yield.no() {
+		if cl.caps.bell.no() || cl.caps.wake.no() || !cl.caps.yield.yes() {
 			t.Fatalf("protocol %s: bell refused %v, wake refused %v, yield window refused %v", proto, cl.caps.bell.no(), cl.caps.wake.no(), cl.caps.yield.no())
 		}
 	}

@@ -35,15 +35,16 @@ type spec struct {
 	fence      string   // key of the fencing counter: channel + "-fence" (see Client.fenceKey)
 	bell       string   // key of the release bell: channel + "-released" (see bell.go)
 	ring       []string // the command that rings the bell (see ringCmd)
-	// yield opens the yield window for portalocker's pollers, yieldCheck
-	// reads what is left of it (see bell.go).
-	yield, yieldCheck []string
-	waiting           string // reply channel of a waiter's announcement: channel + "-waiting"
-	announce          string // a waiter's announcement: a ping answered on waiting
-	cfg               Config // with defaults applied
-	cl                *Client
-	ps                pubsub // classic, or sharded on a cluster
-	log               *slog.Logger
+	// yieldKey is the key of the yield window for portalocker's pollers,
+	// which yieldCheck reads (see bell.go).
+	yieldKey   string
+	yieldCheck []string
+	waiting    string // reply channel of a waiter's announcement: channel + "-waiting"
+	announce   string // a waiter's announcement: a ping answered on waiting
+	cfg        Config // with defaults applied
+	cl         *Client
+	ps         pubsub // classic, or sharded on a cluster
+	log        *slog.Logger
 }
 
 // newSpec derives the spec of a lock on channel; cfg has its defaults.
@@ -69,7 +70,7 @@ func newSpec(channel string, cfg Config, cl *Client) *spec {
 		fence:      cl.fenceKey(channel),
 		bell:       bell,
 		ring:       ringCmd(bell, cfg.CheckInterval),
-		yield:      yieldCmd(yieldKey),
+		yieldKey:   yieldKey,
 		yieldCheck: []string{"EVAL", yieldCheckScript, "1", yieldKey, yieldValue},
 		waiting:    waiting,
 		announce:   pingMessage(waiting),

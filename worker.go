@@ -144,7 +144,7 @@ func (h *hold) work() {
 		ring = append(ring, h.s.ring)
 	}
 	if h.yieldAfter.Load() && h.lostErr() == nil {
-		ring = append(ring, h.s.yield)
+		ring = append(ring, h.s.yieldCmd())
 	}
 	if len(h.late) > 0 || len(ring) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), h.s.cfg.UnavailableTimeout)
@@ -403,7 +403,7 @@ func (h *hold) release(ctx context.Context) error {
 	case h.s.cl.caps.subCmds.no():
 		h.yieldAfter.Store(true) // as ringAfter
 	default:
-		cmds = append(cmds, h.s.yield)
+		cmds = append(cmds, h.s.yieldCmd())
 		chans = append(chans, nil)
 	}
 	pooled := h.s.cl.maxIdle > 0

@@ -12,7 +12,8 @@ Modes:
         the subscribe confirmation that portalocker 2.2.1 mistakes for one);
         print "answer <data>" or "noanswer".
   loop  acquire and release back to back for TIMEOUT seconds, as a cron-like
-        worker does; print "ready" first, then "held <Unix time>" for each
+        worker does; print "ready" first, and start when a line comes on
+        stdin; then print "held <Unix time>" for each
         hold, entered with INCR of the oracle key CHANNEL-oracle (a reply
         other than 1 is counted in CHANNEL-oracle-bad), and "done <holds>".
 
@@ -96,6 +97,7 @@ def loop(host, port, channel, duration):
     oracle = f"{channel}-oracle"
     lk = lock(host, port, channel, duration)
     say("ready")
+    sys.stdin.readline()  # the test starts every loop at once
     end = time.monotonic() + duration
     holds = 0
     while True:
