@@ -77,10 +77,12 @@ type attempt struct {
 	// yieldFor is what the last try found left of a yield window (see
 	// bell.go), and yieldID that window's value: the try backs off, and
 	// the next waits that long. yieldedTo is the last window the attempt
-	// backed off for: it does not back off twice for one (a server that
-	// does not expire keys would keep it open).
+	// backed off for, from yieldedAt: it backs off for one no longer than
+	// yieldWindow (a server that does not expire keys would keep it open;
+	// and a wait may end early, by a stale wake push).
 	yieldFor           time.Duration
 	yieldID, yieldedTo string
+	yieldedAt          time.Time
 	// owesBell is set when the attempt backed off for a window after the
 	// bell woke it: if it ends without the lock, it rings for the next.
 	owesBell bool
@@ -329,7 +331,9 @@ func (a *attempt) try(ctx context.Context, ping bool, wait time.Duration) (out o
 		// A yield window is open: give the lock to portalocker's poller
 		// (see bell.go), even if this try found it free; unless Acquire
 		// would give up before the window closes.
-		a.yieldedTo = a.yieldID
+		if a.yieldID != a.yieldedTo {
+			a.yieldedTo, a.yieldedAt = a.yieldID, time.Now()
+		}
 		a.owesBell = a.owesBell || belled
 		return a.yieldTo(ctx)
 	}
@@ -807,7 +811,7 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 		switch i -= first; {
 		case i == -1 && checkYield:
 			yieldSeen = true
-			if len(v.Elems) == 2 && v.Elems[0].Int > 0 && string(v.Elems[1].Str) != a.yieldedTo {
+			if len(v.Elems) == 2 && v.Elems[0].Int > 0 && (string(v.Elems[1].Str) != a.yieldedTo || time.Since(a.yieldedAt) < yieldWindow) {
 				a.yieldFor = time.Duration(v.Elems[0].Int) * time.Millisecond
 				a.yieldID = string(v.Elems[1].Str)
 			}

@@ -237,8 +237,9 @@ func TestInteropFairToPython(t *testing.T) {
 		// 20 s runs (the bound leaves room for a loaded machine). Go
 		// waiters get the lock by the bell among themselves, and by
 		// polling as the Python ones do after a Python hold: a lottery,
-		// whose longest waits were 1.1-3.9 s.
-		maxGapPy, maxGapGo = 3 * time.Second, 6 * time.Second
+		// whose longest waits were 1.1-3.9 s, once 7.7 s (in CI). The
+		// bound catches starvation, not unfairness.
+		maxGapPy, maxGapGo = 3 * time.Second, 12 * time.Second
 	)
 	var pys []*redistest.Proc
 	for range 2 {

@@ -1001,9 +1001,8 @@ func TestYieldWindow(t *testing.T) {
 			// address, and an earlier test's server may have had this port.
 			cl := newClient(t, ClientConfig{Addr: addr})
 			h := newLock(t, "yw", Config{Client: cl})
-			// A try that read no window yet and counts after the release
-			// still takes the lock (rarely: about 1 round in 30 here).
-			// Three rounds; at most one may be early.
+			// Three rounds: a wait that a stale wake push ended early once
+			// let a try take the lock inside the window.
 			early := 0
 			for range 3 {
 				mustAcquire(t, h)
@@ -1039,7 +1038,7 @@ func TestYieldWindow(t *testing.T) {
 			}
 			// On miniredis the window is opened after the release's
 			// replies are read (see hold.yieldAfter): a try may come first.
-			if early > 1 && server == "redis" {
+			if early > 0 && server == "redis" {
 				t.Errorf("the waiter took the lock inside the window of %v in %d of 3 rounds", yieldWindow, early)
 			}
 
