@@ -155,7 +155,8 @@
 // # Redis permissions
 //
 // With Redis ACLs the lock needs, on the lock channel, its reply channels,
-// the release bell, the waiters' wake lists and (for fencing) the fence key:
+// the release bell, the waiters' wake lists and the yield window (keys
+// "jobs-wake-*"), and (for fencing) the fence key:
 //
 //	ACL SETUSER locker on >secret resetchannels &jobs &jobs-* ~jobs-released ~jobs-fence
 //	    ~jobs-wake-* +subscribe +unsubscribe +publish +pubsub|numsub +client|setname
@@ -164,5 +165,7 @@
 //
 // Without +client|list and +client|kill a contender cannot kill a silent
 // holder (ErrKillUnsupported); without the bell's commands waiters poll;
-// everything else works.
+// without +get +set +pttl Go waiters do not hold back for portalocker's
+// pollers after a hold they pinged (the yield window); everything else
+// works.
 package pubsublock
