@@ -95,9 +95,7 @@ func (a *attempt) close() {
 	a.leavePending(context.Background())
 	if a.owesBell {
 		ctx, cancel := context.WithTimeout(context.Background(), a.s.cfg.UnavailableTimeout)
-		if aux, err := a.getAux(ctx); err == nil {
-			_, _ = aux.do(ctx, a.s.ring...)
-		}
+		a.ringAgain(ctx)
 		cancel()
 	}
 	if a.sub != nil && !a.subClean {
@@ -106,6 +104,14 @@ func (a *attempt) close() {
 	a.s.cl.put(a.sub)
 	a.s.cl.put(a.aux)
 	a.sub, a.aux = nil, nil
+}
+
+// ringAgain passes on a bell this attempt took and did not use, from the
+// auxiliary connection; a failure leaves the waiters to their pauses.
+func (a *attempt) ringAgain(ctx context.Context) {
+	if aux, err := a.getAux(ctx); err == nil {
+		_, _ = aux.do(ctx, a.s.ring...)
+	}
 }
 
 func (a *attempt) getAux(ctx context.Context) (*conn, error) {
@@ -859,11 +865,8 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 			l.cl.caps.yield.set(false)
 		}
 		if belled {
-			// The bell this try took is passed on: the next try, at
-			// once, or another waiter takes it.
-			if aux, err := a.getAux(ctx); err == nil {
-				_, _ = aux.do(ctx, l.ring...)
-			}
+			// The next try, at once, or another waiter takes it.
+			a.ringAgain(ctx)
 		}
 		return 0, 0, false, fmt.Errorf("%w: reading the yield window: %w", errTryAgain, err)
 	}
