@@ -14,5 +14,8 @@ var (
 	StartGoHolder = startGoHolder
 )
 
+// HolderProcessEnv is holderProcessEnv, for the black-box tests.
+const HolderProcessEnv = holderProcessEnv
+
 // LockedBuffer is lockedBuffer, for the black-box tests.
 type LockedBuffer = lockedBuffer

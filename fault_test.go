@@ -38,11 +38,14 @@ func publishAll(t *testing.T, addr, channel string, msgs ...string) {
 	}
 }
 
-// The holder process: TestFaultHelperProcess runs in a child test binary
-// when PUBSUBLOCK_FAULT_HELPER is set. It acquires the lock described by
-// the environment, prints "held", and exits after printing "lost" when it
-// sees Lost(), or after releasing when its stdin closes.
-const helperEnv = "PUBSUBLOCK_FAULT_HELPER"
+// The holder process of the fault, peer and interop tests:
+// TestFaultHelperProcess runs in a child test binary when
+// PUBSUBLOCK_FAULT_HELPER is set. It acquires the lock on
+// PUBSUBLOCK_CHANNEL at PUBSUBLOCK_URL (with PUBSUBLOCK_PROTOCOL and
+// PUBSUBLOCK_UNAVAILABLE_TIMEOUT when set), prints "held <holder id>", and
+// exits after printing "lost" when it sees Lost(), or after releasing when
+// its stdin closes.
+const helperEnv = pubsublock.HolderProcessEnv
 
 func TestFaultHelperProcess(t *testing.T) {
 	if os.Getenv(helperEnv) != "1" {
@@ -52,6 +55,7 @@ func TestFaultHelperProcess(t *testing.T) {
 	if d, err := time.ParseDuration(os.Getenv("PUBSUBLOCK_UNAVAILABLE_TIMEOUT")); err == nil {
 		cfg.UnavailableTimeout = d
 	}
+	cfg.Protocol, _ = strconv.Atoi(os.Getenv("PUBSUBLOCK_PROTOCOL"))
 	l, err := pubsublock.New(os.Getenv("PUBSUBLOCK_CHANNEL"), cfg)
 	if err != nil {
 		fmt.Println("error", err)
@@ -63,7 +67,7 @@ func TestFaultHelperProcess(t *testing.T) {
 		fmt.Println("error", err)
 		os.Exit(2)
 	}
-	fmt.Println("held")
+	fmt.Println("held", l.HolderID())
 	stdinClosed := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -350,43 +349,17 @@ func TestPeerStatus(t *testing.T) {
 	}
 }
 
-// The Go holder process of the peer and interop tests:
-// TestPeerHelperProcess runs in a child test binary when
-// PUBSUBLOCK_PEER_HELPER is set. It acquires the lock on
-// PUBSUBLOCK_CHANNEL at PUBSUBLOCK_URL with PUBSUBLOCK_PROTOCOL, prints
-// "held <holder id>", and releases when its stdin closes.
-const peerHelperEnv = "PUBSUBLOCK_PEER_HELPER"
-
-func TestPeerHelperProcess(t *testing.T) {
-	if os.Getenv(peerHelperEnv) != "1" {
-		return
-	}
-	cfg := Config{URL: os.Getenv("PUBSUBLOCK_URL"), Timeout: 10 * time.Second}
-	cfg.Protocol, _ = strconv.Atoi(os.Getenv("PUBSUBLOCK_PROTOCOL"))
-	l, err := New(os.Getenv("PUBSUBLOCK_CHANNEL"), cfg)
-	if err != nil {
-		fmt.Println("error", err)
-		os.Exit(2)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := l.Acquire(ctx); err != nil {
-		fmt.Println("error", err)
-		os.Exit(2)
-	}
-	fmt.Println("held", l.HolderID())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	_ = l.Release(context.Background())
-	os.Exit(0)
-}
+// holderProcessEnv makes the test binary a Go holder process (see
+// TestFaultHelperProcess, in fault_test.go).
+const holderProcessEnv = "PUBSUBLOCK_FAULT_HELPER"
 
 // startGoHolder starts the test binary as a Go holder of channel on url
 // speaking protocol, waits until it holds the lock, and returns it with
 // its client name.
 func startGoHolder(t *testing.T, url, channel string, protocol int) (*redistest.Proc, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestPeerHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), peerHelperEnv+"=1", "PUBSUBLOCK_URL="+url, "PUBSUBLOCK_CHANNEL="+channel,
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFaultHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), holderProcessEnv+"=1", "PUBSUBLOCK_URL="+url, "PUBSUBLOCK_CHANNEL="+channel,
 		"PUBSUBLOCK_PROTOCOL="+strconv.Itoa(protocol))
 	p := redistest.StartProc(t, cmd)
 	id := strings.TrimSpace(strings.TrimPrefix(p.Expect(t, "held", 15*time.Second), "held"))
