@@ -33,9 +33,19 @@ func TestHealthCheckUnansweredPing(t *testing.T) {
 			waitUntil(t, 5*time.Second, "two health check PINGs", func() bool {
 				return strings.Count(px.Sent(), cmd("PING")) >= 2
 			})
-			// A PING sent from here on may go out just before the blackhole
+			// The count is taken once no PING went out for 50 ms, so that
+			// the answer to the last one (a loopback round trip) is in; a
+			// PING sent from here on may go out just before the blackhole
 			// and have its answer swallowed: it counts.
 			pings := strings.Count(px.Sent(), cmd("PING"))
+			for {
+				time.Sleep(50 * time.Millisecond)
+				n := strings.Count(px.Sent(), cmd("PING"))
+				if n == pings {
+					break
+				}
+				pings = n
+			}
 			if err := l.Err(); err != nil {
 				t.Fatalf("Err() = %v with every PING answered", err)
 			}
