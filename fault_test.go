@@ -43,8 +43,9 @@ func publishAll(t *testing.T, addr, channel string, msgs ...string) {
 // PUBSUBLOCK_FAULT_HELPER is set. It acquires the lock on
 // PUBSUBLOCK_CHANNEL at PUBSUBLOCK_URL (with PUBSUBLOCK_PROTOCOL and
 // PUBSUBLOCK_UNAVAILABLE_TIMEOUT when set), prints "held <holder id>", and
-// exits after printing "lost" when it sees Lost(), or after releasing when
-// its stdin closes.
+// exits after printing "lost" when it sees Lost(), or "released" and
+// Release's error when its stdin closes (only the latter with
+// PUBSUBLOCK_RELEASE_ONLY=1).
 const helperEnv = pubsublock.HolderProcessEnv
 
 func TestFaultHelperProcess(t *testing.T) {
@@ -73,12 +74,15 @@ func TestFaultHelperProcess(t *testing.T) {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		close(stdinClosed)
 	}()
+	lost := l.Lost()
+	if os.Getenv("PUBSUBLOCK_RELEASE_ONLY") == "1" {
+		lost = nil // release at the end of stdin, lost or not
+	}
 	select {
-	case <-l.Lost():
+	case <-lost:
 		fmt.Println("lost", l.Err())
 	case <-stdinClosed:
-		_ = l.Release(context.Background())
-		fmt.Println("released")
+		fmt.Println("released", l.Release(context.Background()))
 	}
 	os.Exit(0)
 }
@@ -188,6 +192,33 @@ func TestFaultSIGSTOPpedHolder(t *testing.T) {
 	}
 	if n := s.NumSub(t, "frozen"); n != 1 {
 		t.Errorf("NUMSUB frozen = %d after the old holder resumed", n)
+	}
+}
+
+// TestFaultResumedHolderReleases: a holder process frozen inside its
+// critical section, taken over meanwhile, and resumed straight into Release
+// (its stdin closed while it was stopped) must hear from Release that it
+// lost the lock, though its worker goroutine may not have read the killed
+// connection yet: a pooled release returns once written.
+func TestFaultResumedHolderReleases(t *testing.T) {
+	pubsublock.LeakCheck(t)
+	s := redistest.Redis(t)
+	for i := range 8 {
+		p := startHolder(t, s.URL(), "resumed", "PUBSUBLOCK_RELEASE_ONLY=1")
+		p.Signal(t, syscall.SIGSTOP)
+		c := pubsublock.NewLock(t, "resumed", pubsublock.Config{URL: s.URL(), Timeout: 5 * time.Second, CheckInterval: 50 * time.Millisecond,
+			UnavailableTimeout: 200 * time.Millisecond})
+		pubsublock.MustAcquire(t, c)
+		p.Stdin.Close()
+		time.Sleep(20 * time.Millisecond) // the end of stdin waits, as the kill does
+		p.Signal(t, syscall.SIGCONT)
+		line := p.Expect(t, "released", 5*time.Second)
+		if !strings.Contains(line, pubsublock.ErrLost.Error()) {
+			t.Errorf("round %d: the resumed holder's Release said %q, want ErrLost", i, line)
+		}
+		if err := c.Release(context.Background()); err != nil {
+			t.Fatalf("round %d: new holder's Release: %v", i, err)
+		}
 	}
 }
 

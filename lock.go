@@ -199,16 +199,7 @@ func (l *Lock) Err() error {
 	if h == nil {
 		return ErrNotHeld
 	}
-	if err := h.lostErr(); err != nil {
-		return err
-	}
-	// The worker may not have read the news yet (a process resumed after
-	// a stop): a connection the server closed is a loss now.
-	if err := h.c.peerClosed(); err != nil {
-		h.end(err)
-		return h.lostErr()
-	}
-	return nil
+	return h.check()
 }
 
 // Acquire takes the lock, waiting up to Config.Timeout (or, with
@@ -377,7 +368,9 @@ var errNoAnswer = fmt.Errorf("no answer from the server within Timeout: %w", con
 // and closes the connection.
 //
 // If the hold was lost before, the error matches ErrLost and wraps the
-// cause; if the Lock does not hold the lock, ErrNotHeld (see Errors in the
+// cause. That includes a loss the worker has not read yet, as after a stop
+// of the process (on Linux, where the socket tells: see Err), and a
+// connection that failed before the release could be written. If the Lock does not hold the lock, ErrNotHeld (see Errors in the
 // package documentation). Release is safe to call twice and after errors.
 func (l *Lock) Release(ctx context.Context) error {
 	l.mu.Lock()

@@ -115,6 +115,21 @@ func (h *hold) lostErr() error {
 	return h.err
 }
 
+// check is lostErr, and more: the worker may not have read the news yet
+// (a process resumed after a stop, whose connection a contender killed
+// meanwhile), so a connection the server has closed is a loss now (on
+// Linux, see peerClosed).
+func (h *hold) check() error {
+	if err := h.lostErr(); err != nil {
+		return err
+	}
+	if err := h.c.peerClosed(); err != nil {
+		h.end(err)
+		return h.lostErr()
+	}
+	return nil
+}
+
 // errUnsubscribed is the cause of a loss by an unsubscribe the holder did
 // not ask for (a slot migration in cluster mode, a server-side kill of the
 // subscription).
@@ -371,7 +386,10 @@ func (s *spec) answerPings(ctx context.Context, c *conn, mode Mode, elected bool
 // and reads once the worker is done (see conn.sendFinal). Otherwise release
 // waits for the worker.
 func (h *hold) release(ctx context.Context) error {
-	if err := h.lostErr(); err != nil {
+	// A release on a pooled connection returns once written (the next user
+	// reads its replies), so it cannot wait to learn of a loss the worker
+	// has not read yet: check the socket first.
+	if err := h.check(); err != nil {
 		h.c.fatal(err)
 		<-h.workerDone
 		h.c.close()
@@ -417,6 +435,9 @@ func (h *hold) release(ctx context.Context) error {
 	}
 	err := h.c.sendFinal(cmds, chans, drain)
 	if err != nil {
+		// The server dropped the subscription before it could read the
+		// release: the hold was lost first.
+		h.end(err)
 		h.c.fatal(err)
 	}
 	// A server that never answers cannot keep the connection, and the

@@ -266,3 +266,28 @@ func TestAnalyzePortalockerPhantomFirst(t *testing.T) {
 			rp.reference, rp.regressions, rp.failures())
 	}
 }
+
+// TestAnalyzePortalockerPhantomKilled: as above, and the real holder is
+// then SIGKILLed inside, before it could be told: the overlap is the
+// SIGKILL's, and the fence regression still portalocker's.
+func TestAnalyzePortalockerPhantomKilled(t *testing.T) {
+	recs := join(
+		hold("p2.1", "p2.1.0.871", 7941, 10, 11, 30, 31),
+		[]record{
+			ev("g3.1", oracle.Acquired, "g3.1.0.58", 12, token(7940)),
+			ev("g3.1", oracle.Enter, "g3.1.0.58", 13, token(7940), inside("p2.1.0.871"), func(e *oracle.Event) { e.Regressed = true }),
+		},
+	)
+	recs[0].Counts = []int64{0, 1, 2}
+	faults := []fault{{kind: sigkill, proc: "g3.1", hold: "g3.1.0.58", start: at(14), end: at(20), hit: true}}
+	rp := analyze("t", recs, faults, testTiming)
+	if rp.killedUntold != 1 || len(rp.regressions) != 0 || len(rp.failures()) != 0 {
+		t.Errorf("SIGKILLed untold %d, reference %q, regressions %q, failures %q; want the overlap put down to the SIGKILL and the regression to portalocker",
+			rp.killedUntold, rp.reference, rp.regressions, rp.failures())
+	}
+	// Without portalocker's tell-tale count the regression is a failure.
+	recs[0].Counts = []int64{0, 2, 2}
+	if rp := analyze("t", recs, faults, testTiming); len(rp.regressions) != 1 {
+		t.Errorf("with counts [0 2 2]: regressions %q, want one", rp.regressions)
+	}
+}
