@@ -66,7 +66,7 @@
 // One at a time, every 0.2–1.2s, chosen at random: CLIENT KILL of the
 // connections named <channel>-lock; CLIENT KILL of a random client; CLIENT
 // PAUSE WRITE and CLIENT PAUSE ALL for 0.1–1.5s; a restart of the lock
-// server on its port (SIGTERM, start; the fence counter is kept in an AOF
+// server on its port (SHUTDOWN, start; the fence counter is kept in an AOF
 // so tokens keep growing); SIGKILL of a holder process, which is replaced;
 // SIGSTOP of a holder process for 0.3–3 UnavailableTimeouts, then SIGCONT;
 // and a black hole: the proxy stops forwarding a holder's connection both

@@ -156,7 +156,7 @@ func (f *faulter) inject(d draws) (fault, error) {
 	case restart:
 		flt.start = oracle.Now()
 		flt.hit = true
-		f.lock.stop()
+		f.lock.shutdown()
 		flt.at = oracle.Now()
 		err := f.lock.restart()
 		flt.end = oracle.Now()
