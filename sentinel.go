@@ -21,6 +21,11 @@ const (
 	// failoverHold bounds how long the primary whose failover began stays
 	// refused when the sentinels report neither the switch nor an abort.
 	failoverHold = 30 * time.Second
+	// resyncTicks is how many ticks apart the watcher asks its sentinel
+	// for the primary, as it does when it subscribes: an event it missed
+	// (published while it reconnected, or not at all) is made up for
+	// within that time, even while no get asks.
+	resyncTicks = 5
 	// primaryTries is how often get asks the sentinels again when the
 	// server they name turns out not to be a primary (ROLE).
 	primaryTries = 3
@@ -72,13 +77,22 @@ type sentinels struct {
 	live     map[string][]*conn // connections handed out, by server address
 	watching bool               // a watcher runs and has not decided to exit
 	closed   bool               // close was called
+	// resyncEvery is how many ticks apart the watcher resyncs (see
+	// resyncTicks; tests change it before the first get), and resyncs how
+	// many of its resyncs took effect.
+	resyncEvery int
+	resyncs     int
+	// events counts the failover events handled: an answer to a question
+	// asked before the last of them is older news, and is dropped (see
+	// namedSince).
+	events uint64
 }
 
 func newSentinels(t topology, dc dialConfig) *sentinels {
 	sdc := dialConfig{network: "tcp", dialTimeout: dc.dialTimeout, tls: dc.tls, dial: dc.dial,
 		resp2: true, limits: dc.limits}
 	return &sentinels{master: t.master, dc: sdc, addrs: t.sentinels,
-		live: make(map[string][]*conn), stop: make(chan struct{})}
+		live: make(map[string][]*conn), stop: make(chan struct{}), resyncEvery: resyncTicks}
 }
 
 // get returns a connection to the primary: an idle one, or a new one once
@@ -145,7 +159,7 @@ func (s *sentinels) resolve(ctx context.Context, cl *Client) (string, error) {
 		if s.failing != "" && time.Now().After(s.failEnd) {
 			s.failing = ""
 		}
-		primary, watching := s.currentLocked(), s.watching
+		primary, watching, seq := s.currentLocked(), s.watching, s.events
 		s.mu.Unlock()
 		if primary != "" && watching {
 			return primary, nil
@@ -154,8 +168,10 @@ func (s *sentinels) resolve(ctx context.Context, cl *Client) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		s.named(cl, addr, busy, fmt.Sprintf("sentinel names %s as primary of %s", addr, s.master))
-		if !busy {
+		// An answer older than an event handled meanwhile is dropped:
+		// look again.
+		fresh := s.namedSince(cl, seq, addr, busy, fmt.Sprintf("sentinel names %s as primary of %s", addr, s.master))
+		if fresh && !busy {
 			return addr, nil
 		}
 		if time.Now().After(deadline) {
@@ -257,14 +273,21 @@ func (s *sentinels) currentLocked() string {
 	return s.primary
 }
 
-// named records what a sentinel said: addr is the primary, and a failover
-// of it runs if busy. Connections to any other server, or to addr too if
-// busy, are closed with errFailover and why.
-func (s *sentinels) named(cl *Client, addr string, busy bool, why string) {
+// namedSince records what a sentinel said: addr is the primary, and a
+// failover of it runs if busy. Connections to any other server, or to addr
+// too if busy, are closed with errFailover and why. The question was asked
+// when s.events was seq: if an event was handled since, the answer may be
+// older than it, and namedSince drops it and reports false.
+func (s *sentinels) namedSince(cl *Client, seq uint64, addr string, busy bool, why string) bool {
 	s.mu.Lock()
+	if s.events != seq {
+		s.mu.Unlock()
+		return false
+	}
 	stale := s.namedLocked(addr, busy)
 	s.mu.Unlock()
 	s.retireAll(cl, stale, why)
+	return true
 }
 
 // namedLocked is named with mu held; it returns the addresses whose
@@ -430,15 +453,9 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 	// Events before the subscription were missed: ask for the primary
 	// now, and retire every connection to another server (to that one too
 	// if a failover of it runs).
-	primary, busy, err := s.askOne(setup, addr)
-	if err != nil {
+	if err := s.resync(setup, cl, addr); err != nil {
 		return err
 	}
-	why := fmt.Sprintf("sentinel %s names %s as primary of %s", addr, primary, s.master)
-	if busy {
-		why = fmt.Sprintf("sentinel %s reports a failover of %s at %s", addr, s.master, primary)
-	}
-	s.named(cl, primary, busy, why)
 
 	readDone := make(chan error, 1)
 	go func() {
@@ -467,7 +484,7 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 	tick := time.NewTicker(sentinelTick)
 	defer tick.Stop()
 	pong := make(chan reply, 1)
-	waiting := 0
+	waiting, ticks := 0, 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -484,6 +501,11 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 			if s.sweep() {
 				return nil
 			}
+			if ticks++; ticks%s.resyncEvery == 0 {
+				if err := s.resync(ctx, cl, addr); err != nil {
+					return err
+				}
+			}
 			if waiting > 0 {
 				if waiting++; waiting > 2 {
 					return fmt.Errorf("sentinel %s: no answer to PING", addr)
@@ -498,6 +520,30 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 	}
 }
 
+// resync asks the sentinel at addr for the primary and records what it
+// says (see named), as the watcher does when it subscribes.
+func (s *sentinels) resync(ctx context.Context, cl *Client, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.dc.dialTimeout)
+	defer cancel()
+	s.mu.Lock()
+	seq := s.events
+	s.mu.Unlock()
+	primary, busy, err := s.askOne(ctx, addr)
+	if err != nil {
+		return err
+	}
+	why := fmt.Sprintf("sentinel %s names %s as primary of %s", addr, primary, s.master)
+	if busy {
+		why = fmt.Sprintf("sentinel %s reports a failover of %s at %s", addr, s.master, primary)
+	}
+	if s.namedSince(cl, seq, primary, busy, why) { // or an event said newer
+		s.mu.Lock()
+		s.resyncs++
+		s.mu.Unlock()
+	}
+	return nil
+}
+
 // event handles one failover event of a sentinel.
 func (s *sentinels) event(cl *Client, channel, payload string) {
 	f := strings.Fields(payload)
@@ -508,6 +554,7 @@ func (s *sentinels) event(cl *Client, channel, payload string) {
 		}
 		old, primary := net.JoinHostPort(f[1], f[2]), net.JoinHostPort(f[3], f[4])
 		s.mu.Lock()
+		s.events++
 		s.failing = "" // the failover ended
 		stale := s.namedLocked(primary, false)
 		s.mu.Unlock()
@@ -515,6 +562,7 @@ func (s *sentinels) event(cl *Client, channel, payload string) {
 	case strings.HasPrefix(channel, "-failover-abort"):
 		if name, _ := eventMaster(f); name == s.master {
 			s.mu.Lock()
+			s.events++
 			s.failing = ""
 			s.mu.Unlock()
 		}
@@ -524,6 +572,7 @@ func (s *sentinels) event(cl *Client, channel, payload string) {
 			return
 		}
 		s.mu.Lock()
+		s.events++
 		s.failing, s.failEnd = addr, time.Now().Add(failoverHold)
 		if s.primary == addr {
 			s.primary = ""

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -459,6 +459,59 @@ func TestSentinelStaleDialRefused(t *testing.T) {
 	}
 }
 
+// A watcher that missed a failover's events, though its link to the
+// sentinel held, learns the new primary within a resync: it asks its
+// sentinel now and then, and closes the connections to the old primary.
+func TestSentinelPeriodicResync(t *testing.T) {
+	old, next := fakePrimary(t), fakePrimary(t)
+	sent := newScriptedSentinel(t, old)
+	cl := newClient(t, ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m", MaxIdle: -1})
+	cl.sentinel.resyncEvery = 1
+	held, err := cl.get(context.Background(), "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.close()
+	waitUntil(t, 2*time.Second, "watcher subscribes", func() bool { return sent.subscribed() == 1 })
+	sent.name(next, false) // and no event
+	waitUntil(t, 4*time.Second, "the Client learns the new primary", func() bool { return cl.sentinel.current() == next })
+	if err := held.failed(); !errors.Is(err, errFailover) {
+		t.Errorf("held connection to the old primary: %v, want closed with errFailover", err)
+	}
+	if n := sent.subscribed(); n != 1 {
+		t.Errorf("the watcher subscribed %d times; want once (no reconnect)", n)
+	}
+}
+
+// An answer of a sentinel to a question asked before a failover event was
+// handled is older news than the event, and is dropped: it must not undo
+// the event (here, name the primary whose failover began as the primary
+// again).
+func TestSentinelStaleAnswerDropped(t *testing.T) {
+	old := fakePrimary(t)
+	sent := newScriptedSentinel(t, old)
+	cl := newClient(t, ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m"})
+	s := cl.sentinel
+	s.mu.Lock()
+	seq := s.events
+	s.mu.Unlock()
+	// The question is asked; then the failover begins.
+	oh, op, _ := net.SplitHostPort(old)
+	s.event(cl, "+odown", "master m "+oh+" "+op+" #quorum 1/1")
+	if s.namedSince(cl, seq, old, false, "the answer to the earlier question") {
+		t.Error("an answer older than the event was taken")
+	}
+	if p := s.current(); p != "" {
+		t.Errorf("primary after the stale answer: %q, want none while the failover runs", p)
+	}
+	s.mu.Lock()
+	seq = s.events
+	s.mu.Unlock()
+	if !s.namedSince(cl, seq, old, true, "a fresh answer") {
+		t.Error("a fresh answer was dropped")
+	}
+}
+
 // A watcher that reconnects to its sentinel, having missed events, closes
 // every connection to a server other than the primary the sentinel names,
 // even when the Client no longer knows which primary those connections
@@ -506,15 +559,6 @@ func TestSentinelResyncRetiresStale(t *testing.T) {
 // one the sentinel has not reconfigured yet, would be: Failover demotes
 // the real one at once.
 func testSentinelDialStraddlesFailover(t *testing.T, s *redistest.SentinelSet) {
-	if os.Getenv("PUBSUBLOCK_FLAKY") == "" {
-		// In about one full run in four (Redis 7.0 and Valkey 8.1 alike),
-		// the Client never learns the new primary, even in 15s: its
-		// watcher seems to miss the +switch-master event and nothing asks
-		// the sentinels again. That is an open defect of the watcher, not
-		// of the refusal this test checks (TestSentinelStaleDialRefused and
-		// TestSentinelResyncRetiresStale check that deterministically).
-		t.Skip("flaky: the sentinel watcher can miss a failover's event; PUBSUBLOCK_FLAKY=1 runs it")
-	}
 	ctx := context.Background()
 	standIn := redistest.Redis(t)
 	old, sentinel := s.Primary().Addr(), s.SentinelAddrs()[0]
@@ -541,6 +585,9 @@ func testSentinelDialStraddlesFailover(t *testing.T, s *redistest.SentinelSet) {
 	}
 	cl := newClient(t, ClientConfig{SentinelAddrs: s.SentinelAddrs(), MasterName: s.MasterName(), Dial: dial,
 		DialTimeout: time.Minute})
+	// No periodic resync: one during the failover would retire the
+	// connection that keeps the watcher running (below).
+	cl.sentinel.resyncEvery = math.MaxInt
 	// A held lock starts the Client's watcher. Once it has subscribed
 	// and asked for the primary (as a failover running then would close
 	// every connection), a connection the test files under an address no
@@ -575,7 +622,10 @@ func testSentinelDialStraddlesFailover(t *testing.T, s *redistest.SentinelSet) {
 				}
 			}
 		}
-		return subscribed == 1 && others == 0
+		cl.sentinel.mu.Lock()
+		resynced := cl.sentinel.resyncs > 0 // else it could retire keep
+		cl.sentinel.mu.Unlock()
+		return subscribed == 1 && others == 0 && resynced
 	})
 	keep, err := dialConn(ctx, dialConfig{network: "tcp", addr: standIn.Addr()})
 	if err != nil {
