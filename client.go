@@ -43,6 +43,10 @@ type Client struct {
 	close   context.CancelFunc
 
 	caps capabilities // what its servers were found to do
+	// server is the server software and version the last RESP3 dial met
+	// (from HELLO): when it changes (another server took the address),
+	// caps are forgotten. Guarded by mu.
+	server string
 }
 
 // NewClient returns a Client for the server cfg describes. It checks the
@@ -171,7 +175,25 @@ func (cl *Client) dialNode(ctx context.Context, addr string) (*conn, error) {
 		return nil, err
 	}
 	c.addr = addr
+	cl.noteServer(c.server)
 	return c, nil
+}
+
+// noteServer records the server a dial met (see Client.server), and
+// forgets what the Client learnt of its servers when another one answers:
+// a Redis upgraded or replaced under the same address, whose ACL may
+// differ too. An empty server (RESP2: no HELLO) tells nothing.
+func (cl *Client) noteServer(server string) {
+	if server == "" {
+		return
+	}
+	cl.mu.Lock()
+	changed := cl.server != "" && cl.server != server
+	cl.server = server
+	cl.mu.Unlock()
+	if changed {
+		cl.caps.reset()
+	}
 }
 
 // dropIdle closes the idle connections to addr.
@@ -406,6 +428,13 @@ type capabilities struct {
 	// yield: the yield window's key may be read and set (see bell.go);
 	// not where an ACL or the server refuses the scripts.
 	yield support
+}
+
+// reset forgets everything found out.
+func (cs *capabilities) reset() {
+	for _, s := range []*support{&cs.subCmds, &cs.kill, &cs.bell, &cs.wake, &cs.yield} {
+		s.v.Store(0)
+	}
 }
 
 // support is whether a server does one thing: unknown until found out.

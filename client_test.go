@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,3 +262,37 @@ func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
 func (c *scriptConn) LocalAddr() net.Addr { return &net.TCPAddr{} }
 
 func (c *scriptConn) RemoteAddr() net.Addr { return &net.TCPAddr{} }
+
+// A Client that meets another server under the same address (a Redis
+// upgraded or replaced in place) forgets what it learnt of the old one:
+// here that miniredis refuses commands on a subscribed RESP3 connection,
+// which redis-server runs.
+func TestClientForgetsCapsOnNewServer(t *testing.T) {
+	m := redistest.Miniredis(t)
+	s := redistest.Redis(t)
+	var target atomic.Value
+	target.Store(m.Addr())
+	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, target.Load().(string))
+	}
+	cl := newClient(t, ClientConfig{Addr: "server.invalid:6379", Dial: dial})
+	l := newLock(t, "replaced", Config{Client: cl})
+	mustAcquire(t, l)
+	if err := l.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !cl.caps.subCmds.no() {
+		t.Fatal("miniredis: the Client did not learn that a subscribed connection refuses commands")
+	}
+
+	target.Store(s.Addr())
+	cl.CloseIdleConnections()
+	mustAcquire(t, l)
+	if err := l.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !cl.caps.subCmds.yes() {
+		t.Errorf("redis-server under the same address: subCmds %d, want learnt anew (yes)", cl.caps.subCmds.v.Load())
+	}
+}

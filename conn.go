@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -50,9 +51,12 @@ var errConnClosed = errors.New("connection closed")
 type conn struct {
 	nc    net.Conn
 	rd    *resp.Reader
-	resp3 bool   // HELLO 3 accepted
-	id    int64  // the server's client ID (from HELLO or CLIENT ID); 0: unknown
-	addr  string // the server's address, where the Client pools it
+	resp3 bool  // HELLO 3 accepted
+	id    int64 // the server's client ID (from HELLO or CLIENT ID); 0: unknown
+	// server is the server's software and version from HELLO ("redis
+	// 7.0.15"); "" without HELLO.
+	server string
+	addr   string // the server's address, where the Client pools it
 	// idleSince is when the connection went back to the Client's pool.
 	idleSince time.Time
 	raw       syscall.RawConn // the socket, for peerClosed; nil if not one
@@ -172,6 +176,7 @@ func (c *conn) handshake(ctx context.Context, dc dialConfig) error {
 		case err == nil:
 			c.resp3 = true
 			c.id = helloID(v)
+			c.server = helloServer(v)
 		case errors.As(err, &re) && (re.Code() == "NOPROTO" || re.Code() == "ERR"):
 			// Not a RESP3 server: fall back to RESP2 below. An auth failure
 			// comes as WRONGPASS or NOAUTH and is returned.
@@ -207,6 +212,21 @@ func helloID(v resp.Value) int64 {
 		}
 	}
 	return 0
+}
+
+// helloServer returns the "server" and "version" of a HELLO reply, joined
+// by a space, or "" when the reply has neither.
+func helloServer(v resp.Value) string {
+	var server, version string
+	for i := 0; i+1 < len(v.Elems); i += 2 {
+		switch string(v.Elems[i].Str) {
+		case "server":
+			server = string(v.Elems[i+1].Str)
+		case "version":
+			version = string(v.Elems[i+1].Str)
+		}
+	}
+	return strings.TrimSpace(server + " " + version)
 }
 
 func handshakeErr(err error) error {
