@@ -163,13 +163,30 @@ func (s *server) watch(cmd *exec.Cmd, exited chan struct{}) {
 
 // stop stops the server (SIGTERM, and SIGKILL after 5s) and waits until
 // it has been reaped. A stopped server stays stopped.
-func (s *server) stop() {
+func (s *server) stop() { s.halt(false) }
+
+// shutdown is stop, but first with SHUTDOWN, which the server obeys at
+// once: redis-server acts on a SIGTERM only at its next cron tick, up to
+// 100ms later, and serves until then, so a fault that began with one would
+// claim holds it could not have ended.
+func (s *server) shutdown() { s.halt(true) }
+
+// halt is stop, and shutdown when command is set.
+func (s *server) halt(command bool) {
 	s.mu.Lock()
 	cmd, exited := s.cmd, s.exited
 	s.stopping = true
 	s.mu.Unlock()
 	if cmd == nil {
 		return
+	}
+	if command {
+		_, _ = oneshot.Do(s.Addr(), "SHUTDOWN") // no reply: the server exits
+		select {
+		case <-exited:
+			return
+		case <-time.After(2 * time.Second):
+		}
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Process.Signal(syscall.SIGCONT)
@@ -178,26 +195,6 @@ func (s *server) stop() {
 	case <-time.After(5 * time.Second):
 		_ = cmd.Process.Kill()
 		<-exited
-	}
-}
-
-// shutdown stops the server at once with SHUTDOWN (SIGTERM, after 2s) and
-// waits until it has been reaped. redis-server acts on a SIGTERM only at
-// its next cron tick, up to 100ms later, and serves until then: a fault
-// that began with one would claim holds it could not have ended.
-func (s *server) shutdown() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.stopping = true
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_, _ = oneshot.Do(s.Addr(), "SHUTDOWN") // no reply: the server exits
-	select {
-	case <-exited:
-	case <-time.After(2 * time.Second):
-		s.stop()
 	}
 }
 
