@@ -370,8 +370,9 @@ var errNoAnswer = fmt.Errorf("no answer from the server within Timeout: %w", con
 // If the hold was lost before, the error matches ErrLost and wraps the
 // cause. That includes a loss the worker has not read yet, as after a stop
 // of the process (on Linux, where the socket tells: see Err), and a
-// connection that failed before the release could be written. If the Lock does not hold the lock, ErrNotHeld (see Errors in the
-// package documentation). Release is safe to call twice and after errors.
+// connection that failed before the release could be written. If the Lock
+// does not hold the lock, ErrNotHeld (see Errors in the package
+// documentation). Release is safe to call twice and after errors.
 func (l *Lock) Release(ctx context.Context) error {
 	l.mu.Lock()
 	h := l.h

@@ -82,10 +82,10 @@ type sentinels struct {
 	// many of its resyncs took effect.
 	resyncEvery int
 	resyncs     int
-	// events counts the failover events handled: an answer to a question
-	// asked before the last of them is older news, and is dropped (see
-	// namedSince).
-	events uint64
+	// news counts the news taken in: failover events, and answers of the
+	// sentinels. An answer to a question asked before the last of them is
+	// older news, and is dropped (see namedSince).
+	news uint64
 }
 
 func newSentinels(t topology, dc dialConfig) *sentinels {
@@ -159,7 +159,7 @@ func (s *sentinels) resolve(ctx context.Context, cl *Client) (string, error) {
 		if s.failing != "" && time.Now().After(s.failEnd) {
 			s.failing = ""
 		}
-		primary, watching, seq := s.currentLocked(), s.watching, s.events
+		primary, watching, seq := s.currentLocked(), s.watching, s.news
 		s.mu.Unlock()
 		if primary != "" && watching {
 			return primary, nil
@@ -168,13 +168,16 @@ func (s *sentinels) resolve(ctx context.Context, cl *Client) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		// An answer older than an event handled meanwhile is dropped:
-		// look again.
+		// An answer older than news taken in meanwhile is dropped; it
+		// still serves if the Client agrees with it now.
 		fresh := s.namedSince(cl, seq, addr, busy, fmt.Sprintf("sentinel names %s as primary of %s", addr, s.master))
-		if fresh && !busy {
+		if !busy && (fresh || s.current() == addr) {
 			return addr, nil
 		}
 		if time.Now().After(deadline) {
+			if !busy {
+				return "", fmt.Errorf("sentinel: no settled primary of %s after %v: the news kept changing", s.master, s.dc.dialTimeout)
+			}
 			return "", fmt.Errorf("sentinel: failover of %s at %s still running after %v", s.master, addr, s.dc.dialTimeout)
 		}
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
@@ -276,11 +279,12 @@ func (s *sentinels) currentLocked() string {
 // namedSince records what a sentinel said: addr is the primary, and a
 // failover of it runs if busy. Connections to any other server, or to addr
 // too if busy, are closed with errFailover and why. The question was asked
-// when s.events was seq: if an event was handled since, the answer may be
-// older than it, and namedSince drops it and reports false.
+// when s.news was seq: if news came since (an event, another answer),
+// the answer may be older than it, and namedSince drops it and reports
+// false.
 func (s *sentinels) namedSince(cl *Client, seq uint64, addr string, busy bool, why string) bool {
 	s.mu.Lock()
-	if s.events != seq {
+	if s.news != seq {
 		s.mu.Unlock()
 		return false
 	}
@@ -290,9 +294,10 @@ func (s *sentinels) namedSince(cl *Client, seq uint64, addr string, busy bool, w
 	return true
 }
 
-// namedLocked is named with mu held; it returns the addresses whose
+// namedLocked is namedSince's work, with mu held; it returns the addresses whose
 // connections the caller retires (retireAll) once mu is released.
 func (s *sentinels) namedLocked(addr string, busy bool) (stale []string) {
+	s.news++
 	if busy {
 		s.primary = ""
 		s.failing, s.failEnd = addr, time.Now().Add(failoverHold)
@@ -485,6 +490,16 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 	defer tick.Stop()
 	pong := make(chan reply, 1)
 	waiting, ticks := 0, 0
+	// The periodic resync runs beside the loop, one at a time, so that a
+	// slow sentinel holds up neither the sweep nor the PING; it is ended
+	// and waited for when watchOne returns.
+	resyncCtx, endResync := context.WithCancel(ctx)
+	resyncing := make(chan struct{})
+	close(resyncing) // none under way
+	defer func() {
+		endResync()
+		<-resyncing
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -501,10 +516,15 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 			if s.sweep() {
 				return nil
 			}
-			if ticks++; ticks%s.resyncEvery == 0 {
-				if err := s.resync(ctx, cl, addr); err != nil {
-					return err
-				}
+			if ticks++; ticks%s.resyncEvery == 0 && isClosed(resyncing) {
+				done := make(chan struct{})
+				resyncing = done
+				go func() {
+					defer close(done)
+					// A failed resync leaves the subscription be: the
+					// PING tells whether the link to the sentinel holds.
+					_ = s.resync(resyncCtx, cl, addr)
+				}()
 			}
 			if waiting > 0 {
 				if waiting++; waiting > 2 {
@@ -520,13 +540,23 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 	}
 }
 
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // resync asks the sentinel at addr for the primary and records what it
-// says (see named), as the watcher does when it subscribes.
+// says (see namedSince), as the watcher does when it subscribes.
 func (s *sentinels) resync(ctx context.Context, cl *Client, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.dc.dialTimeout)
 	defer cancel()
 	s.mu.Lock()
-	seq := s.events
+	seq := s.news
 	s.mu.Unlock()
 	primary, busy, err := s.askOne(ctx, addr)
 	if err != nil {
@@ -554,7 +584,7 @@ func (s *sentinels) event(cl *Client, channel, payload string) {
 		}
 		old, primary := net.JoinHostPort(f[1], f[2]), net.JoinHostPort(f[3], f[4])
 		s.mu.Lock()
-		s.events++
+		s.news++
 		s.failing = "" // the failover ended
 		stale := s.namedLocked(primary, false)
 		s.mu.Unlock()
@@ -562,7 +592,7 @@ func (s *sentinels) event(cl *Client, channel, payload string) {
 	case strings.HasPrefix(channel, "-failover-abort"):
 		if name, _ := eventMaster(f); name == s.master {
 			s.mu.Lock()
-			s.events++
+			s.news++
 			s.failing = ""
 			s.mu.Unlock()
 		}
@@ -572,7 +602,7 @@ func (s *sentinels) event(cl *Client, channel, payload string) {
 			return
 		}
 		s.mu.Lock()
-		s.events++
+		s.news++
 		s.failing, s.failEnd = addr, time.Now().Add(failoverHold)
 		if s.primary == addr {
 			s.primary = ""

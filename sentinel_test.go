@@ -483,19 +483,23 @@ func TestSentinelPeriodicResync(t *testing.T) {
 	}
 }
 
-// An answer of a sentinel to a question asked before a failover event was
-// handled is older news than the event, and is dropped: it must not undo
-// the event (here, name the primary whose failover began as the primary
-// again).
+// An answer of a sentinel to a question asked before other news was taken
+// in (a failover event, another answer) is older news, and is dropped: it
+// must not undo that news.
 func TestSentinelStaleAnswerDropped(t *testing.T) {
-	old := fakePrimary(t)
+	old, next := fakePrimary(t), fakePrimary(t)
 	sent := newScriptedSentinel(t, old)
 	cl := newClient(t, ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m"})
 	s := cl.sentinel
-	s.mu.Lock()
-	seq := s.events
-	s.mu.Unlock()
-	// The question is asked; then the failover begins.
+	news := func() uint64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.news
+	}
+
+	// The question is asked; then the failover begins: the answer must
+	// not name the old primary again.
+	seq := news()
 	oh, op, _ := net.SplitHostPort(old)
 	s.event(cl, "+odown", "master m "+oh+" "+op+" #quorum 1/1")
 	if s.namedSince(cl, seq, old, false, "the answer to the earlier question") {
@@ -504,11 +508,52 @@ func TestSentinelStaleAnswerDropped(t *testing.T) {
 	if p := s.current(); p != "" {
 		t.Errorf("primary after the stale answer: %q, want none while the failover runs", p)
 	}
-	s.mu.Lock()
-	seq = s.events
-	s.mu.Unlock()
-	if !s.namedSince(cl, seq, old, true, "a fresh answer") {
-		t.Error("a fresh answer was dropped")
+
+	// Two questions (a get's and the watcher's) are asked; the later
+	// answer, naming the new primary, comes first: the earlier one must
+	// not undo it.
+	seq = news()
+	if !s.namedSince(cl, seq, next, false, "the later answer") {
+		t.Fatal("a fresh answer was dropped")
+	}
+	if s.namedSince(cl, seq, old, true, "the earlier answer") {
+		t.Error("an answer older than another one was taken")
+	}
+	if p := s.current(); p != next {
+		t.Errorf("primary: %q, want %s", p, next)
+	}
+}
+
+// A periodic resync that fails (the sentinel refuses a new connection)
+// leaves the watcher's subscription be.
+func TestSentinelFailedResyncKeepsSubscription(t *testing.T) {
+	old := fakePrimary(t)
+	sent := newScriptedSentinel(t, old)
+	var refuse atomic.Bool
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == sent.addr() && refuse.Load() {
+			return nil, errors.New("sentinel at maxclients")
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	cl := newClient(t, ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m", Dial: dial, MaxIdle: -1})
+	cl.sentinel.resyncEvery = 1
+	held, err := cl.get(context.Background(), "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.close()
+	waitUntil(t, 2*time.Second, "watcher subscribes", func() bool { return sent.subscribed() == 1 })
+	refuse.Store(true)
+	time.Sleep(2500 * time.Millisecond) // two resyncs fail
+	refuse.Store(false)
+	time.Sleep(1500 * time.Millisecond) // a watcher that gave up would be back
+	if n := sent.subscribed(); n != 1 {
+		t.Errorf("the watcher subscribed %d times; want once (a failed resync must not drop the subscription)", n)
+	}
+	if err := held.failed(); err != nil {
+		t.Errorf("held connection: %v", err)
 	}
 }
 

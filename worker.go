@@ -435,8 +435,11 @@ func (h *hold) release(ctx context.Context) error {
 	}
 	err := h.c.sendFinal(cmds, chans, drain)
 	if err != nil {
-		// The server dropped the subscription before it could read the
-		// release: the hold was lost first.
+		// The release was not written, or not all of it, or the
+		// connection had failed already: the server may never read the
+		// unsubscribe, and may have dropped the subscription before it.
+		// Unconfirmed, the release counts as a loss (as the worker, which
+		// reads the failure, would count it too).
 		h.end(err)
 		h.c.fatal(err)
 	}

@@ -156,7 +156,9 @@ func (f *faulter) inject(d draws) (fault, error) {
 	case restart:
 		flt.start = oracle.Now()
 		flt.hit = true
-		f.lock.shutdown()
+		if err := f.lock.shutdown(); err != nil {
+			flt.detail = err.Error()
+		}
 		flt.at = oracle.Now()
 		err := f.lock.restart()
 		flt.end = oracle.Now()

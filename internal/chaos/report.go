@@ -369,7 +369,8 @@ func analyze(title string, recs []record, faults []fault, tm timing) *report {
 		// itself and count the holder. Such a phantom acquisition explains
 		// the fence's view of the overlap too, whatever became of a.
 		hit := touched(a, a.acq, ov.from)
-		if !hit && b.python && len(b.counts) == 3 && b.counts[1] == 1 {
+		phantom := !hit && b.python && len(b.counts) == 3 && b.counts[1] == 1
+		if phantom {
 			phantoms[b] = true
 		}
 		switch {
@@ -407,7 +408,7 @@ func analyze(title string, recs []record, faults []fault, tm timing) *report {
 					"portalocker's %s (token %d, acquired %s) was inside with %s (%s, token %d) from %s after a fault, and was never told: it had left (%s) before its worker thread noticed",
 					a.name, a.token, stamp(a.acq), b.name, procAbout(b), b.token, stamp(ov.from), stamp(a.leave)))
 				continue
-			case phantoms[b]:
+			case phantom:
 				rp.reference = append(rp.reference, fmt.Sprintf(
 					"portalocker's %s (token %d, NUMSUB counts %v: before subscribing, to confirm, just after) acquired at %s while %s (%s, token %d, acquired %s) held the lock, with no fault in between",
 					b.name, b.token, b.counts, stamp(b.acq), a.name, procAbout(a), a.token, stamp(a.acq)))

@@ -293,3 +293,20 @@ func TestAnalyzePortalockerPhantomKilled(t *testing.T) {
 		t.Errorf("with counts [0 2 2]: regressions %q, want one", rp.regressions)
 	}
 }
+
+// TestAnalyzePortalockerPhantomExcusesOnlyItsOverlap: a phantom explains
+// the overlap of its own acquisition, not a later one in which a fault hit
+// a Go holder that was never told.
+func TestAnalyzePortalockerPhantomExcusesOnlyItsOverlap(t *testing.T) {
+	recs := join(
+		hold("g1.0", "g1.0.0.1", 7939, 0, 1, 40, 41),
+		hold("p1.0", "p1.0.0.1", 7941, 10, 11, 60, 61, inside("g1.0.0.1")),
+		hold("g3.0", "g3.0.0.1", 7940, 20, 30, 50, 51, inside("p1.0.0.1")),
+	)
+	recs[4].Counts = []int64{0, 1, 2} // p1's acquired record
+	faults := []fault{{kind: killHolder, start: at(25), end: at(26), hit: true}}
+	rp := analyze("t", recs, faults, testTiming)
+	if len(rp.violations) != 1 || !strings.Contains(rp.violations[0], "g3.0.0.1") {
+		t.Errorf("violations %q, reference %q; want g3's overlap with p1 a violation", rp.violations, rp.reference)
+	}
+}

@@ -4,6 +4,7 @@ package chaos
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -163,28 +164,34 @@ func (s *server) watch(cmd *exec.Cmd, exited chan struct{}) {
 
 // stop stops the server (SIGTERM, and SIGKILL after 5s) and waits until
 // it has been reaped. A stopped server stays stopped.
-func (s *server) stop() { s.halt(false) }
+func (s *server) stop() { _ = s.halt(false) }
 
 // shutdown is stop, but first with SHUTDOWN, which the server obeys at
 // once: redis-server acts on a SIGTERM only at its next cron tick, up to
 // 100ms later, and serves until then, so a fault that began with one would
-// claim holds it could not have ended.
-func (s *server) shutdown() { s.halt(true) }
+// claim holds it could not have ended. It returns the server's refusal of
+// SHUTDOWN, if any (it then stops the server as stop does).
+func (s *server) shutdown() error { return s.halt(true) }
 
 // halt is stop, and shutdown when command is set.
-func (s *server) halt(command bool) {
+func (s *server) halt(command bool) (refused error) {
 	s.mu.Lock()
 	cmd, exited := s.cmd, s.exited
 	s.stopping = true
 	s.mu.Unlock()
 	if cmd == nil {
-		return
+		return nil
 	}
 	if command {
-		_, _ = oneshot.Do(s.Addr(), "SHUTDOWN") // no reply: the server exits
+		_ = cmd.Process.Signal(syscall.SIGCONT) // a stopped server answers nothing
+		_, err := oneshot.Do(s.Addr(), "SHUTDOWN")
+		var re resp.Error
+		if errors.As(err, &re) {
+			refused = fmt.Errorf("SHUTDOWN: %w", err)
+		}
 		select {
 		case <-exited:
-			return
+			return refused
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -196,12 +203,13 @@ func (s *server) halt(command bool) {
 		_ = cmd.Process.Kill()
 		<-exited
 	}
+	return refused
 }
 
-// restart stops the server (see shutdown) and starts it again on the same
-// port.
+// restart starts the server again on the same port, once stopped (see
+// shutdown; a running server is stopped first).
 func (s *server) restart() error {
-	s.shutdown()
+	s.stop()
 	var err error
 	for range 50 { // the port can linger a moment
 		if err = s.start(); err == nil || !strings.Contains(err.Error(), "Address already in use") {
