@@ -459,20 +459,29 @@ func TestSentinelStaleDialRefused(t *testing.T) {
 	}
 }
 
+// resyncingWatcher returns a Client of the scripted sentinel sent whose
+// watcher resyncs every tick, once it subscribed for held, a connection to
+// the primary (closed when t ends).
+func resyncingWatcher(t *testing.T, sent *scriptedSentinel, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*Client, *conn) {
+	t.Helper()
+	cl := newClient(t, ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m", Dial: dial, MaxIdle: -1})
+	cl.sentinel.resyncEvery = 1
+	held, err := cl.get(context.Background(), "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(held.close)
+	waitUntil(t, 2*time.Second, "watcher subscribes", func() bool { return sent.subscribed() == 1 })
+	return cl, held
+}
+
 // A watcher that missed a failover's events, though its link to the
 // sentinel held, learns the new primary within a resync: it asks its
 // sentinel now and then, and closes the connections to the old primary.
 func TestSentinelPeriodicResync(t *testing.T) {
 	old, next := fakePrimary(t), fakePrimary(t)
 	sent := newScriptedSentinel(t, old)
-	cl := newClient(t, ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m", MaxIdle: -1})
-	cl.sentinel.resyncEvery = 1
-	held, err := cl.get(context.Background(), "jobs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.close()
-	waitUntil(t, 2*time.Second, "watcher subscribes", func() bool { return sent.subscribed() == 1 })
+	cl, held := resyncingWatcher(t, sent, nil)
 	sent.name(next, false) // and no event
 	waitUntil(t, 4*time.Second, "the Client learns the new primary", func() bool { return cl.sentinel.current() == next })
 	if err := held.failed(); !errors.Is(err, errFailover) {
@@ -537,14 +546,7 @@ func TestSentinelFailedResyncKeepsSubscription(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}
-	cl := newClient(t, ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m", Dial: dial, MaxIdle: -1})
-	cl.sentinel.resyncEvery = 1
-	held, err := cl.get(context.Background(), "jobs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.close()
-	waitUntil(t, 2*time.Second, "watcher subscribes", func() bool { return sent.subscribed() == 1 })
+	_, held := resyncingWatcher(t, sent, dial)
 	refuse.Store(true)
 	time.Sleep(2500 * time.Millisecond) // two resyncs fail
 	refuse.Store(false)
