@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pubsublock/pubsublock/resp"
@@ -26,6 +28,9 @@ const (
 	// (published while it reconnected, or not at all) is made up for
 	// within that time, even while no get asks.
 	resyncTicks = 5
+	// maxResyncFailures is how many resyncs in a row may fail before the
+	// watcher turns to another sentinel.
+	maxResyncFailures = 3
 	// primaryTries is how often get asks the sentinels again when the
 	// server they name turns out not to be a primary (ROLE).
 	primaryTries = 3
@@ -82,6 +87,17 @@ type sentinels struct {
 	// many of its resyncs took effect.
 	resyncEvery int
 	resyncs     int
+	// epoch is the highest config-epoch of the primary a sentinel's
+	// answer gave; switched is set when a +switch-master event came after
+	// it, so the primary known is newer than epoch. An answer that is
+	// older by these is dropped (see namedSince): a sentinel that has not
+	// yet heard of a switch (sentinels learn it from each other, a moment
+	// later) must not undo it.
+	epoch    int64
+	switched bool
+	// failingBy is the sentinel that reported the failover of failing: no
+	// other's answer that does not see it (yet) ends it.
+	failingBy string
 	// news counts the news taken in: failover events, and answers of the
 	// sentinels. An answer to a question asked before the last of them is
 	// older news, and is dropped (see namedSince).
@@ -164,13 +180,14 @@ func (s *sentinels) resolve(ctx context.Context, cl *Client) (string, error) {
 		if primary != "" && watching {
 			return primary, nil
 		}
-		addr, busy, err := s.ask(ctx)
+		a, err := s.ask(ctx)
 		if err != nil {
 			return "", err
 		}
+		addr, busy := a.primary, a.busy
 		// An answer older than news taken in meanwhile is dropped; it
 		// still serves if the Client agrees with it now.
-		fresh := s.namedSince(cl, seq, addr, busy, fmt.Sprintf("sentinel names %s as primary of %s", addr, s.master))
+		fresh := s.namedSince(cl, seq, a, fmt.Sprintf("sentinel %s names %s as primary of %s", a.from, addr, s.master))
 		if !busy && (fresh || s.current() == addr) {
 			return addr, nil
 		}
@@ -189,13 +206,13 @@ func (s *sentinels) resolve(ctx context.Context, cl *Client) (string, error) {
 // ask asks the sentinels in turn for the primary's address, and whether a
 // failover of it runs (see askOne); it moves the first sentinel that
 // answers to the front.
-func (s *sentinels) ask(ctx context.Context) (addr string, busy bool, err error) {
+func (s *sentinels) ask(ctx context.Context) (sentinelAnswer, error) {
 	s.mu.Lock()
 	addrs := append([]string(nil), s.addrs...)
 	s.mu.Unlock()
 	var errs []error
 	for _, a := range addrs {
-		primary, busy, err := s.askOne(ctx, a)
+		ans, err := s.askOne(ctx, a)
 		if err == nil {
 			s.mu.Lock()
 			for i, b := range s.addrs {
@@ -206,29 +223,39 @@ func (s *sentinels) ask(ctx context.Context) (addr string, busy bool, err error)
 				}
 			}
 			s.mu.Unlock()
-			return primary, busy, nil
+			return ans, nil
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return "", false, fmt.Errorf("sentinel: no sentinel named the primary %s: %w", s.master, errors.Join(errs...))
+	return sentinelAnswer{}, fmt.Errorf("sentinel: no sentinel named the primary %s: %w", s.master, errors.Join(errs...))
+}
+
+// sentinelAnswer is what a sentinel said of the primary.
+type sentinelAnswer struct {
+	from    string // the sentinel
+	primary string // the primary's address
+	// busy: the flags say o_down or failover_in_progress, as a failover
+	// is coming or running then. The sentinel names the promoted replica
+	// some time before the failover ends: busy too.
+	busy  bool
+	epoch int64 // the primary's config-epoch; 0 when not given
 }
 
 // askOne asks the sentinel at addr for the primary's address (SENTINEL
-// GET-MASTER-ADDR-BY-NAME) and its flags (SENTINEL MASTER): busy is true
-// when they say o_down or failover_in_progress, as a failover is coming or
-// running then. The sentinel names the promoted replica some time before
-// the failover ends: busy too.
-func (s *sentinels) askOne(ctx context.Context, addr string) (primary string, busy bool, err error) {
+// GET-MASTER-ADDR-BY-NAME), its flags and its config-epoch (SENTINEL
+// MASTER).
+func (s *sentinels) askOne(ctx context.Context, addr string) (sentinelAnswer, error) {
 	dc := s.dc
 	dc.addr = addr
 	c, err := dialConn(ctx, dc)
 	if err != nil {
-		return "", false, err
+		return sentinelAnswer{}, err
 	}
 	defer c.close()
+	a := sentinelAnswer{from: addr}
 	var flags string
 	err = c.pipeline(ctx, [][]string{{"SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.master}, {"SENTINEL", "MASTER", s.master}},
 		func(i int, v resp.Value) error {
@@ -239,25 +266,28 @@ func (s *sentinels) askOne(ctx context.Context, addr string) (primary string, bu
 				if len(v.Elems) != 2 || !isPort(string(v.Elems[1].Str)) || len(v.Elems[0].Str) == 0 {
 					return fmt.Errorf("%w: %s: GET-MASTER-ADDR-BY-NAME reply %.80s", resp.ErrProtocol, addr, v.String())
 				}
-				primary = net.JoinHostPort(string(v.Elems[0].Str), string(v.Elems[1].Str))
+				a.primary = net.JoinHostPort(string(v.Elems[0].Str), string(v.Elems[1].Str))
 				return nil
 			}
 			for j := 0; j+1 < len(v.Elems); j += 2 {
-				if string(v.Elems[j].Str) == "flags" {
+				switch string(v.Elems[j].Str) {
+				case "flags":
 					flags = string(v.Elems[j+1].Str)
+				case "config-epoch":
+					a.epoch, _ = strconv.ParseInt(string(v.Elems[j+1].Str), 10, 64)
 				}
 			}
 			return nil
 		})
 	if err != nil {
-		return "", false, fmt.Errorf("%s: %w", addr, err)
+		return sentinelAnswer{}, fmt.Errorf("%s: %w", addr, err)
 	}
 	for f := range strings.SplitSeq(flags, ",") {
 		if f == "o_down" || f == "failover_in_progress" {
-			busy = true
+			a.busy = true
 		}
 	}
-	return primary, busy, nil
+	return a, nil
 }
 
 // current returns the primary's address as known now, or "" when it is
@@ -276,19 +306,30 @@ func (s *sentinels) currentLocked() string {
 	return s.primary
 }
 
-// namedSince records what a sentinel said: addr is the primary, and a
-// failover of it runs if busy. Connections to any other server, or to addr
-// too if busy, are closed with errFailover and why. The question was asked
-// when s.news was seq: if news came since (an event, another answer),
-// the answer may be older than it, and namedSince drops it and reports
-// false.
-func (s *sentinels) namedSince(cl *Client, seq uint64, addr string, busy bool, why string) bool {
+// namedSince records a sentinel's answer a: a.primary is the primary, and
+// a failover of it runs if a.busy. Connections to any other server, or to
+// a.primary too if busy, are closed with errFailover and why. The question
+// was asked when s.news was seq. namedSince drops the answer, and reports
+// false, when it may be older than what the Client knows: news came since
+// (an event, another answer); its config-epoch is below one seen, or
+// equal but a switch came since and it names another primary; or it does
+// not see the failover another sentinel reported.
+func (s *sentinels) namedSince(cl *Client, seq uint64, a sentinelAnswer, why string) bool {
 	s.mu.Lock()
-	if s.news != seq {
+	older := s.news != seq ||
+		(a.epoch != 0 && (a.epoch < s.epoch || a.epoch == s.epoch && s.switched && a.primary != s.primary)) ||
+		(!a.busy && a.primary == s.failing && a.from != s.failingBy)
+	if older {
 		s.mu.Unlock()
 		return false
 	}
-	stale := s.namedLocked(addr, busy)
+	if a.epoch > s.epoch {
+		s.epoch, s.switched = a.epoch, false
+	}
+	stale := s.namedLocked(a.primary, a.busy)
+	if a.busy {
+		s.failingBy = a.from
+	}
 	s.mu.Unlock()
 	s.retireAll(cl, stale, why)
 	return true
@@ -478,7 +519,7 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 				continue
 			}
 			if isKind(v, "pmessage") && len(v.Elems) == 4 {
-				s.event(cl, string(v.Elems[2].Str), string(v.Elems[3].Str))
+				s.event(cl, addr, string(v.Elems[2].Str), string(v.Elems[3].Str))
 			}
 		}
 	}()
@@ -495,7 +536,8 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 	// and waited for when watchOne returns.
 	resyncCtx, endResync := context.WithCancel(ctx)
 	resyncing := make(chan struct{})
-	close(resyncing) // none under way
+	close(resyncing)                // none under way
+	var resyncFailures atomic.Int32 // in a row
 	defer func() {
 		endResync()
 		<-resyncing
@@ -517,13 +559,22 @@ func (s *sentinels) watchOne(ctx context.Context, cl *Client, addr string) error
 				return nil
 			}
 			if ticks++; ticks%s.resyncEvery == 0 && isClosed(resyncing) {
+				if n := resyncFailures.Load(); n >= maxResyncFailures {
+					// The sentinel answers PING but no question: watch
+					// another one.
+					return fmt.Errorf("sentinel %s: %d resyncs in a row failed", addr, n)
+				}
 				done := make(chan struct{})
 				resyncing = done
 				go func() {
 					defer close(done)
-					// A failed resync leaves the subscription be: the
+					// One failed resync leaves the subscription be: the
 					// PING tells whether the link to the sentinel holds.
-					_ = s.resync(resyncCtx, cl, addr)
+					if s.resync(resyncCtx, cl, addr) != nil {
+						resyncFailures.Add(1)
+					} else {
+						resyncFailures.Store(0)
+					}
 				}()
 			}
 			if waiting > 0 {
@@ -558,15 +609,15 @@ func (s *sentinels) resync(ctx context.Context, cl *Client, addr string) error {
 	s.mu.Lock()
 	seq := s.news
 	s.mu.Unlock()
-	primary, busy, err := s.askOne(ctx, addr)
+	a, err := s.askOne(ctx, addr)
 	if err != nil {
 		return err
 	}
-	why := fmt.Sprintf("sentinel %s names %s as primary of %s", addr, primary, s.master)
-	if busy {
-		why = fmt.Sprintf("sentinel %s reports a failover of %s at %s", addr, s.master, primary)
+	why := fmt.Sprintf("sentinel %s names %s as primary of %s", addr, a.primary, s.master)
+	if a.busy {
+		why = fmt.Sprintf("sentinel %s reports a failover of %s at %s", addr, s.master, a.primary)
 	}
-	if s.namedSince(cl, seq, primary, busy, why) { // or an event said newer
+	if s.namedSince(cl, seq, a, why) { // or the news was newer
 		s.mu.Lock()
 		s.resyncs++
 		s.mu.Unlock()
@@ -574,8 +625,8 @@ func (s *sentinels) resync(ctx context.Context, cl *Client, addr string) error {
 	return nil
 }
 
-// event handles one failover event of a sentinel.
-func (s *sentinels) event(cl *Client, channel, payload string) {
+// event handles one failover event of the sentinel at from.
+func (s *sentinels) event(cl *Client, from, channel, payload string) {
 	f := strings.Fields(payload)
 	switch {
 	case channel == "+switch-master": // <master> <old ip> <old port> <new ip> <new port>
@@ -586,6 +637,7 @@ func (s *sentinels) event(cl *Client, channel, payload string) {
 		s.mu.Lock()
 		s.news++
 		s.failing = "" // the failover ended
+		s.switched = true
 		stale := s.namedLocked(primary, false)
 		s.mu.Unlock()
 		s.retireAll(cl, stale, fmt.Sprintf("%s switched from %s to %s", s.master, old, primary))
@@ -603,7 +655,7 @@ func (s *sentinels) event(cl *Client, channel, payload string) {
 		}
 		s.mu.Lock()
 		s.news++
-		s.failing, s.failEnd = addr, time.Now().Add(failoverHold)
+		s.failing, s.failEnd, s.failingBy = addr, time.Now().Add(failoverHold), from
 		if s.primary == addr {
 			s.primary = ""
 		}

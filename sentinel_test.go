@@ -412,11 +412,11 @@ func TestSentinelStaleDialRefused(t *testing.T) {
 			sent.name(next, false)
 			oh, op, _ := net.SplitHostPort(old)
 			nh, np, _ := net.SplitHostPort(next)
-			cl.sentinel.event(cl, "+switch-master", strings.Join([]string{"m", oh, op, nh, np}, " "))
+			cl.sentinel.event(cl, sent.addr(), "+switch-master", strings.Join([]string{"m", oh, op, nh, np}, " "))
 		}},
 		{"FailoverRunning", func(t *testing.T, cl *Client, sent *scriptedSentinel, old, next string) {
 			oh, op, _ := net.SplitHostPort(old)
-			cl.sentinel.event(cl, "+odown", "master m "+oh+" "+op+" #quorum 1/1")
+			cl.sentinel.event(cl, sent.addr(), "+odown", "master m "+oh+" "+op+" #quorum 1/1")
 			// The sentinel names the promoted replica before the failover
 			// ends; another get's resolve sees that and waits.
 			sent.name(next, true)
@@ -492,71 +492,129 @@ func TestSentinelPeriodicResync(t *testing.T) {
 	}
 }
 
-// An answer of a sentinel to a question asked before other news was taken
-// in (a failover event, another answer) is older news, and is dropped: it
-// must not undo that news.
+// An answer of a sentinel that may be older than what the Client knows is
+// dropped: one to a question asked before other news was taken in (a
+// failover event, another answer); one from a sentinel that has not heard
+// of a switch yet (a lower config-epoch, or the same one after a
+// +switch-master); one that does not see a failover another sentinel
+// reported. Sentinels learn of a switch from each other, up to seconds
+// apart, and only one runs a failover.
 func TestSentinelStaleAnswerDropped(t *testing.T) {
-	old, next := fakePrimary(t), fakePrimary(t)
-	sent := newScriptedSentinel(t, old)
-	cl := newClient(t, ClientConfig{SentinelAddrs: []string{sent.addr()}, MasterName: "m"})
-	s := cl.sentinel
-	news := func() uint64 {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.news
-	}
-
-	// The question is asked; then the failover begins: the answer must
-	// not name the old primary again.
-	seq := news()
+	const s1, s2 = "127.0.0.1:26379", "127.0.0.1:26380" // the sentinels' addresses, as answers name them
+	old, next := "127.0.0.1:7001", "127.0.0.1:7002"
 	oh, op, _ := net.SplitHostPort(old)
-	s.event(cl, "+odown", "master m "+oh+" "+op+" #quorum 1/1")
-	if s.namedSince(cl, seq, old, false, "the answer to the earlier question") {
-		t.Error("an answer older than the event was taken")
+	nh, np, _ := net.SplitHostPort(next)
+	type step struct {
+		event string // "" or: channel payload, from s2 (the watcher's sentinel)
+		early bool   // the answer's question was asked before the step before
+		ans   sentinelAnswer
+		taken bool   // whether the answer must be taken
+		want  string // the primary known after the step
 	}
-	if p := s.current(); p != "" {
-		t.Errorf("primary after the stale answer: %q, want none while the failover runs", p)
-	}
-
-	// Two questions (a get's and the watcher's) are asked; the later
-	// answer, naming the new primary, comes first: the earlier one must
-	// not undo it.
-	seq = news()
-	if !s.namedSince(cl, seq, next, false, "the later answer") {
-		t.Fatal("a fresh answer was dropped")
-	}
-	if s.namedSince(cl, seq, old, true, "the earlier answer") {
-		t.Error("an answer older than another one was taken")
-	}
-	if p := s.current(); p != next {
-		t.Errorf("primary: %q, want %s", p, next)
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"AskedBeforeAnEvent", []step{
+			{ans: sentinelAnswer{from: s1, primary: old, epoch: 1}, taken: true, want: old},
+			{event: "+odown master m " + oh + " " + op + " #quorum 1/1", want: ""},
+			{early: true, ans: sentinelAnswer{from: s2, primary: old, epoch: 1}, want: ""},
+		}},
+		{"AskedBeforeAnotherAnswer", []step{
+			{ans: sentinelAnswer{from: s1, primary: next, epoch: 2}, taken: true, want: next},
+			{early: true, ans: sentinelAnswer{from: s2, primary: old, busy: true, epoch: 1}, want: next},
+		}},
+		{"LowerEpoch", []step{
+			{ans: sentinelAnswer{from: s1, primary: next, epoch: 2}, taken: true, want: next},
+			{ans: sentinelAnswer{from: s2, primary: old, epoch: 1}, want: next},
+			{ans: sentinelAnswer{from: s2, primary: next, epoch: 2}, taken: true, want: next},
+		}},
+		{"SameEpochAfterSwitch", []step{
+			{ans: sentinelAnswer{from: s1, primary: old, epoch: 1}, taken: true, want: old},
+			{event: "+switch-master m " + oh + " " + op + " " + nh + " " + np, want: next},
+			{ans: sentinelAnswer{from: s1, primary: old, epoch: 1}, want: next},
+			{ans: sentinelAnswer{from: s1, primary: next, epoch: 2}, taken: true, want: next},
+		}},
+		{"FailoverOthersDoNotSee", []step{
+			{ans: sentinelAnswer{from: s1, primary: old, epoch: 1}, taken: true, want: old},
+			{event: "+odown master m " + oh + " " + op + " #quorum 1/1", want: ""},
+			{ans: sentinelAnswer{from: s1, primary: old, epoch: 1}, want: ""},
+			// The sentinel that reported it says it is over (an abort
+			// whose event was missed).
+			{ans: sentinelAnswer{from: s2, primary: old, epoch: 1}, taken: true, want: old},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := newClient(t, ClientConfig{SentinelAddrs: []string{s1, s2}, MasterName: "m"})
+			s := cl.sentinel
+			news := func() uint64 {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return s.news
+			}
+			seq, prev := news(), news()
+			for i, st := range tc.steps {
+				prev, seq = seq, news()
+				if st.event != "" {
+					channel, payload, _ := strings.Cut(st.event, " ")
+					s.event(cl, s2, channel, payload)
+				} else {
+					asked := seq
+					if st.early {
+						asked = prev
+					}
+					if got := s.namedSince(cl, asked, st.ans, "test"); got != st.taken {
+						t.Errorf("step %d: answer %+v taken %v, want %v", i, st.ans, got, st.taken)
+					}
+				}
+				if p := s.current(); p != st.want {
+					t.Errorf("step %d: primary %q, want %q", i, p, st.want)
+				}
+			}
+		})
 	}
 }
 
 // A periodic resync that fails (the sentinel refuses a new connection)
-// leaves the watcher's subscription be.
+// leaves the watcher's subscription be, unless it fails maxResyncFailures
+// times in a row.
 func TestSentinelFailedResyncKeepsSubscription(t *testing.T) {
 	old := fakePrimary(t)
 	sent := newScriptedSentinel(t, old)
 	var refuse atomic.Bool
+	var refused atomic.Int32
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if addr == sent.addr() && refuse.Load() {
+			refused.Add(1)
 			return nil, errors.New("sentinel at maxclients")
 		}
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}
-	_, held := resyncingWatcher(t, sent, dial)
+	cl, held := resyncingWatcher(t, sent, dial)
+	resyncs := func() int {
+		cl.sentinel.mu.Lock()
+		defer cl.sentinel.mu.Unlock()
+		return cl.sentinel.resyncs
+	}
 	refuse.Store(true)
-	time.Sleep(2500 * time.Millisecond) // two resyncs fail
+	waitUntil(t, 5*time.Second, "two resyncs fail", func() bool { return refused.Load() >= maxResyncFailures-1 })
 	refuse.Store(false)
-	time.Sleep(1500 * time.Millisecond) // a watcher that gave up would be back
+	before := resyncs()
+	waitUntil(t, 5*time.Second, "a resync succeeds", func() bool { return resyncs() > before })
 	if n := sent.subscribed(); n != 1 {
 		t.Errorf("the watcher subscribed %d times; want once (a failed resync must not drop the subscription)", n)
 	}
 	if err := held.failed(); err != nil {
 		t.Errorf("held connection: %v", err)
 	}
+
+	// Failing every time, it turns to another sentinel (here the same one,
+	// the only one): it subscribes anew.
+	refuse.Store(true)
+	waitUntil(t, 10*time.Second, "the watcher gives the sentinel up", func() bool { return refused.Load() >= 2*maxResyncFailures })
+	refuse.Store(false)
+	waitUntil(t, 5*time.Second, "the watcher subscribes again", func() bool { return sent.subscribed() == 2 })
 }
 
 // A watcher that reconnects to its sentinel, having missed events, closes
