@@ -93,8 +93,11 @@ type sentinels struct {
 	// older by these is dropped (see namedSince): a sentinel that has not
 	// yet heard of a switch (sentinels learn it from each other, a moment
 	// later) must not undo it.
-	epoch    int64
-	switched bool
+	// Sentinels that were reset start again from 0, so the floor lasts
+	// failoverHold past the last answer that confirmed it (epochUntil).
+	epoch      int64
+	switched   bool
+	epochUntil time.Time
 	// failingBy is the sentinel that reported the failover of failing: no
 	// other's answer that does not see it (yet) ends it.
 	failingBy string
@@ -312,19 +315,24 @@ func (s *sentinels) currentLocked() string {
 // was asked when s.news was seq. namedSince drops the answer, and reports
 // false, when it may be older than what the Client knows: news came since
 // (an event, another answer); its config-epoch is below one seen, or
-// equal but a switch came since and it names another primary; or it does
-// not see the failover another sentinel reported.
+// equal but a switch came since and it names another primary (for
+// failoverHold after the last answer that confirmed that epoch); or it
+// does not see the failover another sentinel reported.
 func (s *sentinels) namedSince(cl *Client, seq uint64, a sentinelAnswer, why string) bool {
 	s.mu.Lock()
+	floor := a.epoch != 0 && time.Now().Before(s.epochUntil)
 	older := s.news != seq ||
-		(a.epoch != 0 && (a.epoch < s.epoch || a.epoch == s.epoch && s.switched && a.primary != s.primary)) ||
+		(floor && (a.epoch < s.epoch || a.epoch == s.epoch && s.switched && a.primary != s.primary)) ||
 		(!a.busy && a.primary == s.failing && a.from != s.failingBy)
 	if older {
 		s.mu.Unlock()
 		return false
 	}
-	if a.epoch > s.epoch {
-		s.epoch, s.switched = a.epoch, false
+	if a.epoch != 0 {
+		if a.epoch > s.epoch || !floor {
+			s.epoch, s.switched = a.epoch, false
+		}
+		s.epochUntil = time.Now().Add(failoverHold)
 	}
 	stale := s.namedLocked(a.primary, a.busy)
 	if a.busy {

@@ -505,11 +505,12 @@ func TestSentinelStaleAnswerDropped(t *testing.T) {
 	oh, op, _ := net.SplitHostPort(old)
 	nh, np, _ := net.SplitHostPort(next)
 	type step struct {
-		event string // "" or: channel payload, from s2 (the watcher's sentinel)
-		early bool   // the answer's question was asked before the step before
-		ans   sentinelAnswer
-		taken bool   // whether the answer must be taken
-		want  string // the primary known after the step
+		event  string // "" or: channel payload, from s2 (the watcher's sentinel)
+		early  bool   // the answer's question was asked before the step before
+		expire bool   // failoverHold has passed since the epoch was last confirmed
+		ans    sentinelAnswer
+		taken  bool   // whether the answer must be taken
+		want   string // the primary known after the step
 	}
 	for _, tc := range []struct {
 		name  string
@@ -534,6 +535,12 @@ func TestSentinelStaleAnswerDropped(t *testing.T) {
 			{event: "+switch-master m " + oh + " " + op + " " + nh + " " + np, want: next},
 			{ans: sentinelAnswer{from: s1, primary: old, epoch: 1}, want: next},
 			{ans: sentinelAnswer{from: s1, primary: next, epoch: 2}, taken: true, want: next},
+		}},
+		{"SentinelsReset", []step{ // their epochs start again
+			{ans: sentinelAnswer{from: s1, primary: old, epoch: 5}, taken: true, want: old},
+			{ans: sentinelAnswer{from: s1, primary: next, epoch: 1}, want: old},
+			{expire: true, ans: sentinelAnswer{from: s1, primary: next, epoch: 1}, taken: true, want: next},
+			{ans: sentinelAnswer{from: s2, primary: old, epoch: 0}, taken: true, want: old}, // no floor for 0
 		}},
 		{"FailoverOthersDoNotSee", []step{
 			{ans: sentinelAnswer{from: s1, primary: old, epoch: 1}, taken: true, want: old},
@@ -562,6 +569,11 @@ func TestSentinelStaleAnswerDropped(t *testing.T) {
 					asked := seq
 					if st.early {
 						asked = prev
+					}
+					if st.expire {
+						s.mu.Lock()
+						s.epochUntil = time.Now()
+						s.mu.Unlock()
 					}
 					if got := s.namedSince(cl, asked, st.ans, "test"); got != st.taken {
 						t.Errorf("step %d: answer %+v taken %v, want %v", i, st.ans, got, st.taken)
