@@ -559,7 +559,8 @@ func TestSentinelStaleAnswerDropped(t *testing.T) {
 				defer s.mu.Unlock()
 				return s.news
 			}
-			seq, prev := news(), news()
+			var prev uint64
+			seq := news()
 			for i, st := range tc.steps {
 				prev, seq = seq, news()
 				if st.event != "" {
