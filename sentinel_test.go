@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -325,10 +326,14 @@ func testSentinelFailover(t *testing.T, s *redistest.SentinelSet) {
 // nothing: the test hands events to the Client itself.
 type scriptedSentinel struct {
 	*fakeServer
-	mu      sync.Mutex // guards primary, busy and subs
+	mu      sync.Mutex // guards primary, busy, subs and stall
 	primary string
 	busy    bool
 	subs    []net.Conn // the connections that sent PSUBSCRIBE
+	// stall, when set, holds up every SENTINEL MASTER until it is closed,
+	// after sending the connection to stalled.
+	stall   chan struct{}
+	stalled chan net.Conn
 }
 
 func newScriptedSentinel(t *testing.T, primary string) *scriptedSentinel {
@@ -346,6 +351,16 @@ func newScriptedSentinel(t *testing.T, primary string) *scriptedSentinel {
 		case len(args) == 3 && args[0] == "SENTINEL" && args[1] == "GET-MASTER-ADDR-BY-NAME":
 			w.Write(resp.AppendCommand(nil, host, port))
 		case len(args) == 3 && args[0] == "SENTINEL" && args[1] == "MASTER":
+			s.mu.Lock()
+			stall, stalled := s.stall, s.stalled
+			s.mu.Unlock()
+			if stall != nil {
+				select {
+				case stalled <- w.(net.Conn):
+				default:
+				}
+				<-stall
+			}
 			w.Write(resp.AppendCommand(nil, "name", args[2], "ip", host, "port", port, "flags", flags))
 		case args[0] == "PSUBSCRIBE":
 			s.mu.Lock()
@@ -585,6 +600,43 @@ func TestSentinelStaleAnswerDropped(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Client.Close ends the watcher's resync under way on a stalled sentinel:
+// it returns, the resync's connection is closed, and no goroutine of the
+// Client is left. (That the watcher waits for the resync's goroutine is
+// not seen here: cancelled, it ends within the leak check's grace.)
+func TestSentinelCloseEndsResync(t *testing.T) {
+	leakCheck(t)
+	sent := newScriptedSentinel(t, fakePrimary(t))
+	cl, _ := resyncingWatcher(t, sent, nil)
+	stall, stalled := make(chan struct{}), make(chan net.Conn, 1)
+	defer close(stall)
+	sent.mu.Lock()
+	sent.stall, sent.stalled = stall, stalled
+	sent.mu.Unlock()
+	var c net.Conn
+	select {
+	case c = <-stalled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no resync asked the sentinel")
+	}
+	closed := make(chan struct{})
+	go func() {
+		cl.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return while a resync was stalled")
+	}
+	// Our side of the connection is closed by now: the sentinel reads its
+	// end at once.
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 64)); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the stalled resync's connection after Close: read %d, %v; want it closed (EOF or a reset)", n, err)
 	}
 }
 
