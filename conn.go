@@ -175,8 +175,7 @@ func (c *conn) handshake(ctx context.Context, dc dialConfig) error {
 		switch {
 		case err == nil:
 			c.resp3 = true
-			c.id = helloID(v)
-			c.server = helloServer(v)
+			c.id, c.server = helloInfo(v)
 		case errors.As(err, &re) && (re.Code() == "NOPROTO" || re.Code() == "ERR"):
 			// Not a RESP3 server: fall back to RESP2 below. An auth failure
 			// comes as WRONGPASS or NOAUTH and is returned.
@@ -204,29 +203,24 @@ func (c *conn) handshake(ctx context.Context, dc dialConfig) error {
 	return handshakeErr(c.pipeline(ctx, cmds, nil))
 }
 
-// helloID returns the client ID in a HELLO reply (a map), or 0.
-func helloID(v resp.Value) int64 {
+// helloInfo returns what a HELLO reply (a map) says of the connection:
+// its client ID, or 0; and the server's software and version joined by a
+// space ("redis 7.0.15"), or "".
+func helloInfo(v resp.Value) (id int64, server string) {
+	var name, version string
 	for i := 0; i+1 < len(v.Elems); i += 2 {
-		if string(v.Elems[i].Str) == "id" && v.Elems[i+1].Type == resp.TypeInteger {
-			return v.Elems[i+1].Int
-		}
-	}
-	return 0
-}
-
-// helloServer returns the "server" and "version" of a HELLO reply, joined
-// by a space, or "" when the reply has neither.
-func helloServer(v resp.Value) string {
-	var server, version string
-	for i := 0; i+1 < len(v.Elems); i += 2 {
-		switch string(v.Elems[i].Str) {
+		switch val := v.Elems[i+1]; string(v.Elems[i].Str) {
+		case "id":
+			if val.Type == resp.TypeInteger {
+				id = val.Int
+			}
 		case "server":
-			server = string(v.Elems[i+1].Str)
+			name = string(val.Str)
 		case "version":
-			version = string(v.Elems[i+1].Str)
+			version = string(val.Str)
 		}
 	}
-	return strings.TrimSpace(server + " " + version)
+	return id, strings.TrimSpace(name + " " + version)
 }
 
 func handshakeErr(err error) error {

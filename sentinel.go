@@ -643,10 +643,9 @@ func (s *sentinels) event(cl *Client, from, channel, payload string) {
 		}
 		old, primary := net.JoinHostPort(f[1], f[2]), net.JoinHostPort(f[3], f[4])
 		s.mu.Lock()
-		s.news++
 		s.failing = "" // the failover ended
 		s.switched = true
-		stale := s.namedLocked(primary, false)
+		stale := s.namedLocked(primary, false) // news
 		s.mu.Unlock()
 		s.retireAll(cl, stale, fmt.Sprintf("%s switched from %s to %s", s.master, old, primary))
 	case strings.HasPrefix(channel, "-failover-abort"):

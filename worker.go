@@ -435,12 +435,9 @@ func (h *hold) release(ctx context.Context) error {
 	}
 	err := h.c.sendFinal(cmds, chans, drain)
 	if err != nil {
-		// The release was not written, or not all of it, or the
-		// connection had failed already: the server may never read the
-		// unsubscribe, and may have dropped the subscription before it.
-		// Unconfirmed, the release counts as a loss (as the worker, which
-		// reads the failure, would count it too).
-		h.end(err)
+		// The release was not written, or not all of it: unconfirmed, it
+		// is a loss, which the worker records when it reads the failure
+		// (Release returns lostErr below).
 		h.c.fatal(err)
 	}
 	// A server that never answers cannot keep the connection, and the
