@@ -499,6 +499,7 @@ func (a *attempt) contend(ctx context.Context, token int64) (outcome, *hold, err
 	}
 	h := newHold(l, a.sub, token, mode, false, a.pings)
 	h.tentative.Store(true)
+	h.start() // the probe sends on the hold's connection
 	a.sub, a.pings = nil, nil
 	v, err := a.probe(ctx, h, false)
 	switch {

@@ -72,7 +72,11 @@ type conn struct {
 	// released hold has read the last reply it awaits (see sendFinal); the
 	// next synchronous user writes at once but reads only after that.
 	drain <-chan struct{}
-	final bool // sendFinal wrote: no command may follow from the reader's side
+	// drainInline, when not nil with drain, reads the released hold's
+	// replies in the caller's goroutine if its reader has not started,
+	// and reports whether it did.
+	drainInline func() bool
+	final       bool // sendFinal wrote: no command may follow from the reader's side
 
 	emu sync.Mutex // guards err
 	err error      // sticky fatal error
@@ -383,7 +387,7 @@ var errCallback = errors.New("reply rejected")
 // replies (drain) it waits no longer than ctx and limit allow.
 func (c *conn) roundTrip(ctx context.Context, limit time.Time, cmds [][]string, fn func(i int, v resp.Value) error) error {
 	c.wmu.Lock()
-	drain := c.drain
+	drain, inline := c.drain, c.drainInline
 	if len(c.pending) > 0 && drain == nil {
 		c.wmu.Unlock()
 		return errors.New("synchronous command on a connection with a reader")
@@ -403,8 +407,10 @@ func (c *conn) roundTrip(ctx context.Context, limit time.Time, cmds [][]string, 
 	if drain != nil {
 		// Our commands queue behind the released hold's; its reader
 		// stops right after their last reply.
-		if err := awaitDrain(ctx, limit, drain); err != nil {
-			return err
+		if inline == nil || !inline() {
+			if err := awaitDrain(ctx, limit, drain); err != nil {
+				return err
+			}
 		}
 		if err := c.failed(); err != nil {
 			return err
@@ -412,7 +418,7 @@ func (c *conn) roundTrip(ctx context.Context, limit time.Time, cmds [][]string, 
 		// The unsubscribe read before our replies may have left subscribed
 		// mode after our SUBSCRIBE was written.
 		c.wmu.Lock()
-		c.drain = nil
+		c.drain, c.drainInline = nil, nil
 		c.subMode = c.subMode || subscribes
 		c.wmu.Unlock()
 	}
@@ -582,22 +588,30 @@ func isSubscribeCmd(name string) bool {
 // sent before are still unread: a process that was stopped (SIGSTOP, a
 // suspended VM) learns at once on resume that a contender killed its
 // connection meanwhile, before its reader goroutine runs. It returns nil
-// where it cannot tell (see peerHungUp).
+// where it cannot tell (see pollPeer).
 func (c *conn) peerClosed() error {
+	_, err := c.peerState()
+	return err
+}
+
+// peerState is peerClosed, and reports too whether data waits in the
+// socket (true where it cannot tell); not what the reader has buffered,
+// which only the reader may look at.
+func (c *conn) peerState() (unread bool, err error) {
 	if err := c.failed(); err != nil {
-		return err
+		return false, err
 	}
 	if c.raw == nil {
-		return nil
+		return true, nil
 	}
-	var closed bool
-	if c.raw.Control(func(fd uintptr) { closed = peerHungUp(fd) }) != nil {
-		return nil
+	var closed, readable bool
+	if c.raw.Control(func(fd uintptr) { closed, readable = pollPeer(fd) }) != nil {
+		return true, nil
 	}
 	if closed {
-		return c.fatal(errPeerClosed)
+		return readable, c.fatal(errPeerClosed)
 	}
-	return nil
+	return readable, nil
 }
 
 // errPeerClosed is the error of a connection the server closed.

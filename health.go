@@ -104,6 +104,7 @@ func (h *hold) verify(ctx context.Context, timeout time.Duration) error {
 	if err := h.lostErr(); err != nil {
 		return err
 	}
+	h.start()
 	answer := make(chan reply, 1)
 	if err := h.c.send(answer, h.probe()...); err != nil {
 		h.c.fatal(fmt.Errorf("check: %w", err))

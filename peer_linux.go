@@ -5,21 +5,29 @@ import (
 	"unsafe"
 )
 
-// Linux's poll(2) events: the peer closed its side (POLLRDHUP), the
-// connection hung up (POLLHUP), or failed (POLLERR).
+// Linux's poll(2) events: data to read (POLLIN), the peer closed its side
+// (POLLRDHUP), the connection hung up (POLLHUP), or failed (POLLERR).
 const (
+	pollIN    = 0x1
 	pollERR   = 0x8
 	pollHUP   = 0x10
 	pollRDHUP = 0x2000
 )
 
-// peerHungUp polls fd, without waiting, for the peer's close (POLLRDHUP),
-// a reset (POLLHUP) or an error (POLLERR); pending data does not hide them.
-func peerHungUp(fd uintptr) bool {
+// canPollPeer says that pollPeer tells.
+const canPollPeer = true
+
+// pollPeer polls fd, without waiting, for the peer's close (POLLRDHUP), a
+// reset (POLLHUP) or an error (POLLERR), which pending data does not hide;
+// and for data waiting to be read (POLLIN).
+func pollPeer(fd uintptr) (hungUp, readable bool) {
 	pfd := struct {
 		fd             int32
 		events, revent int16
-	}{fd: int32(fd), events: pollRDHUP}
+	}{fd: int32(fd), events: pollRDHUP | pollIN}
 	n, _, errno := syscall.Syscall(syscall.SYS_POLL, uintptr(unsafe.Pointer(&pfd)), 1, 0)
-	return errno == 0 && n == 1 && pfd.revent&(pollRDHUP|pollHUP|pollERR) != 0
+	if errno != 0 || n != 1 {
+		return false, false
+	}
+	return pfd.revent&(pollRDHUP|pollHUP|pollERR) != 0, pfd.revent&pollIN != 0
 }

@@ -2,6 +2,10 @@
 
 package pubsublock
 
-// peerHungUp cannot tell without Linux's POLLRDHUP: the reader goroutine
-// finds a closed connection when it reads.
-func peerHungUp(fd uintptr) bool { return false }
+// canPollPeer says that pollPeer cannot tell without Linux's POLLRDHUP: the
+// reader goroutine finds a closed connection when it reads, and every hold
+// starts its reader at once (see lazyStart).
+const canPollPeer = false
+
+// pollPeer cannot tell (see canPollPeer).
+func pollPeer(fd uintptr) (hungUp, readable bool) { return false, true }

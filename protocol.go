@@ -43,7 +43,8 @@ type spec struct {
 	announce   string // a waiter's announcement: a ping answered on waiting
 	cfg        Config // with defaults applied
 	cl         *Client
-	ps         pubsub // classic, or sharded on a cluster
+	lazyStart  time.Duration // see lazyStart; tests change it
+	ps         pubsub        // classic, or sharded on a cluster
 	log        *slog.Logger
 }
 
@@ -78,6 +79,7 @@ func newSpec(channel string, cfg Config, cl *Client) *spec {
 		cl:         cl,
 		ps:         cl.pubsub(),
 		log:        log.With("channel", channel),
+		lazyStart:  lazyStart,
 	}
 }
 

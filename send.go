@@ -18,7 +18,7 @@ func (c *conn) send(ch chan<- reply, args ...string) error {
 // sendBatch is send for several commands in one write; chans[i] receives
 // the reply to cmds[i].
 func (c *conn) sendBatch(cmds [][]string, chans []chan<- reply) error {
-	return c.sendQueued(cmds, chans, nil, false)
+	return c.sendQueued(cmds, chans, nil, nil, false)
 }
 
 // errReleased is returned by send once sendFinal has handed the
@@ -29,13 +29,15 @@ var errReleased = errors.New("connection released")
 // with drain not nil, the connection may be given to a synchronous user as
 // soon as it returns, and that user reads only once drain is closed, which
 // the reader does after the last reply it awaits. Later sends fail with
-// errReleased until then.
-func (c *conn) sendFinal(cmds [][]string, chans []chan<- reply, drain <-chan struct{}) error {
-	return c.sendQueued(cmds, chans, drain, true)
+// errReleased until then. inline, if not nil, runs the reader in the
+// user's goroutine, if it has not started, and reports whether it did (see
+// hold.drainInline).
+func (c *conn) sendFinal(cmds [][]string, chans []chan<- reply, drain <-chan struct{}, inline func() bool) error {
+	return c.sendQueued(cmds, chans, drain, inline, true)
 }
 
 // sendQueued is sendBatch and sendFinal.
-func (c *conn) sendQueued(cmds [][]string, chans []chan<- reply, drain <-chan struct{}, final bool) error {
+func (c *conn) sendQueued(cmds [][]string, chans []chan<- reply, drain <-chan struct{}, inline func() bool, final bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.failed(); err != nil {
@@ -44,7 +46,7 @@ func (c *conn) sendQueued(cmds [][]string, chans []chan<- reply, drain <-chan st
 	if c.drain != nil || c.final {
 		return errReleased
 	}
-	c.drain, c.final = drain, final
+	c.drain, c.drainInline, c.final = drain, inline, final
 	c.wbuf = c.wbuf[:0]
 	for i, args := range cmds {
 		c.wbuf = resp.AppendCommand(c.wbuf, args...)

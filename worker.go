@@ -51,6 +51,11 @@ type hold struct {
 	// yet (see attempt.contend): its release rings no bell.
 	tentative  atomic.Bool
 	workerDone chan struct{}
+	// started is set by whoever runs the worker (see claim): a quiet
+	// hold's starts only after lazyStart (startTimer), or when its
+	// connection's next user or a send needs it.
+	started    atomic.Bool
+	startTimer *time.Timer                 // nil if the worker started at once
 	health     atomic.Pointer[healthCheck] // set by the worker; nil when disabled
 	resetName  chan reply                  // reply to CLIENT SETNAME "" sent by release
 	drainTimer atomic.Pointer[time.Timer]  // closes c if the release goes unanswered
@@ -68,9 +73,20 @@ type hold struct {
 	lateRing bool
 }
 
+// lazyStart is how long a hold that no contender showed itself to goes
+// without a worker goroutine. A lock held and released within it (a short
+// critical section, taken again and again) then costs no goroutine at all:
+// its connection's next user reads the release's replies inline. A ping
+// that comes meanwhile waits in the socket for up to lazyStart, far within
+// any UnavailableTimeout; a loss is seen as late (Lock.Err checks the
+// socket itself).
+const lazyStart = time.Millisecond
+
+
 // newHold starts the worker of a new hold on c, answering pings as a
-// participant in mode. waited says whether the Acquire that took it had to
-// wait.
+// participant in mode: at once if the hold's Acquire had to wait (waited)
+// or saw pings (early), else after lazyStart (see start). waited says
+// whether the Acquire that took it had to wait.
 func newHold(s *spec, c *conn, token int64, mode Mode, waited bool, early []notedPing) *hold {
 	h := &hold{
 		s:          s,
@@ -91,8 +107,51 @@ func newHold(s *spec, c *conn, token int64, mode Mode, waited bool, early []note
 	h.waited.Store(waited)
 	c.beginHold()
 	c.rd.Shrink() // a hold reads pings and small replies only
-	go h.work()
+	if waited || len(early) > 0 || !canPollPeer || c.raw == nil || c.rd.Buffered() > 0 {
+		// A contender may be waiting, or a frame is already buffered; or
+		// release could not see the pings that wait unread (see release).
+		h.start()
+	} else {
+		h.startTimer = time.AfterFunc(s.lazyStart, func() {
+			if h.claim() {
+				h.work()
+			}
+		})
+	}
 	return h
+}
+
+// claim reports whether the caller is the one to run the worker: the
+// first to ask.
+func (h *hold) claim() bool {
+	return h.started.CompareAndSwap(false, true)
+}
+
+// start runs the worker in a goroutine of its own, unless it runs already
+// or ran. Whoever sends on the hold's connection and awaits a reply calls
+// it first, as only the worker reads.
+func (h *hold) start() {
+	if h.claim() {
+		go h.work()
+	}
+}
+
+// drainInline is the released hold's worker run by the next user of its
+// connection, in the user's goroutine, if it has not started: it reads the
+// release's replies (under the user's deadline) and reports true. It
+// returns false if the worker runs elsewhere: the user waits for it.
+func (h *hold) drainInline() bool {
+	if !h.claim() {
+		return false
+	}
+	h.startTimer.Stop()
+	h.read()
+	if h.finish() {
+		// Late pings to answer, or a bell to ring, from another
+		// connection: rare, and not the user's to wait for.
+		go h.answerLate()
+	}
+	return true
 }
 
 // end closes lost, recording cause (nil for a release).
@@ -120,14 +179,22 @@ func (h *hold) lostErr() error {
 // meanwhile), so a connection the server has closed is a loss now (on
 // Linux, see peerClosed).
 func (h *hold) check() error {
+	_, err := h.checkUnread()
+	return err
+}
+
+// checkUnread is check, and reports too whether data waits unread in the
+// hold's socket (see conn.peerState).
+func (h *hold) checkUnread() (unread bool, err error) {
 	if err := h.lostErr(); err != nil {
-		return err
+		return false, err
 	}
-	if err := h.c.peerClosed(); err != nil {
+	unread, err = h.c.peerState()
+	if err != nil {
 		h.end(err)
-		return h.lostErr()
+		return false, h.lostErr()
 	}
-	return nil
+	return unread, nil
 }
 
 // errUnsubscribed is the cause of a loss by an unsubscribe the holder did
@@ -146,6 +213,14 @@ func (h *hold) work() {
 		h.health.Store(newHealthCheck(h, iv, h.s.cfg.UnavailableTimeout))
 	}
 	h.read()
+	if h.finish() {
+		h.answerLate()
+	}
+}
+
+// finish is the end of the worker, once read returned: it reports whether
+// answerLate has anything to do.
+func (h *hold) finish() bool {
 	if h.answer != nil {
 		h.s.cl.put(h.answer)
 	}
@@ -154,6 +229,13 @@ func (h *hold) work() {
 		t.Stop()
 	}
 	close(h.workerDone)
+	return len(h.late) > 0 || h.lateRing || h.ringAfter.Load() || h.yieldAfter.Load()
+}
+
+// answerLate answers the pings that reached the hold after its release,
+// and rings the bell or opens the yield window if the release left that
+// to the worker.
+func (h *hold) answerLate() {
 	var ring [][]string
 	if (h.lateRing || h.ringAfter.Load()) && !h.rang.Load() && !h.tentative.Load() && !h.deaf.Load() && h.lostErr() == nil {
 		ring = append(ring, h.s.ring)
@@ -241,6 +323,14 @@ func (h *hold) onMessage(payload []byte) {
 		return
 	}
 	if !status && !h.s.hearsBell(payload, replyCh) {
+		if h.releasing.Load() && !h.deaf.Load() && !h.tentative.Load() && !h.s.cl.caps.yield.no() {
+			// The release began without knowing of this contender (a
+			// quiet hold's release writes before its pings are read, see
+			// lazyStart): the worker opens the yield window once drained.
+			// (Should the release have seen deaf set after all, the
+			// window opens twice, no harm.)
+			h.yieldAfter.Store(true)
+		}
 		h.deaf.Store(true)
 	}
 	h.answerPing(replyCh, status)
@@ -389,11 +479,18 @@ func (h *hold) release(ctx context.Context) error {
 	// A release on a pooled connection returns once written (the next user
 	// reads its replies), so it cannot wait to learn of a loss the worker
 	// has not read yet: check the socket first.
-	if err := h.check(); err != nil {
+	unread, err := h.checkUnread()
+	if err != nil {
 		h.c.fatal(err)
+		h.start()
 		<-h.workerDone
 		h.c.close()
 		return err
+	}
+	if unread && !h.started.Load() {
+		// A quiet hold's worker has not started (see lazyStart), and what
+		// waits unread is a ping, most likely: a contender showed itself.
+		h.waited.Store(true)
 	}
 	h.releasing.Store(true)
 	h.health.Load().stop() // no PING may follow the last write (and on a pooled connection none can)
@@ -432,8 +529,10 @@ func (h *hold) release(ctx context.Context) error {
 	var drain <-chan struct{}
 	if pooled && ctx.Err() == nil {
 		drain = h.workerDone
+	} else {
+		h.start() // release waits for the worker
 	}
-	err := h.c.sendFinal(cmds, chans, drain)
+	err = h.c.sendFinal(cmds, chans, drain, h.drainInline)
 	if err != nil {
 		// The release was not written, or not all of it: unconfirmed, it
 		// is a loss, which the worker records when it reads the failure

@@ -1,0 +1,238 @@
+package pubsublock
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pubsublock/pubsublock/internal/redistest"
+	"github.com/pubsublock/pubsublock/resp"
+)
+
+// The tests of a quiet hold, whose worker starts only after lazyStart or
+// when its connection's next user needs it (see hold.drainInline).
+
+// quietLock is newLock with the workers of its holds deferred by d (see
+// lazyStart).
+func quietLock(t *testing.T, channel string, cfg Config, d time.Duration) *Lock {
+	t.Helper()
+	l := newLock(t, channel, cfg)
+	l.lazyStart = d
+	return l
+}
+
+// heldBy returns l's current hold.
+func heldBy(t *testing.T, l *Lock) *hold {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.h == nil {
+		t.Fatal("not held")
+	}
+	return l.h
+}
+
+// pinger subscribes a connection to a reply channel of its own on the
+// server at url and pings the holders of a lock as a contender does.
+type pinger struct {
+	addr, replyCh string
+	answers       chan string
+}
+
+func newPinger(t *testing.T, url, replyCh string) *pinger {
+	t.Helper()
+	addr := strings.TrimPrefix(url, "redis://")
+	addr, _, _ = strings.Cut(addr, "?")
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	if _, err := nc.Write(resp.AppendCommand(nil, "SUBSCRIBE", replyCh)); err != nil {
+		t.Fatal(err)
+	}
+	p := &pinger{addr: addr, replyCh: replyCh, answers: make(chan string, 16)}
+	rd := resp.NewReader(bufio.NewReader(nc), resp.Limits{})
+	if v, err := rd.Read(); err != nil || pushKind(v) != "subscribe" {
+		t.Fatalf("SUBSCRIBE %s: %v %v", replyCh, v.String(), err)
+	}
+	go func() {
+		for {
+			v, err := rd.Read()
+			if err != nil {
+				return
+			}
+			if pushKind(v) == "message" && len(v.Elems) == 3 {
+				p.answers <- string(v.Elems[2].Str)
+			}
+		}
+	}()
+	return p
+}
+
+// ping publishes a ping on channel and fails t unless one subscriber
+// received it: it waits, unread, in the holder's socket.
+func (p *pinger) ping(t *testing.T, channel string) {
+	t.Helper()
+	out, err := redistestDo(p.addr, "PUBLISH", channel, pingMessage(p.replyCh))
+	if err != nil || out != "1" {
+		t.Fatalf("PUBLISH ping = %q, %v; want 1 receiver", out, err)
+	}
+}
+
+// answer waits up to limit for an answer.
+func (p *pinger) answer(t *testing.T, limit time.Duration) string {
+	t.Helper()
+	select {
+	case a := <-p.answers:
+		return a
+	case <-time.After(limit):
+		t.Fatalf("no answer on %s within %v", p.replyCh, limit)
+		return ""
+	}
+}
+
+// TestQuietHoldAnswersPings: a ping that reaches a hold before its worker
+// started is answered once it starts, and a contender that pinged does
+// not take the lock from it.
+func TestQuietHoldAnswersPings(t *testing.T) {
+	leakCheck(t)
+	servers(t, func(t *testing.T, url string) {
+		l := quietLock(t, "quiet", Config{URL: url}, 300*time.Millisecond)
+		mustAcquire(t, l)
+		h := heldBy(t, l)
+		if h.started.Load() {
+			t.Fatal("the worker of a quiet hold started at once")
+		}
+		p := newPinger(t, url, "quiet-reply")
+		p.ping(t, "quiet")
+		t.Logf("answer: %s", p.answer(t, 5*time.Second))
+		if !h.started.Load() {
+			t.Fatal("answered, yet the worker did not start")
+		}
+		c := newLock(t, "quiet", Config{URL: url, UnavailableTimeout: 2 * time.Second})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
+			t.Fatalf("contender's TryAcquire = %v, want ErrAlreadyLocked", err)
+		}
+		if err := l.Err(); err != nil {
+			t.Fatalf("holder's Err = %v", err)
+		}
+	})
+}
+
+// TestQuietReleaseDrainedInline: a hold released before its worker
+// started leaves the release's replies, and a ping that came before it,
+// to the connection's next user, which reads them in its own goroutine
+// before its replies: the ping is answered, and no second connection is
+// dialed.
+func TestQuietReleaseDrainedInline(t *testing.T) {
+	leakCheck(t)
+	servers(t, func(t *testing.T, url string) {
+		var dials atomic.Int32
+		cl := newClient(t, ClientConfig{URL: url, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}})
+		l := quietLock(t, "inline", Config{Client: cl, FailWhenLocked: true}, time.Hour)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		mustAcquire(t, l)
+		h := heldBy(t, l)
+		p := newPinger(t, url, "inline-reply")
+		p.ping(t, "inline")
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if h.started.Load() {
+			t.Fatal("Release started the worker")
+		}
+		if err := l.Acquire(ctx); err != nil {
+			t.Fatalf("Acquire behind an undrained release: %v", err)
+		}
+		if heldBy(t, l).c != h.c {
+			t.Error("the second Acquire took another connection")
+		}
+		if !h.started.Load() {
+			t.Fatal("the next Acquire did not drain the released hold")
+		}
+		select {
+		case <-h.workerDone:
+		default:
+			t.Fatal("Acquire returned before the released hold's replies were read")
+		}
+		// The late answer goes out on another connection, which the
+		// Client dials as its only one is in use.
+		t.Logf("late answer: %s; %d connections dialed", p.answer(t, 5*time.Second), dials.Load())
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestQuietReleaseDrainedByTimer: a hold released before its worker
+// started, whose connection nobody takes, is drained once lazyStart
+// passes: the ping it left unread is answered, the connection stays
+// usable, and the lock can be taken again.
+func TestQuietReleaseDrainedByTimer(t *testing.T) {
+	leakCheck(t)
+	servers(t, func(t *testing.T, url string) {
+		cl := newClient(t, ClientConfig{URL: url})
+		l := quietLock(t, "timer", Config{Client: cl}, 200*time.Millisecond)
+		mustAcquire(t, l)
+		h := heldBy(t, l)
+		p := newPinger(t, url, "timer-reply")
+		p.ping(t, "timer")
+		if err := l.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("late answer: %s", p.answer(t, 5*time.Second))
+		waitUntil(t, 5*time.Second, "the released hold's worker ends", func() bool {
+			select {
+			case <-h.workerDone:
+				return true
+			default:
+				return false
+			}
+		})
+		if err := h.c.failed(); err != nil {
+			t.Fatalf("the drained connection failed: %v", err)
+		}
+		mustAcquire(t, l)
+	})
+}
+
+// TestQuietHoldLoss: a quiet hold whose connection is killed before its
+// worker started is lost: Err tells at once, Lost is closed once the
+// worker starts, and Release reports the loss.
+func TestQuietHoldLoss(t *testing.T) {
+	leakCheck(t)
+	s := redistest.Redis(t)
+	l := quietLock(t, "qloss", Config{URL: s.URL()}, 300*time.Millisecond)
+	mustAcquire(t, l)
+	lost := l.Lost()
+	ids := s.SubscriberIDs(t, "qloss-lock")
+	if len(ids) != 1 {
+		t.Fatalf("holders %v, want 1", ids)
+	}
+	since := time.Now()
+	mustDo(t, s, "CLIENT", "KILL", "ID", strconv.FormatInt(ids[0], 10))
+	waitUntil(t, 5*time.Second, "Err reports the loss", func() bool { return errors.Is(l.Err(), ErrLost) })
+	select {
+	case <-lost:
+		t.Logf("Lost closed %v after the kill", time.Since(since))
+	case <-time.After(5 * time.Second):
+		t.Fatal("Lost not closed")
+	}
+	if err := l.Release(context.Background()); !errors.Is(err, ErrLost) {
+		t.Fatalf("Release = %v, want ErrLost", err)
+	}
+}
