@@ -82,7 +82,6 @@ type hold struct {
 // socket itself).
 const lazyStart = time.Millisecond
 
-
 // newHold starts the worker of a new hold on c, answering pings as a
 // participant in mode: at once if the hold's Acquire had to wait (waited)
 // or saw pings (early), else after lazyStart (see start). waited says
