@@ -156,6 +156,7 @@ func BenchmarkHeldLocks(b *testing.B) {
 			}
 			locks[i] = l
 		}
+		time.Sleep(10 * lazyStart) // every worker started
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)

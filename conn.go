@@ -41,9 +41,9 @@ var errConnClosed = errors.New("connection closed")
 // It is used in two ways. Synchronously, by one goroutine at a time, with
 // do and pipeline: commands are written and their replies read inline,
 // push frames going to onPush. Asynchronously, once a lock is held: the
-// worker goroutine is the only reader (readFrame, then deliver for each
+// hold's worker is the only reader (readFrame, then deliver for each
 // reply), and any goroutine may call send to queue a command whose reply
-// the worker delivers.
+// the worker delivers, once it started it (hold.start).
 //
 // Any error in the middle of a frame, a protocol violation, or a context
 // that ends during a round trip is fatal: the connection is closed and
@@ -60,6 +60,10 @@ type conn struct {
 	// idleSince is when the connection went back to the Client's pool.
 	idleSince time.Time
 	raw       syscall.RawConn // the socket, for peerClosed; nil if not one
+	// pollable says that a poll of raw sees every byte not yet read
+	// (see peerState): a socket read directly, not through TLS, which
+	// may have buffered records, on a system where pollPeer tells.
+	pollable bool
 	// replyTimeout bounds each synchronous round trip (see pipelineBlocking): the
 	// Client's DialTimeout. 0: no bound but the context's.
 	replyTimeout time.Duration
@@ -140,6 +144,7 @@ func dialConn(ctx context.Context, dc dialConfig) (*conn, error) {
 	}
 	c := newConn(nc, dc.limits)
 	c.raw = raw
+	c.pollable = raw != nil && dc.tls == nil && canPollPeer
 	c.replyTimeout = dc.dialTimeout
 	if err := c.handshake(ctx, dc); err != nil {
 		c.close()

@@ -129,10 +129,9 @@ func TestQuietHoldAnswersPings(t *testing.T) {
 }
 
 // TestQuietReleaseDrainedInline: a hold released before its worker
-// started leaves the release's replies, and a ping that came before it,
-// to the connection's next user, which reads them in its own goroutine
-// before its replies: the ping is answered, and no second connection is
-// dialed.
+// started leaves the release's replies to the connection's next user,
+// which reads them in its own goroutine before its replies, on the same
+// connection: no second one is dialed.
 func TestQuietReleaseDrainedInline(t *testing.T) {
 	leakCheck(t)
 	servers(t, func(t *testing.T, url string) {
@@ -147,19 +146,15 @@ func TestQuietReleaseDrainedInline(t *testing.T) {
 		defer cancel()
 		mustAcquire(t, l)
 		h := heldBy(t, l)
-		p := newPinger(t, url, "inline-reply")
-		p.ping(t, "inline")
 		if err := l.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if h.started.Load() {
 			t.Fatal("Release started the worker")
 		}
+		before := dials.Load()
 		if err := l.Acquire(ctx); err != nil {
 			t.Fatalf("Acquire behind an undrained release: %v", err)
-		}
-		if heldBy(t, l).c != h.c {
-			t.Error("the second Acquire took another connection")
 		}
 		if !h.started.Load() {
 			t.Fatal("the next Acquire did not drain the released hold")
@@ -169,19 +164,99 @@ func TestQuietReleaseDrainedInline(t *testing.T) {
 		default:
 			t.Fatal("Acquire returned before the released hold's replies were read")
 		}
-		// The late answer goes out on another connection, which the
-		// Client dials as its only one is in use.
-		t.Logf("late answer: %s; %d connections dialed", p.answer(t, 5*time.Second), dials.Load())
+		if heldBy(t, l).c != h.c {
+			t.Error("the second Acquire took another connection")
+		}
+		if n := dials.Load() - before; n != 0 {
+			t.Errorf("the second Acquire dialed %d connections, want 0", n)
+		}
 		if err := l.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
 	})
 }
 
+// TestQuietReleaseReadsUnread: when a ping waits unread in a quiet hold's
+// socket at its release, the release has the worker read it first and
+// then does what it does for a hold that read it: it rings the bell for a
+// contender, not for a status query, and not for a portalocker poller,
+// for which it opens the yield window instead. Each ping is answered.
+func TestQuietReleaseReadsUnread(t *testing.T) {
+	leakCheck(t)
+	s := redistest.Redis(t)
+	for _, tc := range []struct {
+		name, replyCh, payload string
+		ring, yield            bool
+	}{
+		{"contender", "", "", true, false},
+		{"status", "", "status", false, false},
+		{"portalocker", "-python", "", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			channel := "unread-" + tc.name
+			cl := newClient(t, ClientConfig{URL: s.URL()})
+			l := quietLock(t, channel, Config{Client: cl}, time.Hour)
+			mustAcquire(t, l)
+			h := heldBy(t, l)
+			replyCh := cl.replyChannel(channel) // as a Go contender names it
+			if tc.replyCh != "" {
+				replyCh = channel + tc.replyCh // portalocker's: no bell
+			}
+			p := newPinger(t, s.URL(), replyCh)
+			msg := pingMessage(replyCh)
+			if tc.payload == "status" {
+				msg = statusMessage(replyCh)
+			}
+			if out := mustDo(t, s, "PUBLISH", channel, msg); out != "1" {
+				t.Fatalf("PUBLISH = %s", out)
+			}
+			waitUntil(t, 5*time.Second, "the ping waits in the holder's socket", func() bool {
+				unread, err := h.c.peerState()
+				return err == nil && unread
+			})
+			if h.started.Load() {
+				t.Fatal("the worker started")
+			}
+			if err := l.Release(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("answer: %s", p.answer(t, 5*time.Second))
+			if h.rang.Load() != tc.ring {
+				t.Errorf("rang the bell: %v, want %v", h.rang.Load(), tc.ring)
+			}
+			if bell := mustDo(t, s, "EXISTS", h.s.bell); (bell == "1") != tc.ring {
+				t.Errorf("EXISTS %s = %s after the release", h.s.bell, bell)
+			}
+			if yield := l.yieldUntil.Load() != 0; yield != tc.yield {
+				t.Errorf("yield window: %v, want %v", yield, tc.yield)
+			}
+		})
+	}
+}
+
+// TestQuietHoldNeedsRoomyTimeout: with an UnavailableTimeout below
+// lazyMinUnavailable a hold reads its pings from the start.
+func TestQuietHoldNeedsRoomyTimeout(t *testing.T) {
+	leakCheck(t)
+	m := redistest.Miniredis(t)
+	for _, tc := range []struct {
+		timeout time.Duration
+		lazy    bool
+	}{{lazyMinUnavailable - time.Millisecond, false}, {lazyMinUnavailable, true}} {
+		l := quietLock(t, "roomy", Config{URL: "redis://" + m.Addr(), UnavailableTimeout: tc.timeout}, time.Hour)
+		mustAcquire(t, l)
+		if started := heldBy(t, l).started.Load(); started == tc.lazy {
+			t.Errorf("UnavailableTimeout %v: worker started at once: %v", tc.timeout, started)
+		}
+		if err := l.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestQuietReleaseDrainedByTimer: a hold released before its worker
 // started, whose connection nobody takes, is drained once lazyStart
-// passes: the ping it left unread is answered, the connection stays
-// usable, and the lock can be taken again.
+// passes, and the connection stays usable.
 func TestQuietReleaseDrainedByTimer(t *testing.T) {
 	leakCheck(t)
 	servers(t, func(t *testing.T, url string) {
@@ -189,12 +264,12 @@ func TestQuietReleaseDrainedByTimer(t *testing.T) {
 		l := quietLock(t, "timer", Config{Client: cl}, 200*time.Millisecond)
 		mustAcquire(t, l)
 		h := heldBy(t, l)
-		p := newPinger(t, url, "timer-reply")
-		p.ping(t, "timer")
 		if err := l.Release(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("late answer: %s", p.answer(t, 5*time.Second))
+		if h.started.Load() {
+			t.Fatal("Release started the worker")
+		}
 		waitUntil(t, 5*time.Second, "the released hold's worker ends", func() bool {
 			select {
 			case <-h.workerDone:
@@ -207,6 +282,9 @@ func TestQuietReleaseDrainedByTimer(t *testing.T) {
 			t.Fatalf("the drained connection failed: %v", err)
 		}
 		mustAcquire(t, l)
+		if heldBy(t, l).c != h.c {
+			t.Error("the next Acquire took another connection")
+		}
 	})
 }
 

@@ -31,9 +31,10 @@ import (
 //	peer_*.go    seeing, without reading, that the server closed a connection
 //	resp/        the RESP2/RESP3 codec
 //
-// Goroutines: a hold's worker (started by newHold, ended by the end of the
-// subscription, which Release or a loss causes; Release and Acquire wait
-// for it when they must), the health check's and a waiter's wake timers
+// Goroutines: a hold's worker (started by newHold, or for a quiet hold
+// after lazyStart or by whoever needs it first, which may run it inline;
+// ended by the end of the subscription, which Release or a loss causes;
+// Release and Acquire wait for it when they must), the health check's and a waiter's wake timers
 // (stopped before their connection is reused), a contender's holder watch
 // during a check (stopped before the check returns), and a sentinel
 // Client's watcher (stopped by Client.Close).
@@ -359,13 +360,15 @@ var errNoAnswer = fmt.Errorf("no answer from the server within Timeout: %w", con
 // to the Client without waiting for the server's replies: the server frees
 // the lock as soon as it reads them, about half a round trip later, and
 // until then other clients may still find it held (a waiting Acquire is
-// handed the lock by the bell). The worker goroutine reads the replies and exits; the next
-// user of the connection writes behind the release, so an Acquire through
-// the same Client finds the lock free. If the replies do not come within
+// handed the lock by the bell). The worker goroutine reads the replies and
+// exits (for a hold released within a millisecond, before its worker
+// started, the connection's next user reads them); the next user of the
+// connection writes behind the release, so an Acquire through the same
+// Client finds the lock free. If the replies do not come within
 // UnavailableTimeout the connection is closed, which frees the lock too.
 // When the connection is not pooled (ClientConfig.MaxIdle < 0, or a Lock
-// without Config.Client in sentinel mode), or ctx has ended, Release waits for the worker
-// and closes the connection.
+// without Config.Client in sentinel mode), or ctx has ended, Release waits
+// for the worker and closes the connection.
 //
 // If the hold was lost before, the error matches ErrLost and wraps the
 // cause. That includes a loss the worker has not read yet, as after a stop

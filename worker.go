@@ -10,8 +10,11 @@ import (
 )
 
 // hold is one acquisition of a Lock: the subscribed connection and what
-// keeps it. The worker goroutine is the only reader of c; it answers pings
-// and notices the end of the subscription. The health check PINGs c.
+// keeps it. The worker is the only reader of c; it answers pings and
+// notices the end of the subscription. It runs in a goroutine of its own,
+// started at once or, for a quiet hold, after lazyStart; or, for a quiet
+// hold released before, in the goroutine of c's next user (see claim).
+// The health check PINGs c.
 type hold struct {
 	s     *spec
 	c     *conn
@@ -77,15 +80,21 @@ type hold struct {
 // without a worker goroutine. A lock held and released within it (a short
 // critical section, taken again and again) then costs no goroutine at all:
 // its connection's next user reads the release's replies inline. A ping
-// that comes meanwhile waits in the socket for up to lazyStart, far within
-// any UnavailableTimeout; a loss is seen as late (Lock.Err checks the
-// socket itself).
+// that comes meanwhile waits in the socket for up to lazyStart, a
+// hundredth of the smallest UnavailableTimeout it is used with
+// (lazyMinUnavailable); a loss is seen as late (Lock.Err and Release check
+// the socket themselves).
 const lazyStart = time.Millisecond
+
+// lazyMinUnavailable is the smallest UnavailableTimeout with which a
+// hold's worker starts after lazyStart rather than at once.
+const lazyMinUnavailable = 100 * lazyStart
 
 // newHold starts the worker of a new hold on c, answering pings as a
 // participant in mode: at once if the hold's Acquire had to wait (waited)
-// or saw pings (early), else after lazyStart (see start). waited says
-// whether the Acquire that took it had to wait.
+// or saw pings (early), or if anything would hide a ping from the
+// release's look at the socket (see release); else after lazyStart (see
+// start).
 func newHold(s *spec, c *conn, token int64, mode Mode, waited bool, early []notedPing) *hold {
 	h := &hold{
 		s:          s,
@@ -106,9 +115,10 @@ func newHold(s *spec, c *conn, token int64, mode Mode, waited bool, early []note
 	h.waited.Store(waited)
 	c.beginHold()
 	c.rd.Shrink() // a hold reads pings and small replies only
-	if waited || len(early) > 0 || !canPollPeer || c.raw == nil || c.rd.Buffered() > 0 {
+	if waited || len(early) > 0 || !c.pollable || c.rd.Buffered() > 0 || s.cfg.UnavailableTimeout < lazyMinUnavailable {
 		// A contender may be waiting, or a frame is already buffered; or
-		// release could not see the pings that wait unread (see release).
+		// release could not see the pings that wait unread; or contenders
+		// wait too little for a ping to wait at all.
 		h.start()
 	} else {
 		h.startTimer = time.AfterFunc(s.lazyStart, func() {
@@ -470,10 +480,16 @@ func (s *spec) answerPings(ctx context.Context, c *conn, mode Mode, elected bool
 // On a pooled connection it does not wait for the server: the unsubscribe,
 // the release bell and the name reset go out in one write, the hold ends,
 // and the connection goes back to the Client at once while the worker
-// reads the replies. The next user of the connection writes behind them
-// (so on this connection the lock is free before its next command runs)
-// and reads once the worker is done (see conn.sendFinal). Otherwise release
-// waits for the worker.
+// reads the replies (or, if it has not started, the connection's next
+// user or lazyStart's timer runs it: see drainInline). The next user of
+// the connection writes behind them (so on this connection the lock is
+// free before its next command runs) and reads once the worker is done
+// (see conn.sendFinal). Otherwise release waits for the worker.
+//
+// A quiet hold's release that finds data unread in the socket first has
+// the worker read it (see verify), so that it rings the bell for a
+// contender's ping and not for a status query's or a portalocker poller's,
+// and reports an end of the subscription as a loss.
 func (h *hold) release(ctx context.Context) error {
 	// A release on a pooled connection returns once written (the next user
 	// reads its replies), so it cannot wait to learn of a loss the worker
@@ -487,9 +503,19 @@ func (h *hold) release(ctx context.Context) error {
 		return err
 	}
 	if unread && !h.started.Load() {
-		// A quiet hold's worker has not started (see lazyStart), and what
-		// waits unread is a ping, most likely: a contender showed itself.
-		h.waited.Store(true)
+		// A quiet hold's worker has not started (see lazyStart), and
+		// something waits unread: a contender's ping, a status query's, a
+		// portalocker poller's (which must not be rung ahead of), or the
+		// end of the subscription. The worker reads it, up to the reply
+		// to a PING, before the release decides what to write.
+		if err := h.verify(ctx, h.s.cfg.UnavailableTimeout); err != nil {
+			if lerr := h.lostErr(); lerr != nil {
+				<-h.workerDone
+				h.c.close()
+				return lerr
+			}
+			// ctx ended: the release goes on, and waits for the worker.
+		}
 	}
 	h.releasing.Store(true)
 	h.health.Load().stop() // no PING may follow the last write (and on a pooled connection none can)
@@ -526,12 +552,11 @@ func (h *hold) release(ctx context.Context) error {
 		chans = append(chans, h.resetName)
 	}
 	var drain <-chan struct{}
+	var inline func() bool
 	if pooled && ctx.Err() == nil {
-		drain = h.workerDone
-	} else {
-		h.start() // release waits for the worker
+		drain, inline = h.workerDone, h.drainInline
 	}
-	err = h.c.sendFinal(cmds, chans, drain, h.drainInline)
+	err = h.c.sendFinal(cmds, chans, drain, inline)
 	if err != nil {
 		// The release was not written, or not all of it: unconfirmed, it
 		// is a loss, which the worker records when it reads the failure
@@ -553,6 +578,7 @@ func (h *hold) release(ctx context.Context) error {
 		h.s.cl.put(h.c)
 		return nil
 	}
+	h.start() // release waits for the worker
 	select {
 	case <-h.workerDone:
 	case <-ctx.Done():

@@ -65,56 +65,63 @@ func TestReleaseReusesConnection(t *testing.T) {
 // connection, once the release is drained), so the contender that sent it
 // does not kill the connection's next hold for its silence.
 func TestReleaseAnswersPingsSeenWhileDraining(t *testing.T) {
-	ping := pingMessage("jobs-0.5")
-	var (
-		stash    strings.Builder // replies to the release, held back
-		acquires int
-	)
-	answered := make(chan string, 1)
-	f := newFakeLockServer(t, 0, func(w io.Writer, args []string) bool {
-		switch strings.Join(args[:min(len(args), 2)], " ") {
-		case "CLIENT SETNAME":
-			if args[2] == "jobs-lock" {
-				acquires++
-				if acquires == 2 {
-					// The second Acquire's first command arrived: Release
-					// did not wait. Now the release's replies, with a ping
-					// that came before the unsubscribe.
-					io.WriteString(w, stash.String())
+	// The released hold's worker reads them, or, when it has not started
+	// (see lazyStart), the next Acquire does, in its own goroutine.
+	for _, lazy := range []time.Duration{0, time.Hour} {
+		t.Run("lazyStart="+lazy.String(), func(t *testing.T) {
+			ping := pingMessage("jobs-0.5")
+			var (
+				stash    strings.Builder // replies to the release, held back
+				acquires int
+			)
+			answered := make(chan string, 1)
+			f := newFakeLockServer(t, 0, func(w io.Writer, args []string) bool {
+				switch strings.Join(args[:min(len(args), 2)], " ") {
+				case "CLIENT SETNAME":
+					if args[2] == "jobs-lock" {
+						acquires++
+						if acquires == 2 {
+							// The second Acquire's first command arrived: Release
+							// did not wait. Now the release's replies, with a ping
+							// that came before the unsubscribe.
+							io.WriteString(w, stash.String())
+						}
+						io.WriteString(w, "+OK\r\n")
+						return true
+					}
+					stash.WriteString("+OK\r\n") // the release's name reset
+				case "UNSUBSCRIBE jobs":
+					stash.WriteString(push("message", "jobs", ping) + push("unsubscribe", "jobs", ":0"))
+				case "EVAL " + ringScript: // the release bell
+					stash.WriteString(":1\r\n")
+				case "PUBLISH jobs-0.5":
+					answered <- args[2]
+					io.WriteString(w, ":1\r\n")
+				default:
+					return false
 				}
-				io.WriteString(w, "+OK\r\n")
 				return true
+			})
+			l := newLock(t, "jobs", Config{Client: f.redisClient(t), FailWhenLocked: true})
+			l.lazyStart = lazy
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := l.Acquire(ctx); err != nil {
+				t.Fatal(err)
 			}
-			stash.WriteString("+OK\r\n") // the release's name reset
-		case "UNSUBSCRIBE jobs":
-			stash.WriteString(push("message", "jobs", ping) + push("unsubscribe", "jobs", ":0"))
-		case "EVAL " + ringScript: // the release bell
-			stash.WriteString(":1\r\n")
-		case "PUBLISH jobs-0.5":
-			answered <- args[2]
-			io.WriteString(w, ":1\r\n")
-		default:
-			return false
-		}
-		return true
-	})
-	l := newLock(t, "jobs", Config{Client: f.redisClient(t), FailWhenLocked: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := l.Acquire(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Acquire(ctx); err != nil {
-		t.Fatalf("Acquire behind an unanswered release: %v", err)
-	}
-	select {
-	case ts := <-answered:
-		t.Logf("ping seen while draining answered: %s", ts)
-	case <-ctx.Done():
-		t.Fatal("the ping seen while the release drained was never answered")
+			if err := l.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Acquire(ctx); err != nil {
+				t.Fatalf("Acquire behind an unanswered release: %v", err)
+			}
+			select {
+			case ts := <-answered:
+				t.Logf("ping seen while draining answered: %s", ts)
+			case <-ctx.Done():
+				t.Fatal("the ping seen while the release drained was never answered")
+			}
+		})
 	}
 }
 
