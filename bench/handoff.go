@@ -37,6 +37,11 @@ func runHandoff(cfg *config, rs *results) {
 	} else {
 		rs.add(result{name: "Handoff/idle-ping", n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
 	}
+	if samples, err := rawHandoffs(cfg, cfg.handoffs); err != nil {
+		fmt.Fprintf(cfg.log, "raw hand-off: %v\n", err)
+	} else {
+		rs.add(result{name: "Handoff/raw-blpop", n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
+	}
 	for _, p := range cfg.peers {
 		for _, n := range cfg.waiters {
 			name := fmt.Sprintf("Handoff/waiters=%d/%s", n, p.name)
@@ -122,6 +127,54 @@ func idlePings(cfg *config, n int) ([]time.Duration, error) {
 			return nil, err
 		}
 		samples = append(samples, time.Since(start))
+	}
+	slices.Sort(samples)
+	return samples, nil
+}
+
+// rawHandoffs times n hand-offs between two raw sockets, the floor under
+// any lock's: one connection waits in BLPOP, read by a goroutine of its
+// own, and the other, after holdFor, LPUSHes; a sample is the time from
+// the LPUSH's write to the waiting goroutine having read the BLPOP's
+// reply.
+func rawHandoffs(cfg *config, n int) ([]time.Duration, error) {
+	key := uniqueName("raw-handoff")
+	var conns [2]net.Conn
+	var rds [2]*resp.Reader
+	for i := range conns {
+		nc, err := net.Dial("tcp", cfg.srv.addr)
+		if err != nil {
+			return nil, err
+		}
+		defer nc.Close()
+		conns[i], rds[i] = nc, resp.NewReader(bufio.NewReader(nc), resp.Limits{})
+	}
+	blpop := resp.AppendCommand(nil, "BLPOP", key, "5")
+	push := resp.AppendCommand(nil, "LPUSH", key, "1")
+	samples := make([]time.Duration, 0, n)
+	woken := make(chan error, 1)
+	at := make(chan time.Time, 1)
+	for range n {
+		if _, err := conns[0].Write(blpop); err != nil {
+			return nil, err
+		}
+		go func() {
+			_, err := rds[0].Read()
+			at <- time.Now()
+			woken <- err
+		}()
+		time.Sleep(holdFor)
+		start := time.Now()
+		if _, err := conns[1].Write(push); err != nil {
+			return nil, err
+		}
+		if err := <-woken; err != nil {
+			return nil, err
+		}
+		samples = append(samples, (<-at).Sub(start))
+		if _, err := rds[1].Read(); err != nil {
+			return nil, err
+		}
 	}
 	slices.Sort(samples)
 	return samples, nil
@@ -244,23 +297,31 @@ func printHandoff(cfg *config, rs *results) {
 	if idle, ok := rs.median("Handoff/idle-ping"); ok {
 		fmt.Fprintf(w, "A raw-socket PING sent after %v of idleness, as at a hand-off, took %s (p50).\n", holdFor, dur(idle.ns))
 	}
+	raw, hasRaw := rs.median("Handoff/raw-blpop")
+	if hasRaw {
+		fmt.Fprintf(w, "The floor under any hand-off, a raw-socket BLPOP woken by an LPUSH from another connection after %v,\n", holdFor)
+		fmt.Fprintf(w, "took %s (p50) from the LPUSH's write to the waiting goroutine's read: p50 × raw is the p50 against it.\n", dur(raw.ns))
+	}
 	fmt.Fprintln(w)
 	floor, hasFloor := rs.median("Cycle/ping-rawsocket")
-	t := table{head: []string{"peer", "waiters", "p50", "p50 × PING", "p99", "max", "mean", "samples", "notes"}, align: "lrrrrrrrl"}
+	t := table{head: []string{"peer", "waiters", "p50", "p50 × PING", "p50 × raw", "p99", "max", "mean", "samples", "notes"}, align: "lrrrrrrrrl"}
 	for _, p := range cfg.peers {
 		for _, n := range cfg.waiters {
 			name := fmt.Sprintf("Handoff/waiters=%d/%s", n, p.name)
 			note := handoffNotes[name].note()
 			m, ok := rs.median(name)
 			if !ok {
-				t.row(p.name, fmt.Sprint(n), "failed", "", "", "", "", "", note)
+				t.row(p.name, fmt.Sprint(n), "failed", "", "", "", "", "", "", note)
 				continue
 			}
-			ratio := "–"
+			ratio, rawRatio := "–", "–"
 			if hasFloor && floor.ns > 0 {
 				ratio = fmt.Sprintf("%.1f", m.metric("p50-ns")/floor.ns)
 			}
-			t.row(p.name, fmt.Sprint(n), dur(m.metric("p50-ns")), ratio, dur(m.metric("p99-ns")), dur(m.metric("max-ns")),
+			if hasRaw && raw.ns > 0 {
+				rawRatio = fmt.Sprintf("%.1f", m.metric("p50-ns")/raw.ns)
+			}
+			t.row(p.name, fmt.Sprint(n), dur(m.metric("p50-ns")), ratio, rawRatio, dur(m.metric("p99-ns")), dur(m.metric("max-ns")),
 				dur(m.ns), fmt.Sprint(m.n), note)
 		}
 	}

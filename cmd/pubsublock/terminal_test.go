@@ -16,16 +16,30 @@ import (
 	"github.com/pubsublock/pubsublock/internal/redistest"
 )
 
+// startedPidRe matches pubsublock's -v record of the command it started.
+var startedPidRe = regexp.MustCompile(`msg=started .*pid=(\d+)`)
+
 // startedPid finds, in -v output, the pid of the command pubsublock
 // started.
 func startedPid(t *testing.T, out string) int {
 	t.Helper()
-	m := regexp.MustCompile(`msg=started .*pid=(\d+)`).FindStringSubmatch(out)
+	m := startedPidRe.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no started record in:\n%s", out)
 	}
 	pid, _ := strconv.Atoi(m[1])
 	return pid
+}
+
+// waitStartedPid is startedPid for the output of p, as it comes: the
+// record may follow the command's first output.
+func waitStartedPid(t *testing.T, p *pty) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !startedPidRe.MatchString(p.output()) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return startedPid(t, p.output())
 }
 
 // TestTerminalRead: a command run from a terminal reads it, as under
@@ -67,7 +81,7 @@ func TestTerminalStopLost(t *testing.T) {
 	a := p.start(t, []string{"REDIS_URL=" + s.URL()}, binary, "-v", "tstp", "--", bash, "-c",
 		`while :; do echo A >> '`+log+`'; sleep 0.05; done`)
 	p.waitOutput(t, 0, "msg=started")
-	pid := startedPid(t, p.output())
+	pid := waitStartedPid(t, p)
 	waitFile(t, log)
 	p.typeIn(t, "\x1a") // Ctrl-Z
 	waitState(t, pid, "T")
@@ -118,7 +132,7 @@ func TestTerminalStopContinue(t *testing.T) {
 	a := p.start(t, []string{"REDIS_URL=" + s.URL()}, binary, "-v", "tstp", "--", "sh", "-c",
 		`echo ready; read x; echo got:$x`)
 	at := p.waitOutput(t, 0, "ready")
-	pid := startedPid(t, p.output())
+	pid := waitStartedPid(t, p)
 	p.typeIn(t, "\x1a")
 	waitState(t, pid, "T")
 	waitState(t, a.Process.Pid, "T")
