@@ -328,7 +328,7 @@ func (s *Server) Stop() {
 	}
 	// Errors mean the process has exited already; done tells when.
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	resume(p.cmd.Process)
 	timer := time.NewTimer(stopTimeout)
 	defer timer.Stop()
 	select {
