@@ -129,12 +129,13 @@ type Config struct {
 	// UnavailableTimeout is how long a contender waits for the holder to
 	// answer a ping before it kills the holder's connection, and how long
 	// the holder waits for its own health-check PING, and for the replies
-	// to its release. Default 1s, as in portalocker. Keep it at 100ms or
-	// more, as a GC pause or a busy host can hold up any holder's answer
-	// for milliseconds: a holder whose own UnavailableTimeout is below
-	// 100ms reads its pings from the start of each hold (see "How it
-	// works" in the README), and so should every holder of a lock whose
-	// contenders use one that small.
+	// to its release. Default 1s, as in portalocker. A holder with 100ms
+	// or more may answer a ping up to 1ms late (a quiet hold starts its
+	// reader 1ms after Acquire: see "How it works" in the README); one
+	// below 100ms starts it at once. If a lock's contenders use an
+	// UnavailableTimeout below 100ms, give its Go holders one below 100ms
+	// too (though a GC pause or a busy host can hold up any holder's
+	// answer for milliseconds).
 	UnavailableTimeout time.Duration
 	// Protocol is the portalocker lock protocol a Go holder speaks, which
 	// decides the name of its connection and how it answers pings:

@@ -43,7 +43,7 @@ var errConnClosed = errors.New("connection closed")
 // push frames going to onPush. Asynchronously, once a lock is held: the
 // hold's worker is the only reader (readFrame, then deliver for each
 // reply), and any goroutine may call send to queue a command whose reply
-// the worker delivers, once it started it (hold.start).
+// the worker delivers, once hold.start has started the worker.
 //
 // Any error in the middle of a frame, a protocol violation, or a context
 // that ends during a round trip is fatal: the connection is closed and

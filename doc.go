@@ -117,11 +117,13 @@
 // another Acquire, returns ErrHeld. Lost, Err and Context may be called
 // from any goroutine, typically one watching the hold. Once Release
 // returns the Lock can be acquired again. Every hold runs one goroutine,
-// which ends with the hold; a waiting Acquire runs none. (On Linux a hold
-// no contender showed itself to starts its goroutine 1ms after Acquire: a
-// lock taken and released sooner runs none.) How the lock
-// works inside (the release bell, the worker, the health check) is told in
-// docs/DESIGN.md.
+// which ends with the hold; a waiting Acquire runs none. A quiet hold (an
+// Acquire that did not wait and saw no contender, on Linux, not over TLS,
+// with an UnavailableTimeout of 100 ms or more) starts its goroutine 1 ms
+// after Acquire; released sooner, the release's replies are read by
+// whoever comes first: the connection's next user, in its own goroutine,
+// or the 1 ms timer. How the lock works inside (the release bell, the
+// worker, the health check) is told in docs/DESIGN.md.
 //
 // # Errors
 //

@@ -34,10 +34,10 @@ import (
 // Goroutines: a hold's worker (started by newHold, or for a quiet hold
 // after lazyStart or by whoever needs it first, which may run it inline;
 // ended by the end of the subscription, which Release or a loss causes;
-// Release and Acquire wait for it when they must), the health check's and a waiter's wake timers
-// (stopped before their connection is reused), a contender's holder watch
-// during a check (stopped before the check returns), and a sentinel
-// Client's watcher (stopped by Client.Close).
+// Release and Acquire wait for it when they must), the health check's and
+// a waiter's wake timers (stopped before their connection is reused), a
+// contender's holder watch during a check (stopped before the check
+// returns), and a sentinel Client's watcher (stopped by Client.Close).
 //
 // Glossary:
 //
@@ -361,9 +361,10 @@ var errNoAnswer = fmt.Errorf("no answer from the server within Timeout: %w", con
 // the lock as soon as it reads them, about half a round trip later, and
 // until then other clients may still find it held (a waiting Acquire is
 // handed the lock by the bell). The worker goroutine reads the replies and
-// exits (for a hold released within a millisecond, before its worker
-// started, the connection's next user reads them); the next user of the
-// connection writes behind the release, so an Acquire through the same
+// exits (for a quiet hold released before its worker started, 1ms after
+// Acquire, whoever comes first reads them: the connection's next user, in
+// its own goroutine, or the 1ms timer); the next user of the connection
+// writes behind the release, so an Acquire through the same
 // Client finds the lock free. If the replies do not come within
 // UnavailableTimeout the connection is closed, which frees the lock too.
 // When the connection is not pooled (ClientConfig.MaxIdle < 0, or a Lock

@@ -14,7 +14,7 @@ const (
 	pollRDHUP = 0x2000
 )
 
-// canPollPeer says that pollPeer tells.
+// canPollPeer says that pollPeer reports a peer's close and unread data.
 const canPollPeer = true
 
 // pollPeer polls fd, without waiting, for the peer's close (POLLRDHUP), a
@@ -26,7 +26,10 @@ func pollPeer(fd uintptr) (hungUp, readable bool) {
 		events, revent int16
 	}{fd: int32(fd), events: pollRDHUP | pollIN}
 	n, _, errno := syscall.Syscall(syscall.SYS_POLL, uintptr(unsafe.Pointer(&pfd)), 1, 0)
-	if errno != 0 || n != 1 {
+	if errno != 0 {
+		return false, true // cannot tell (see conn.peerState)
+	}
+	if n != 1 {
 		return false, false
 	}
 	return pfd.revent&(pollRDHUP|pollHUP|pollERR) != 0, pfd.revent&pollIN != 0

@@ -78,8 +78,9 @@ type hold struct {
 
 // lazyStart is how long a hold that no contender showed itself to goes
 // without a worker goroutine. A lock held and released within it (a short
-// critical section, taken again and again) then costs no goroutine at all:
-// its connection's next user reads the release's replies inline. A ping
+// critical section, taken again and again) costs no goroutine if its
+// connection's next user comes before lazyStart's timer: that user reads
+// the release's replies inline. A ping
 // that comes meanwhile waits in the socket for up to lazyStart, a
 // hundredth of the smallest UnavailableTimeout it is used with
 // (lazyMinUnavailable); a loss is seen as late (Lock.Err and Release check

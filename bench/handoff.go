@@ -152,26 +152,29 @@ func rawHandoffs(cfg *config, n int) ([]time.Duration, error) {
 	blpop := resp.AppendCommand(nil, "BLPOP", key, "5")
 	push := resp.AppendCommand(nil, "LPUSH", key, "1")
 	samples := make([]time.Duration, 0, n)
-	woken := make(chan error, 1)
-	at := make(chan time.Time, 1)
+	type wake struct {
+		at  time.Time
+		err error
+	}
+	woken := make(chan wake, 1)
 	for range n {
 		if _, err := conns[0].Write(blpop); err != nil {
 			return nil, err
 		}
 		go func() {
 			_, err := rds[0].Read()
-			at <- time.Now()
-			woken <- err
+			woken <- wake{time.Now(), err}
 		}()
 		time.Sleep(holdFor)
 		start := time.Now()
 		if _, err := conns[1].Write(push); err != nil {
-			return nil, err
+			return nil, err // the deferred Close ends the reader
 		}
-		if err := <-woken; err != nil {
-			return nil, err
+		w := <-woken
+		if w.err != nil {
+			return nil, w.err
 		}
-		samples = append(samples, (<-at).Sub(start))
+		samples = append(samples, w.at.Sub(start))
 		if _, err := rds[1].Read(); err != nil {
 			return nil, err
 		}
