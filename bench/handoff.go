@@ -260,13 +260,17 @@ func handoff(cfg *config, p peer, waiters int) ([]time.Duration, handoffStats, e
 
 				time.Sleep(holdFor)
 				holders.Add(-1)
-				released := time.Now()
+				// Stamped before the release, so that the waiter it hands
+				// the lock to measures from this release, not the one
+				// before (as it would if it took mu first).
+				mu.Lock()
+				lastRelease = time.Now()
+				mu.Unlock()
 				err := lk.release(context.WithoutCancel(ctx))
 				if err != nil {
 					fail("release", err)
 				}
 				mu.Lock()
-				lastRelease = released
 				if finished {
 					mu.Unlock()
 					cancel()
