@@ -314,3 +314,41 @@ func TestQuietHoldLoss(t *testing.T) {
 		t.Fatalf("Release = %v, want ErrLost", err)
 	}
 }
+
+// TestGetReadyTakesDrainedConnection: a connection whose released hold's
+// replies were read already is ready, though its next user has not run
+// yet: getReady (which a worker uses to answer pings from a second
+// connection) takes it rather than dialing another.
+func TestGetReadyTakesDrainedConnection(t *testing.T) {
+	leakCheck(t)
+	s := redistest.Redis(t)
+	var dials atomic.Int32
+	cl := newClient(t, ClientConfig{URL: s.URL(), Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}})
+	l := newLock(t, "ready", Config{Client: cl})
+	mustAcquire(t, l)
+	h := heldBy(t, l)
+	if err := l.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "the released hold's replies are read", func() bool {
+		select {
+		case <-h.workerDone:
+			return true
+		default:
+			return false
+		}
+	})
+	before := dials.Load()
+	c, err := cl.getReady(context.Background(), "ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.put(c)
+	if c != h.c || dials.Load() != before {
+		t.Errorf("getReady dialed %d connections (same one: %v), want the drained one", dials.Load()-before, c == h.c)
+	}
+}

@@ -86,11 +86,20 @@ func (c *conn) beginHold() {
 }
 
 // draining reports whether the connection still carries a released
-// hold's replies, which its next user must wait for.
+// hold's replies, which its next user must wait for (or read itself).
 func (c *conn) draining() bool {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.drain != nil
+	drain := c.drain
+	c.wmu.Unlock()
+	if drain == nil {
+		return false
+	}
+	select {
+	case <-drain: // read already; the next user clears drain
+		return false
+	default:
+		return true
+	}
 }
 
 // writeTimeout bounds a write to a connection read by another goroutine, so
