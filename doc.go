@@ -30,7 +30,9 @@
 // readers stays subscribed as "pending", which keeps new readers out, so
 // a stream of readers cannot starve it; when several writers wait, one is
 // elected to, as portalocker 4 does, and the others wait without
-// subscribing. A writer takes the lock only when its count finds it alone,
+// subscribing. (A Go writer gives way to a waiting portalocker 4.1 writer,
+// which may starve among readers, and so may wait with it: see the
+// README.) A writer takes the lock only when its count finds it alone,
 // so the election decides who waits, never who holds. Shared locks speak
 // portalocker 4's protocol 1 (Config.Protocol).
 //

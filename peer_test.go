@@ -796,7 +796,9 @@ func anyPending(st Status, id string) bool {
 // with Go readers and writers; no writer ever holds with anyone else. (A
 // participant that stalls for UnavailableTimeout, 1s here, may be killed
 // while it holds, and a fake one would not notice; the test says so if
-// that happens.)
+// that happens.) Liveness is not asserted: a 4.1 writer starves among
+// readers, and the Go writer, which gives way to a waiting 4.1 writer,
+// may time out with it (see the README's portalocker 4.1 defects).
 func TestPeer4Contention(t *testing.T) {
 	s := redistest.Redis(t)
 	cycles := 12
@@ -870,7 +872,10 @@ func TestPeer4Contention(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range cycles {
-				if err := l.Acquire(context.Background()); err != nil {
+				if err := l.Acquire(context.Background()); errors.Is(err, ErrAlreadyLocked) && !shared {
+					t.Logf("%s: %v", who, err) // gave way to the 4.1 writer all along
+					continue
+				} else if err != nil {
 					errs <- fmt.Errorf("%s: %w", who, err)
 					return
 				}
