@@ -52,6 +52,10 @@ type attempt struct {
 	// bell's own; noBell once it was found to be the user's (a list this
 	// attempt must not pop): the attempt then polls.
 	bellChecked, noBell bool
+	// noYield is set once this attempt's yield check failed for a reason
+	// that is no refusal (see yieldRefused): the attempt goes without the
+	// window, the Client's next ones look again.
+	noYield bool
 	pings               []notedPing // pings seen on sub while it contended (see notePing)
 	last                outcome     // what the last try found
 	waited              bool        // a try found the lock held: the new holder rings the bell
@@ -152,6 +156,26 @@ func refusedWhileSubscribed(err error) bool {
 	}
 	msg := string(re)
 	return strings.Contains(msg, "only (P") && strings.Contains(msg, "allowed in this context")
+}
+
+// yieldRefused reports whether the server refuses the yield window's
+// script for good: an ACL (NOPERM; inside a script Redis 7 says "can't run
+// this command", Redis 8 and Valkey "ACL failure"), or scripts disabled
+// or renamed away.
+func yieldRefused(re resp.Error) bool {
+	if re.Code() == "NOPERM" {
+		return true
+	}
+	msg := strings.ToLower(string(re))
+	if re.Code() != "ERR" {
+		return false
+	}
+	for _, refusal := range []string{"can't run this command", "acl failure", "permission", "unknown command", "disabled"} {
+		if strings.Contains(msg, refusal) {
+			return true
+		}
+	}
+	return false
 }
 
 // transient reports whether the server refused a command for a state that
@@ -795,7 +819,7 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	// Every try after the first reads the yield window, right before it
 	// subscribes (a try at once after a waiter's announcement went
 	// unheard, too: the holder may have released after a portalocker ping).
-	checkYield := (wait > 0 || a.waited) && !l.cl.caps.yield.no()
+	checkYield := (wait > 0 || a.waited) && !l.cl.caps.yield.no() && !a.noYield
 	if checkYield {
 		cmds = append(cmds, l.yieldCheck)
 	}
@@ -859,11 +883,18 @@ func (a *attempt) subscribe(ctx context.Context, wait time.Duration) (n int64, t
 	}
 	if _, redirect := isRedirect(err); checkYield && waited && !yieldSeen && !redirect && errors.As(err, &re) {
 		// The yield window's key or script is refused (an ACL, scripts
-		// disabled): waiters do without it. The commands behind it ran:
-		// as above.
-		if !transient(re) {
+		// disabled): waiters do without it. Another error (none is known)
+		// costs only this attempt the window: one error must not end
+		// fairness to portalocker for the Client's life. The commands
+		// behind it ran: as above.
+		switch {
+		case transient(re):
+		case yieldRefused(re):
 			l.log.Debug("no yield window", "err", err)
 			l.cl.caps.yield.set(false)
+		default:
+			l.log.Debug("no yield window for this attempt", "err", err)
+			a.noYield = true
 		}
 		if belled {
 			// The next try, at once, or another waiter takes it.

@@ -466,3 +466,31 @@ func failover(t *testing.T, primary, replica *redistest.Server) {
 		return strings.HasPrefix(a, "slave") && strings.HasPrefix(b, "master")
 	})
 }
+
+// TestYieldCheckErrorCostsOneAttempt: a yield check that fails for a
+// reason that is no refusal (none is known; a fake server makes one up)
+// costs only that attempt the yield window: the attempt takes the lock
+// without it, and the Client does not give the window up.
+func TestYieldCheckErrorCostsOneAttempt(t *testing.T) {
+	checks := 0
+	f := newFakeLockServer(t, 1, func(w io.Writer, args []string) bool {
+		switch {
+		case args[0] == "PUBLISH" && args[1] == "jobs":
+			io.WriteString(w, ":1\r\n") // the holder heard the announcement
+		case args[0] == "BLPOP":
+			io.WriteString(w, "*2\r\n$13\r\njobs-released\r\n$15\r\n"+bellValue+"\r\n") // rung
+		case args[0] == "EVAL" && args[1] == yieldCheckScript:
+			checks++
+			io.WriteString(w, "-ERR something odd\r\n")
+		default:
+			return false
+		}
+		return true
+	})
+	cl := f.acquireWaiting(t, func(*Client) {})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if checks != 1 || cl.caps.yield.no() {
+		t.Fatalf("%d yield checks, Client gave the window up: %v; want 1 check, and the window kept", checks, cl.caps.yield.no())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os/exec"
 	"strconv"
@@ -265,8 +266,29 @@ func TestInteropFairToPython(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	// The Go loops' records of the yield window and the bell, shown if the
+	// test fails: a window given up would let the Go loops starve the
+	// Python ones.
+	var logs pubsublock.LockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	defer func() {
+		if !t.Failed() {
+			return
+		}
+		shown, yields := 0, 0
+		for line := range strings.Lines(logs.String()) {
+			switch {
+			case strings.Contains(line, "yielding"):
+				yields++
+			case (strings.Contains(line, "no yield") || strings.Contains(line, "no release bell") || strings.Contains(line, "level=WARN")) && shown < 40:
+				t.Logf("log: %s", strings.TrimSpace(line))
+				shown++
+			}
+		}
+		t.Logf("the Go loops yielded to portalocker %d times", yields)
+	}()
 	for i := range 3 {
-		l := pubsublock.NewLock(t, channel, pubsublock.Config{Client: cl, Timeout: duration})
+		l := pubsublock.NewLock(t, channel, pubsublock.Config{Client: cl, Timeout: duration, Logger: logger.With("loop", i)})
 		wg.Go(func() {
 			ctx := context.Background()
 			for time.Since(start) < duration {
