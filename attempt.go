@@ -56,9 +56,9 @@ type attempt struct {
 	// that is no refusal (see yieldRefused): the attempt goes without the
 	// window, the Client's next ones look again.
 	noYield bool
-	pings               []notedPing // pings seen on sub while it contended (see notePing)
-	last                outcome     // what the last try found
-	waited              bool        // a try found the lock held: the new holder rings the bell
+	pings   []notedPing // pings seen on sub while it contended (see notePing)
+	last    outcome     // what the last try found
+	waited  bool        // a try found the lock held: the new holder rings the bell
 	// gentle is set once a ping was answered by portalocker 4: from then
 	// on the attempt's tries count the subscribers before they subscribe,
 	// as portalocker does, and poll rather than wait for the bell. A
