@@ -487,8 +487,9 @@ func (s *spec) answerPings(ctx context.Context, c *conn, mode Mode, elected bool
 // free before its next command runs) and reads once the worker is done
 // (see conn.sendFinal). Otherwise release waits for the worker.
 //
-// A quiet hold's release that finds data unread in the socket first has
-// the worker read it (see verify), so that it rings the bell for a
+// A release that finds data unread in the socket (a quiet hold's worker
+// may not have started, or any worker not have read yet) first has the
+// worker read it (see verify), so that it rings the bell for a
 // contender's ping and not for a status query's or a portalocker poller's,
 // and reports an end of the subscription as a loss.
 func (h *hold) release(ctx context.Context) error {
@@ -503,12 +504,13 @@ func (h *hold) release(ctx context.Context) error {
 		h.c.close()
 		return err
 	}
-	if unread && !h.started.Load() {
-		// A quiet hold's worker has not started (see lazyStart), and
-		// something waits unread: a contender's ping, a status query's, a
+	if unread {
+		// Something waits unread: a contender's ping, a status query's, a
 		// portalocker poller's (which must not be rung ahead of), or the
-		// end of the subscription. The worker reads it, up to the reply
-		// to a PING, before the release decides what to write.
+		// end of the subscription; a quiet hold's worker may not have
+		// started (see lazyStart), or started but not read yet. The worker
+		// reads it, up to the reply to a PING, before the release decides
+		// what to write.
 		if err := h.verify(ctx, h.s.cfg.UnavailableTimeout); err != nil {
 			if lerr := h.lostErr(); lerr != nil {
 				<-h.workerDone
