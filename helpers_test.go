@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,6 +43,15 @@ func newLock(t testing.TB, channel string, cfg Config) *Lock {
 	}
 	t.Cleanup(func() { _ = l.Release(context.Background()) })
 	return l
+}
+
+// countingDial is a ClientConfig.Dial that counts its dials in n.
+func countingDial(n *atomic.Int32) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		n.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
 }
 
 // newClient returns NewClient(cfg) or fails t, and closes the Client when

@@ -38,6 +38,16 @@ func heldBy(t *testing.T, l *Lock) *hold {
 	return l.h
 }
 
+// workerEnded reports whether h's worker has returned.
+func workerEnded(h *hold) bool {
+	select {
+	case <-h.workerDone:
+		return true
+	default:
+		return false
+	}
+}
+
 // pinger subscribes a connection to a reply channel of its own on the
 // server at url and pings the holders of a lock as a contender does.
 type pinger struct {
@@ -136,11 +146,7 @@ func TestQuietReleaseDrainedInline(t *testing.T) {
 	leakCheck(t)
 	servers(t, func(t *testing.T, url string) {
 		var dials atomic.Int32
-		cl := newClient(t, ClientConfig{URL: url, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			dials.Add(1)
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		}})
+		cl := newClient(t, ClientConfig{URL: url, Dial: countingDial(&dials)})
 		l := quietLock(t, "inline", Config{Client: cl, FailWhenLocked: true}, time.Hour)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -159,9 +165,7 @@ func TestQuietReleaseDrainedInline(t *testing.T) {
 		if !h.started.Load() {
 			t.Fatal("the next Acquire did not drain the released hold")
 		}
-		select {
-		case <-h.workerDone:
-		default:
+		if !workerEnded(h) {
 			t.Fatal("Acquire returned before the released hold's replies were read")
 		}
 		if heldBy(t, l).c != h.c {
@@ -270,14 +274,7 @@ func TestQuietReleaseDrainedByTimer(t *testing.T) {
 		if h.started.Load() {
 			t.Fatal("Release started the worker")
 		}
-		waitUntil(t, 5*time.Second, "the released hold's worker ends", func() bool {
-			select {
-			case <-h.workerDone:
-				return true
-			default:
-				return false
-			}
-		})
+		waitUntil(t, 5*time.Second, "the released hold's worker ends", func() bool { return workerEnded(h) })
 		if err := h.c.failed(); err != nil {
 			t.Fatalf("the drained connection failed: %v", err)
 		}
@@ -323,25 +320,14 @@ func TestGetReadyTakesDrainedConnection(t *testing.T) {
 	leakCheck(t)
 	s := redistest.Redis(t)
 	var dials atomic.Int32
-	cl := newClient(t, ClientConfig{URL: s.URL(), Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		dials.Add(1)
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}})
+	cl := newClient(t, ClientConfig{URL: s.URL(), Dial: countingDial(&dials)})
 	l := newLock(t, "ready", Config{Client: cl})
 	mustAcquire(t, l)
 	h := heldBy(t, l)
 	if err := l.Release(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, "the released hold's replies are read", func() bool {
-		select {
-		case <-h.workerDone:
-			return true
-		default:
-			return false
-		}
-	})
+	waitUntil(t, 5*time.Second, "the released hold's replies are read", func() bool { return workerEnded(h) })
 	before := dials.Load()
 	c, err := cl.getReady(context.Background(), "ready")
 	if err != nil {

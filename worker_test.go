@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,11 +21,7 @@ import (
 func TestReleaseReusesConnection(t *testing.T) {
 	servers(t, func(t *testing.T, url string) {
 		var dials atomic.Int32
-		cl := newClient(t, ClientConfig{URL: url, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			dials.Add(1)
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		}})
+		cl := newClient(t, ClientConfig{URL: url, Dial: countingDial(&dials)})
 		watcher := newLock(t, "reuse", Config{URL: url})
 		l := newLock(t, "reuse", Config{Client: cl, FailWhenLocked: true})
 		ctx := context.Background()
