@@ -600,18 +600,19 @@ func (c *conn) peerClosed() error {
 }
 
 // peerState is peerClosed, and reports too whether data waits in the
-// socket (true where it cannot tell); not what the reader has buffered,
-// which only the reader may look at.
+// socket (false where it cannot tell, as a hold on such a connection reads
+// from the start: see newHold); not what the reader has buffered, which
+// only the reader may look at.
 func (c *conn) peerState() (unread bool, err error) {
 	if err := c.failed(); err != nil {
 		return false, err
 	}
 	if c.raw == nil {
-		return true, nil
+		return false, nil
 	}
 	var closed, readable bool
 	if c.raw.Control(func(fd uintptr) { closed, readable = pollPeer(fd) }) != nil {
-		return true, nil
+		return false, nil
 	}
 	if closed {
 		return readable, c.fatal(errPeerClosed)

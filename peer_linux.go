@@ -26,11 +26,8 @@ func pollPeer(fd uintptr) (hungUp, readable bool) {
 		events, revent int16
 	}{fd: int32(fd), events: pollRDHUP | pollIN}
 	n, _, errno := syscall.Syscall(syscall.SYS_POLL, uintptr(unsafe.Pointer(&pfd)), 1, 0)
-	if errno != 0 {
-		return false, true // cannot tell (see conn.peerState)
-	}
-	if n != 1 {
-		return false, false
+	if errno != 0 || n != 1 {
+		return false, false // nothing, or cannot tell (see conn.peerState)
 	}
 	return pfd.revent&(pollRDHUP|pollHUP|pollERR) != 0, pfd.revent&pollIN != 0
 }

@@ -8,4 +8,4 @@ package pubsublock
 const canPollPeer = false
 
 // pollPeer cannot tell (see canPollPeer).
-func pollPeer(fd uintptr) (hungUp, readable bool) { return false, true }
+func pollPeer(fd uintptr) (hungUp, readable bool) { return false, false }

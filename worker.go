@@ -334,9 +334,9 @@ func (h *hold) onMessage(payload []byte) {
 	}
 	if !status && !h.s.hearsBell(payload, replyCh) {
 		if h.releasing.Load() && !h.deaf.Load() && !h.tentative.Load() && !h.s.cl.caps.yield.no() {
-			// The release began without knowing of this contender (a
-			// quiet hold's release writes before its pings are read, see
-			// lazyStart): the worker opens the yield window once drained.
+			// The ping came after the release looked at the socket, so
+			// the release did not know of this contender: the worker
+			// opens the yield window once drained.
 			// (Should the release have seen deaf set after all, the
 			// window opens twice, no harm.)
 			h.yieldAfter.Store(true)
