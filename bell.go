@@ -79,6 +79,14 @@ const yieldValue = "pubsublock-yield:"
 // 250 ms, and a margin for its round trips.
 const yieldWindow = 350 * time.Millisecond
 
+// yielded records that a release of the Lock opened the yield window
+// (see yieldCmd): the Lock's next Acquire waits it out.
+func (s *spec) yielded() {
+	if s.yieldUntil != nil {
+		s.yieldUntil.Store(time.Now().Add(yieldWindow).UnixNano())
+	}
+}
+
 // yieldCmd returns the command that opens a yield window, with an id of
 // its own: one script, so that a key the user owns under that name is left
 // alone.

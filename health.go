@@ -2,6 +2,7 @@ package pubsublock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -104,9 +105,16 @@ func (h *hold) verify(ctx context.Context, timeout time.Duration) error {
 	if err := h.lostErr(); err != nil {
 		return err
 	}
+	if h.releasing.Load() {
+		return ErrNotHeld // a Check that raced Release
+	}
 	h.start()
 	answer := make(chan reply, 1)
 	if err := h.c.send(answer, h.probe()...); err != nil {
+		if errors.Is(err, errReleased) {
+			// Released meanwhile: the connection may be another's now.
+			return ErrNotHeld
+		}
 		h.c.fatal(fmt.Errorf("check: %w", err))
 		<-h.lost
 		return h.lostErr()

@@ -1,6 +1,7 @@
 package pubsublock
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -63,5 +64,36 @@ func TestHealthCheckUnansweredPing(t *testing.T) {
 				t.Errorf("Err() = %v, want ErrLost by the health check", err)
 			}
 		})
+	}
+}
+
+// TestCheckRacingReleaseLeavesConnection: a Check that took the hold just
+// before Release did says ErrNotHeld, and leaves the connection alone: it
+// went back to the pool, and the Lock's next hold may already use it.
+func TestCheckRacingReleaseLeavesConnection(t *testing.T) {
+	leakCheck(t)
+	m := redistest.Miniredis(t)
+	cl := newClient(t, ClientConfig{URL: "redis://" + m.Addr()})
+	l := newLock(t, "raced", Config{Client: cl})
+	ctx := context.Background()
+	mustAcquire(t, l)
+	h := heldBy(t, l)
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.verify(ctx, time.Second); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("Check of a released hold = %v, want ErrNotHeld", err)
+	}
+	mustAcquire(t, l)
+	next := heldBy(t, l)
+	t.Logf("the next hold took the same connection: %v", next.c == h.c)
+	if err := h.verify(ctx, time.Second); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("Check of a released hold, its connection held again = %v, want ErrNotHeld", err)
+	}
+	if err := l.Check(ctx); err != nil {
+		t.Errorf("the next hold: Check = %v", err)
+	}
+	if err := next.c.failed(); err != nil {
+		t.Errorf("the next hold's connection failed: %v", err)
 	}
 }

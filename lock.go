@@ -92,7 +92,9 @@ func New(channel string, cfg Config) (*Lock, error) {
 	}
 	ended := make(chan struct{})
 	close(ended)
-	return &Lock{spec: newSpec(channel, cfg, cl), ended: ended}, nil
+	l := &Lock{spec: newSpec(channel, cfg, cl), ended: ended}
+	l.spec.yieldUntil = &l.yieldUntil
+	return l, nil
 }
 
 // Channel returns the lock's channel.
@@ -387,9 +389,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	err := h.release(ctx)
 	if err == nil && h.deaf.Load() && !h.tentative.Load() && !l.cl.caps.yield.no() {
-		// The release opened a yield window (see bell.go): this Lock's
-		// next Acquire waits it out.
-		l.yieldUntil.Store(time.Now().Add(yieldWindow).UnixNano())
+		l.yielded()
 	}
 	if err != nil {
 		l.log.Debug("released after loss", "err", err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pubsublock/pubsublock/resp"
@@ -44,7 +45,10 @@ type spec struct {
 	cfg        Config // with defaults applied
 	cl         *Client
 	lazyStart  time.Duration // see lazyStart; tests change it
-	ps         pubsub        // classic, or sharded on a cluster
+	// yieldUntil is the Lock's record of the yield window its releases
+	// open (Lock.yieldUntil), for a worker that opens one late.
+	yieldUntil *atomic.Int64
+	ps         pubsub // classic, or sharded on a cluster
 	log        *slog.Logger
 }
 

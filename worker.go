@@ -259,6 +259,8 @@ func (h *hold) answerLate() {
 		mode, elected := h.state()
 		if err := h.s.answerPings(ctx, nil, mode, elected, h.late, ring...); err != nil {
 			h.s.log.Debug("cannot answer ping", "err", err)
+		} else if h.yieldAfter.Load() && h.lostErr() == nil {
+			h.s.yielded()
 		}
 	}
 }
@@ -333,7 +335,10 @@ func (h *hold) onMessage(payload []byte) {
 		return
 	}
 	if !status && !h.s.hearsBell(payload, replyCh) {
-		if h.releasing.Load() && !h.deaf.Load() && !h.tentative.Load() && !h.s.cl.caps.yield.no() {
+		// deaf is set before releasing is read, as release sets
+		// releasing before it reads deaf: either the release opens the
+		// window, or this sees it began.
+		if !h.deaf.Swap(true) && h.releasing.Load() && !h.tentative.Load() && !h.s.cl.caps.yield.no() {
 			// The ping came after the release looked at the socket, so
 			// the release did not know of this contender: the worker
 			// opens the yield window once drained.
@@ -341,7 +346,6 @@ func (h *hold) onMessage(payload []byte) {
 			// window opens twice, no harm.)
 			h.yieldAfter.Store(true)
 		}
-		h.deaf.Store(true)
 	}
 	h.answerPing(replyCh, status)
 }

@@ -58,7 +58,8 @@ func TestReleaseReusesConnection(t *testing.T) {
 // released hold after Release returned, while the next Acquire's commands
 // already follow on the same connection, is still answered (from another
 // connection, once the release is drained), so the contender that sent it
-// does not kill the connection's next hold for its silence.
+// does not kill the connection's next hold for its silence; and, as it is
+// a portalocker poller's, the yield window is opened for it.
 func TestReleaseAnswersPingsSeenWhileDraining(t *testing.T) {
 	// The released hold's worker reads them, or, when it has not started
 	// (see lazyStart), the next Acquire does, in its own goroutine.
@@ -116,6 +117,12 @@ func TestReleaseAnswersPingsSeenWhileDraining(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("the ping seen while the release drained was never answered")
 			}
+			// The ping was portalocker's, which polls: the worker opened
+			// the yield window the release knew nothing of, and the Lock's
+			// next Acquire is told to wait it out.
+			waitUntil(t, 5*time.Second, "the Lock records the late yield window", func() bool {
+				return l.yieldUntil.Load() != 0
+			})
 		})
 	}
 }
