@@ -410,7 +410,7 @@ func TestWaitersSurvivePause(t *testing.T) {
 				cl := newClient(t, ClientConfig{URL: s.URL() + proto})
 				w := newLock(t, "jobs", Config{Client: cl, CheckInterval: 30 * time.Millisecond, Timeout: -1})
 				waiters = append(waiters, w)
-				got = append(got, acquireAsync(ctx, w))
+				got = append(got, acquireAsyncWithin(ctx, w, 30*time.Second))
 			}
 			for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
 				var err error

@@ -403,7 +403,7 @@ func (e clusterEnv) testFrozenHolderKilled(t *testing.T) {
 		t.Errorf("SHARDNUMSUB = %d", n)
 	}
 	// A live holder is not killed.
-	b := newLock(t, ch, Config{ClusterAddrs: e.seedsFrom(other), UnavailableTimeout: 200 * time.Millisecond})
+	b := newLock(t, ch, Config{ClusterAddrs: e.seedsFrom(other), UnavailableTimeout: 2 * time.Second})
 	if err := b.TryAcquire(ctx); !errors.Is(err, ErrAlreadyLocked) {
 		t.Errorf("TryAcquire against a live holder: %v", err)
 	}
@@ -621,7 +621,7 @@ func TestClusterFailoverWithWaiters(t *testing.T) {
 		cl := newClient(t, ClientConfig{URL: url + proto})
 		w := newLock(t, "jobs", Config{Client: cl, CheckInterval: 30 * time.Millisecond, Timeout: -1})
 		waiters = append(waiters, w)
-		got = append(got, acquireAsync(ctx, w))
+		got = append(got, acquireAsyncWithin(ctx, w, 30*time.Second))
 	}
 	time.Sleep(200 * time.Millisecond) // the waiters wait on the bell
 	mustDo(t, replica, "CLUSTER", "FAILOVER")

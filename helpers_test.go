@@ -79,9 +79,16 @@ func mustAcquire(t testing.TB, l *Lock) {
 // acquireAsync starts l.Acquire under ctx, cut to 5s, and returns where its
 // error comes.
 func acquireAsync(ctx context.Context, l *Lock) <-chan error {
+	return acquireAsyncWithin(ctx, l, 5*time.Second)
+}
+
+// acquireAsyncWithin is acquireAsync with ctx cut to d: for waiters that
+// poll often, whose budget must also cover the pauses and failovers of
+// the test before they can take the lock.
+func acquireAsyncWithin(ctx context.Context, l *Lock, d time.Duration) <-chan error {
 	got := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
 		got <- l.Acquire(ctx)
 	}()

@@ -114,7 +114,9 @@ func (p *pinger) answer(t *testing.T, limit time.Duration) string {
 func TestQuietHoldAnswersPings(t *testing.T) {
 	leakCheck(t)
 	servers(t, func(t *testing.T, url string) {
-		l := quietLock(t, "quiet", Config{URL: url}, 300*time.Millisecond)
+		// The timer is fired by hand: a stall of the test on a loaded
+		// machine cannot start the worker before it looks.
+		l := quietLock(t, "quiet", Config{URL: url}, time.Hour)
 		mustAcquire(t, l)
 		h := heldBy(t, l)
 		if h.started.Load() {
@@ -122,6 +124,13 @@ func TestQuietHoldAnswersPings(t *testing.T) {
 		}
 		p := newPinger(t, url, "quiet-reply")
 		p.ping(t, "quiet")
+		time.Sleep(100 * time.Millisecond)
+		select {
+		case a := <-p.answers:
+			t.Fatalf("answered %q before the worker started", a)
+		default:
+		}
+		h.startTimer.Reset(0) // lazyStart is over
 		t.Logf("answer: %s", p.answer(t, 5*time.Second))
 		if !h.started.Load() {
 			t.Fatal("answered, yet the worker did not start")
@@ -265,7 +274,7 @@ func TestQuietReleaseDrainedByTimer(t *testing.T) {
 	leakCheck(t)
 	servers(t, func(t *testing.T, url string) {
 		cl := newClient(t, ClientConfig{URL: url})
-		l := quietLock(t, "timer", Config{Client: cl}, 200*time.Millisecond)
+		l := quietLock(t, "timer", Config{Client: cl}, time.Hour) // fired by hand
 		mustAcquire(t, l)
 		h := heldBy(t, l)
 		if err := l.Release(context.Background()); err != nil {
@@ -274,6 +283,7 @@ func TestQuietReleaseDrainedByTimer(t *testing.T) {
 		if h.started.Load() {
 			t.Fatal("Release started the worker")
 		}
+		h.startTimer.Reset(0) // lazyStart is over
 		waitUntil(t, 5*time.Second, "the released hold's worker ends", func() bool { return workerEnded(h) })
 		if err := h.c.failed(); err != nil {
 			t.Fatalf("the drained connection failed: %v", err)

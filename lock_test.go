@@ -99,7 +99,10 @@ func TestMinimalACL(t *testing.T) {
 	}
 	for _, proto := range []string{"3", "2"} {
 		cl := newClient(t, ClientConfig{URL: url + "?protocol=" + proto})
-		b := newLock(t, "jobs", Config{Client: cl, Fencing: true, UnavailableTimeout: 200 * time.Millisecond,
+		// The holder is live: a roomy UnavailableTimeout costs nothing,
+		// and a stall of its worker on a loaded machine does not get it
+		// killed.
+		b := newLock(t, "jobs", Config{Client: cl, Fencing: true, UnavailableTimeout: 2 * time.Second,
 			CheckInterval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond})
 		if alive, err := b.CheckOrKill(ctx); err != nil || !alive {
 			t.Fatalf("CheckOrKill of a live holder: %v %v", alive, err)

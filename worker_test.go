@@ -144,7 +144,9 @@ func TestReleaseUnansweredClosesConnection(t *testing.T) {
 		} // the release (UNSUBSCRIBE, PUBLISH, CLIENT SETNAME "") goes unanswered
 	})
 	cl := f.client(t)
-	const unavailable = 200 * time.Millisecond
+	// Roomy, so that a stall on a loaded machine does not pass for
+	// Release waiting.
+	const unavailable = time.Second
 	l := newLock(t, "jobs", Config{Client: cl, UnavailableTimeout: unavailable})
 	ctx := context.Background()
 	if err := l.Acquire(ctx); err != nil {
@@ -156,6 +158,11 @@ func TestReleaseUnansweredClosesConnection(t *testing.T) {
 	}
 	if d := time.Since(start); d > unavailable/2 {
 		t.Errorf("Release waited %v for a server that does not answer", d)
+	}
+	select {
+	case <-f.eofs:
+		t.Fatal("Release returned after the connection was closed: it waited for the server")
+	default:
 	}
 	select {
 	case at := <-f.eofs:
