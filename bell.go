@@ -82,9 +82,7 @@ const yieldWindow = 350 * time.Millisecond
 // yielded records that a release of the Lock opened the yield window
 // (see yieldCmd): the Lock's next Acquire waits it out.
 func (s *spec) yielded() {
-	if s.yieldUntil != nil {
-		s.yieldUntil.Store(time.Now().Add(yieldWindow).UnixNano())
-	}
+	s.yieldUntil.Store(time.Now().Add(yieldWindow).UnixNano())
 }
 
 // yieldCmd returns the command that opens a yield window, with an id of

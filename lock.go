@@ -57,15 +57,14 @@ import (
 // acquired and released any number of times. All methods are safe for
 // concurrent use; see the package documentation.
 type Lock struct {
-	*spec // what New derived from the channel and Config; never changes
+	// spec is what New derived from the channel and Config; it never
+	// changes, but for the record of the yield window (spec.yieldUntil).
+	*spec
 
 	// bellFreeAt is when an attempt last found the bell's key absent or
 	// the bell's own (UnixNano; 0: never): attempts within bellRecheck of
 	// it do not look again.
 	bellFreeAt atomic.Int64
-	// yieldUntil is when the yield window opened by this Lock's last
-	// release closes (Unix nanoseconds; see bell.go).
-	yieldUntil atomic.Int64
 
 	mu    sync.Mutex // guards h and busy
 	h     *hold      // current hold, nil when not held
@@ -92,9 +91,7 @@ func New(channel string, cfg Config) (*Lock, error) {
 	}
 	ended := make(chan struct{})
 	close(ended)
-	l := &Lock{spec: newSpec(channel, cfg, cl), ended: ended}
-	l.spec.yieldUntil = &l.yieldUntil
-	return l, nil
+	return &Lock{spec: newSpec(channel, cfg, cl), ended: ended}, nil
 }
 
 // Channel returns the lock's channel.
@@ -388,9 +385,6 @@ func (l *Lock) Release(ctx context.Context) error {
 		return ErrNotHeld
 	}
 	err := h.release(ctx)
-	if err == nil && h.deaf.Load() && !h.tentative.Load() && !l.cl.caps.yield.no() {
-		l.yielded()
-	}
 	if err != nil {
 		l.log.Debug("released after loss", "err", err)
 	} else {

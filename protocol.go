@@ -45,9 +45,11 @@ type spec struct {
 	cfg        Config // with defaults applied
 	cl         *Client
 	lazyStart  time.Duration // see lazyStart; tests change it
-	// yieldUntil is the Lock's record of the yield window its releases
-	// open (Lock.yieldUntil), for a worker that opens one late.
-	yieldUntil *atomic.Int64
+	// yieldUntil is when the yield window that the Lock's last release
+	// opened closes (Unix nanoseconds; see bell.go): its next Acquire
+	// waits it out. The one field that changes, set by holds (see
+	// yielded).
+	yieldUntil atomic.Int64
 	ps         pubsub // classic, or sharded on a cluster
 	log        *slog.Logger
 }

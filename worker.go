@@ -338,7 +338,7 @@ func (h *hold) onMessage(payload []byte) {
 		// deaf is set before releasing is read, as release sets
 		// releasing before it reads deaf: either the release opens the
 		// window, or this sees it began.
-		if !h.deaf.Swap(true) && h.releasing.Load() && !h.tentative.Load() && !h.s.cl.caps.yield.no() {
+		if !h.deaf.Swap(true) && h.releasing.Load() && h.yields() {
 			// The ping came after the release looked at the socket, so
 			// the release did not know of this contender: the worker
 			// opens the yield window once drained.
@@ -348,6 +348,13 @@ func (h *hold) onMessage(payload []byte) {
 		}
 	}
 	h.answerPing(replyCh, status)
+}
+
+// yields reports whether the hold's release opens the yield window: a
+// portalocker contender pinged it (deaf), it held the lock (not
+// tentative), and the Client has the window.
+func (h *hold) yields() bool {
+	return h.deaf.Load() && !h.tentative.Load() && !h.s.cl.caps.yield.no()
 }
 
 // answerPing answers a ping on replyCh, except for a waiting contender's
@@ -545,8 +552,9 @@ func (h *hold) release(ctx context.Context) error {
 	}
 	// A portalocker contender pinged: keep Go tries off the lock until
 	// its next poll (see the yield window in bell.go).
+	yield := h.yields()
 	switch {
-	case !h.deaf.Load() || h.tentative.Load() || h.s.cl.caps.yield.no():
+	case !yield:
 	case h.s.cl.caps.subCmds.no():
 		h.yieldAfter.Store(true) // as ringAfter
 	default:
@@ -569,6 +577,8 @@ func (h *hold) release(ctx context.Context) error {
 		// is a loss, which the worker records when it reads the failure
 		// (Release returns lostErr below).
 		h.c.fatal(err)
+	} else if yield {
+		h.s.yielded()
 	}
 	// A server that never answers cannot keep the connection, and the
 	// lock, forever (nor hold up Release, when it waits). The timer is set
