@@ -103,12 +103,7 @@ func TestBellBounded(t *testing.T) {
 		cfg := Config{URL: url, CheckInterval: 300 * time.Millisecond}
 		l := newLock(t, "jobs", cfg)
 		for range 5 {
-			if err := l.Acquire(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := l.Release(ctx); err != nil {
-				t.Fatal(err)
-			}
+			mustCycle(t, ctx, l)
 		}
 		// The last release's replies may still be on their way: a PING
 		// through a Client whose round trips queue behind them.
@@ -332,12 +327,7 @@ func TestReleaseRingsForLateAnnouncement(t *testing.T) {
 	l := newLock(t, "jobs", Config{Client: f.redisClient(t)})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := l.Acquire(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
+	mustCycle(t, ctx, l)
 	select {
 	case args := <-rang:
 		if args[3] != "jobs-released" {

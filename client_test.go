@@ -39,12 +39,7 @@ func TestDefaultClientPools(t *testing.T) {
 	}
 	for round := range 3 {
 		for _, l := range locks {
-			if err := l.Acquire(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := l.Release(ctx); err != nil {
-				t.Fatal(err)
-			}
+			mustCycle(t, ctx, l)
 		}
 		if round == 0 {
 			mustDo(t, s, "CONFIG", "RESETSTAT")
@@ -65,12 +60,7 @@ func TestDefaultClientPools(t *testing.T) {
 	// The idle timeout, on a Client's timer.
 	cl := newClient(t, ClientConfig{URL: s.URL(), IdleTimeout: 200 * time.Millisecond})
 	l := newLock(t, "pool", Config{Client: cl})
-	if err := l.Acquire(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
+	mustCycle(t, ctx, l)
 	if n := clientConns(t, s); n < 1 {
 		t.Fatalf("no idle connection kept: %d", n)
 	}
@@ -86,12 +76,7 @@ func TestDefaultClientAfterRestart(t *testing.T) {
 	ctx := context.Background()
 	l := newLock(t, "restart", Config{URL: s.URL() + "?protocol=3"})
 	for range 2 {
-		if err := l.Acquire(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Release(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustCycle(t, ctx, l)
 		s.Restart(t)
 	}
 }

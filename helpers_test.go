@@ -272,3 +272,14 @@ func silentHolder(t testing.TB, s *redistest.Server, subscribe, channel string) 
 	waitUntil(t, 5*time.Second, "the silent holder subscribes", func() bool { return count(t, channel) == 1 })
 	return nc
 }
+
+// mustCycle acquires and releases l under ctx, or fails t.
+func mustCycle(t testing.TB, ctx context.Context, l *Lock) {
+	t.Helper()
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+}

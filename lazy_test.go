@@ -49,9 +49,11 @@ func workerEnded(h *hold) bool {
 }
 
 // pinger subscribes a connection to a reply channel of its own on the
-// server at url and pings the holders of a lock as a contender does.
+// server at url (or addr) and pings the holders of a lock as a contender
+// does.
 type pinger struct {
 	addr, replyCh string
+	nc            net.Conn
 	answers       chan string
 }
 
@@ -63,11 +65,11 @@ func newPinger(t *testing.T, url, replyCh string) *pinger {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
+	p := &pinger{addr: addr, replyCh: replyCh, nc: nc, answers: make(chan string, 16)}
+	t.Cleanup(p.close)
 	if _, err := nc.Write(resp.AppendCommand(nil, "SUBSCRIBE", replyCh)); err != nil {
 		t.Fatal(err)
 	}
-	p := &pinger{addr: addr, replyCh: replyCh, answers: make(chan string, 16)}
 	rd := resp.NewReader(bufio.NewReader(nc), resp.Limits{})
 	if v, err := rd.Read(); err != nil || pushKind(v) != "subscribe" {
 		t.Fatalf("SUBSCRIBE %s: %v %v", replyCh, v.String(), err)
@@ -79,7 +81,10 @@ func newPinger(t *testing.T, url, replyCh string) *pinger {
 				return
 			}
 			if pushKind(v) == "message" && len(v.Elems) == 3 {
-				p.answers <- string(v.Elems[2].Str)
+				select {
+				case p.answers <- string(v.Elems[2].Str):
+				default: // more than any test awaits
+				}
 			}
 		}
 	}()
@@ -93,6 +98,34 @@ func (p *pinger) ping(t *testing.T, channel string) {
 	out, err := redistestDo(p.addr, "PUBLISH", channel, pingMessage(p.replyCh))
 	if err != nil || out != "1" {
 		t.Fatalf("PUBLISH ping = %q, %v; want 1 receiver", out, err)
+	}
+}
+
+// close ends the pinger's subscription, and its reading goroutine.
+func (p *pinger) close() { p.nc.Close() }
+
+// collect returns the answers: it waits up to 5s for want of them, and then
+// rawPingMore for any more (a subscriber that answers twice, or one more
+// than it should).
+func (p *pinger) collect(want int) []string {
+	var out []string
+	limit := time.After(5 * time.Second)
+	for len(out) < want {
+		select {
+		case a := <-p.answers:
+			out = append(out, a)
+		case <-limit:
+			return out
+		}
+	}
+	more := time.After(rawPingMore)
+	for {
+		select {
+		case a := <-p.answers:
+			out = append(out, a)
+		case <-more:
+			return out
+		}
 	}
 }
 

@@ -375,47 +375,19 @@ func startGoHolder(t *testing.T, url, channel string, protocol int) (*redistest.
 }
 
 // rawPing publishes a ping for the reply channel replyCh on channel and
-// returns the answers: it waits up to 5s for want of them, and then
-// rawPingMore for any more (a subscriber that answers twice, or one more
-// than it should).
+// returns the answers (see pinger.collect).
 func rawPing(t *testing.T, addr, channel, replyCh string, want int) []string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rd := resp.NewReader(c, resp.Limits{})
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(resp.AppendCommand(nil, "SUBSCRIBE", replyCh)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rd.Read(); err != nil { // the confirmation
-		t.Fatal(err)
-	}
+	p := newPinger(t, addr, replyCh)
+	defer p.close()
 	if _, err := redistest.Do(addr, "PUBLISH", channel, pingMessage(replyCh)); err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	for {
-		if len(out) == want {
-			// Any more that come soon after: answers to one ping are
-			// counted.
-			_ = c.SetDeadline(time.Now().Add(rawPingMore))
-		}
-		v, err := rd.Read()
-		if err != nil {
-			return out
-		}
-		if isKind(v, "message") && len(v.Elems) == 3 {
-			out = append(out, string(v.Elems[2].Str))
-		}
-	}
+	return p.collect(want)
 }
 
-// rawPingMore is how long rawPing goes on reading once it has the answers
-// it wants.
+// rawPingMore is how long pinger.collect goes on reading once it has the
+// answers it wants.
 const rawPingMore = 50 * time.Millisecond
 
 // TestPeerGoHolderAnswers: a Go holder answers in the pinger's dialect:

@@ -171,12 +171,7 @@ func TestSentinel(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := newLock(t, "shared", Config{Client: cl})
-		if err := m.Acquire(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Release(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustCycle(t, ctx, m)
 		cl.Close()
 		waitUntil(t, time.Second, "goroutines end", func() bool { return runtime.NumGoroutine() <= before })
 	})

@@ -102,12 +102,7 @@ func TestReleaseAnswersPingsSeenWhileDraining(t *testing.T) {
 			l.lazyStart = lazy
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := l.Acquire(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := l.Release(ctx); err != nil {
-				t.Fatal(err)
-			}
+			mustCycle(t, ctx, l)
 			if err := l.Acquire(ctx); err != nil {
 				t.Fatalf("Acquire behind an unanswered release: %v", err)
 			}
