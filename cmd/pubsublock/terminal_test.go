@@ -80,7 +80,6 @@ func TestTerminalStopLost(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "log")
 	a := p.start(t, []string{"REDIS_URL=" + s.URL()}, binary, "-v", "tstp", "--", bash, "-c",
 		`while :; do echo A >> '`+log+`'; sleep 0.05; done`)
-	p.waitOutput(t, 0, "msg=started")
 	pid := waitStartedPid(t, p)
 	waitFile(t, log)
 	p.typeIn(t, "\x1a") // Ctrl-Z
