@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,47 +27,106 @@ func clientConns(t *testing.T, s *redistest.Server) int {
 
 // TestDefaultClientPools: Locks made without Config.Client share warm
 // connections per connection setting, so acquire and release after the
-// first dial nothing; the idle ones are closed after the idle timeout, by
-// a timer, and by CloseIdleConnections; dropped Locks leave no goroutine.
+// first dial nothing; Locks dropped without a word leave no goroutine
+// behind, only idle connections; those are closed by CloseIdleConnections,
+// and by the default pool's idle timeout, on a timer, after which no
+// goroutine and no connection is left.
 func TestDefaultClientPools(t *testing.T) {
 	leakCheck(t)
 	s := redistest.Redis(t)
 	ctx := context.Background()
+	base := runtime.NumGoroutine()
+	goroutinesBack := func(when string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > base {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d goroutines, %d before the Locks", when, runtime.NumGoroutine(), base)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	url := s.URL() + "?protocol=3" // a setting of this test's own
-	var locks []*Lock
-	for range 3 {
-		locks = append(locks, newLock(t, "pool", Config{URL: url}))
-	}
-	for round := range 3 {
-		for _, l := range locks {
-			mustCycle(t, ctx, l)
+	var dropped []*Client
+	func() { // the Locks are dropped when it returns: never closed, only released
+		var locks []*Lock
+		for range 3 {
+			l, err := New("pool", Config{URL: url})
+			if err != nil {
+				t.Fatal(err)
+			}
+			locks = append(locks, l)
 		}
-		if round == 0 {
-			mustDo(t, s, "CONFIG", "RESETSTAT")
+		for round := range 3 {
+			for _, l := range locks {
+				if err := l.Acquire(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if err := l.Release(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if round == 0 {
+				mustDo(t, s, "CONFIG", "RESETSTAT")
+			}
 		}
-	}
+		dropped = append(dropped, locks[0].cl)
+		for _, l := range locks[1:] {
+			if l.cl != locks[0].cl {
+				t.Fatal("Locks with the same settings got different default Clients")
+			}
+		}
+	}()
+	runtime.GC()
 	if n, ok := infoField(t, s.URL(), "stats", "total_connections_received"); !ok {
 		t.Fatal("INFO stats has no total_connections_received")
 	} else if n != "1" { // the INFO's own
 		t.Errorf("Locks without a Client dialed %s connections in 6 warm cycles, want none", n)
 	}
+	goroutinesBack("dropped Locks")
 	if n := clientConns(t, s); n < 1 {
 		t.Fatalf("no idle connection kept: %d", n)
 	}
 	CloseIdleConnections()
 	waitFor(t, func() bool { return clientConns(t, s) == 0 })
-	locks = nil
+	goroutinesBack("after CloseIdleConnections")
 
-	// The idle timeout, on a Client's timer.
-	cl := newClient(t, ClientConfig{URL: s.URL(), IdleTimeout: 200 * time.Millisecond})
-	l := newLock(t, "pool", Config{Client: cl})
-	mustCycle(t, ctx, l)
+	// The default pool's own idle timeout, made short for the test (it is
+	// DefaultIdleTimeout): the same Client serves a new Lock with these
+	// settings.
+	cl := dropped[0]
+	cl.mu.Lock()
+	cl.idleTimeout = 200 * time.Millisecond
+	cl.mu.Unlock()
+	t.Cleanup(func() {
+		cl.mu.Lock()
+		cl.idleTimeout = DefaultIdleTimeout
+		cl.mu.Unlock()
+	})
+	func() {
+		l, err := New("pool", Config{URL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.cl != cl {
+			t.Fatal("a new Lock with the same settings got another default Client")
+		}
+		mustCycle(t, ctx, l)
+	}()
+	runtime.GC()
 	if n := clientConns(t, s); n < 1 {
 		t.Fatalf("no idle connection kept: %d", n)
 	}
 	start := time.Now()
 	waitFor(t, func() bool { return clientConns(t, s) == 0 })
 	t.Logf("idle connections closed %v after the release", time.Since(start))
+	cl.mu.Lock()
+	timer := cl.idleTimer
+	cl.mu.Unlock()
+	if timer != nil {
+		t.Error("the idle timer is still set with no idle connection")
+	}
+	goroutinesBack("after the idle timeout")
 }
 
 // TestDefaultClientAfterRestart: a Lock without a Client whose pooled

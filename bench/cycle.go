@@ -33,8 +33,8 @@ var cycleRows = []cycleRow{
 		lk, err := pubsublockLocker(cl, uniqueName("cycle"), true)
 		return lockCycle(lk, err)
 	}},
-	{"pubsublock-noclient", "Acquire+Release, one Lock from Config.Addr without a Client (the package's shared pool)", func(addr string) (func(context.Context) error, func(), error) {
-		l, err := pubsublock.New(uniqueName("cycle"), pubsublock.Config{Addr: addr})
+	{"pubsublock-noclient", "Acquire+Release, one Lock from Config.URL without a Client, as in the README (the package's shared pool)", func(addr string) (func(context.Context) error, func(), error) {
+		l, err := pubsublock.New(uniqueName("cycle"), pubsublock.Config{URL: "redis://" + addr})
 		if err != nil {
 			return nil, nil, err
 		}
