@@ -42,6 +42,11 @@ func runHandoff(cfg *config, rs *results) {
 	} else {
 		rs.add(result{name: "Handoff/raw-blpop", n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
 	}
+	if samples, err := rawTryHandoffs(cfg, cfg.handoffs); err != nil {
+		fmt.Fprintf(cfg.log, "raw hand-off with a try: %v\n", err)
+	} else {
+		rs.add(result{name: "Handoff/raw-blpop-try", n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
+	}
 	for _, p := range cfg.peers {
 		for _, n := range cfg.waiters {
 			name := fmt.Sprintf("Handoff/waiters=%d/%s", n, p.name)
@@ -183,6 +188,92 @@ func rawHandoffs(cfg *config, n int) ([]time.Duration, error) {
 	return samples, nil
 }
 
+// rawTryHandoffs times n hand-offs of this lock's design on raw sockets,
+// with nothing of the library: the floor under pubsublock's hand-off. The
+// holder's connection, subscribed to the channel, writes its release in
+// one write: UNSUBSCRIBE, a script that pushes to the bell (LPUSH,
+// PEXPIRE), CLIENT SETNAME back. The waiter's connection has written its
+// whole try in one write too, held back by the server behind a BLPOP on
+// the bell: a one-call script (as the yield check), CLIENT SETNAME,
+// SUBSCRIBE and PUBSUB NUMSUB. A sample is the time from the holder's
+// write to the waiting goroutine having read the count. The two
+// connections swap roles each round.
+func rawTryHandoffs(cfg *config, n int) ([]time.Duration, error) {
+	ch := uniqueName("raw-try")
+	bell := ch + "-released"
+	var conns [2]net.Conn
+	var rds [2]*resp.Reader
+	for i := range conns {
+		nc, err := net.Dial("tcp", cfg.srv.addr)
+		if err != nil {
+			return nil, err
+		}
+		defer nc.Close()
+		conns[i], rds[i] = nc, resp.NewReader(bufio.NewReader(nc), resp.Limits{})
+	}
+	pipeline := func(cmds ...[]string) []byte {
+		var b []byte
+		for _, c := range cmds {
+			b = resp.AppendCommand(b, c...)
+		}
+		return b
+	}
+	readN := func(i, n int) error {
+		for range n {
+			if _, err := rds[i].Read(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i, setup := range [][]byte{pipeline([]string{"HELLO", "3"}, []string{"SUBSCRIBE", ch}), pipeline([]string{"HELLO", "3"})} {
+		if _, err := conns[i].Write(setup); err != nil {
+			return nil, err
+		}
+		if err := readN(i, 2-i); err != nil {
+			return nil, err
+		}
+	}
+	release := pipeline([]string{"UNSUBSCRIBE", ch},
+		[]string{"EVAL", "redis.call('LPUSH', KEYS[1], ARGV[1]) redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1", "1", bell, "1", "250"},
+		[]string{"CLIENT", "SETNAME", "idle"})
+	try := pipeline([]string{"BLPOP", bell, ch + "-wake", "5"},
+		[]string{"EVAL", "return redis.call('PTTL', KEYS[1])", "1", ch + "-wake-yield"},
+		[]string{"CLIENT", "SETNAME", ch + "-lock"}, []string{"SUBSCRIBE", ch}, []string{"PUBSUB", "NUMSUB", ch})
+	type wake struct {
+		at  time.Time
+		err error
+	}
+	woken := make(chan wake, 1)
+	holder, waiter := 0, 1
+	samples := make([]time.Duration, 0, n)
+	for range n {
+		if _, err := conns[waiter].Write(try); err != nil {
+			return nil, err
+		}
+		go func(w int) {
+			err := readN(w, 5)
+			woken <- wake{time.Now(), err}
+		}(waiter)
+		time.Sleep(holdFor)
+		start := time.Now()
+		if _, err := conns[holder].Write(release); err != nil {
+			return nil, err // the deferred Close ends the waiter
+		}
+		w := <-woken
+		if w.err != nil {
+			return nil, w.err
+		}
+		samples = append(samples, w.at.Sub(start))
+		if err := readN(holder, 3); err != nil {
+			return nil, err
+		}
+		holder, waiter = waiter, holder
+	}
+	slices.Sort(samples)
+	return samples, nil
+}
+
 // handoff runs waiters+1 contenders of p on one lock. Whoever acquires works
 // holdFor, releases, and rejoins only once someone else has acquired, so
 // exactly `waiters` contenders wait at each release. A sample is the time
@@ -309,26 +400,35 @@ func printHandoff(cfg *config, rs *results) {
 		fmt.Fprintf(w, "The floor under any hand-off, a raw-socket BLPOP woken by an LPUSH from another connection after %v,\n", holdFor)
 		fmt.Fprintf(w, "took %s (p50) from the LPUSH's write to the waiting goroutine's read: p50 × raw is the p50 against it.\n", dur(raw.ns))
 	}
+	design, hasDesign := rs.median("Handoff/raw-blpop-try")
+	if hasDesign {
+		fmt.Fprintf(w, "The floor under this lock's hand-off, the same wake-up from the release's commands in one write, with the\n")
+		fmt.Fprintf(w, "waiter's try written behind its BLPOP, all on raw sockets and nothing of the library, took %s (p50):\n", dur(design.ns))
+		fmt.Fprintln(w, "p50 × design is the p50 against it.")
+	}
 	fmt.Fprintln(w)
 	floor, hasFloor := rs.median("Cycle/ping-rawsocket")
-	t := table{head: []string{"peer", "waiters", "p50", "p50 × PING", "p50 × raw", "p99", "max", "mean", "samples", "notes"}, align: "lrrrrrrrrl"}
+	t := table{head: []string{"peer", "waiters", "p50", "p50 × PING", "p50 × raw", "p50 × design", "p99", "max", "mean", "samples", "notes"}, align: "lrrrrrrrrrl"}
 	for _, p := range cfg.peers {
 		for _, n := range cfg.waiters {
 			name := fmt.Sprintf("Handoff/waiters=%d/%s", n, p.name)
 			note := handoffNotes[name].note()
 			m, ok := rs.median(name)
 			if !ok {
-				t.row(p.name, fmt.Sprint(n), "failed", "", "", "", "", "", "", note)
+				t.row(p.name, fmt.Sprint(n), "failed", "", "", "", "", "", "", "", note)
 				continue
 			}
-			ratio, rawRatio := "–", "–"
+			ratio, rawRatio, designRatio := "–", "–", "–"
 			if hasFloor && floor.ns > 0 {
 				ratio = fmt.Sprintf("%.1f", m.metric("p50-ns")/floor.ns)
 			}
 			if hasRaw && raw.ns > 0 {
 				rawRatio = fmt.Sprintf("%.1f", m.metric("p50-ns")/raw.ns)
 			}
-			t.row(p.name, fmt.Sprint(n), dur(m.metric("p50-ns")), ratio, rawRatio, dur(m.metric("p99-ns")), dur(m.metric("max-ns")),
+			if hasDesign && design.ns > 0 {
+				designRatio = fmt.Sprintf("%.2f", m.metric("p50-ns")/design.ns)
+			}
+			t.row(p.name, fmt.Sprint(n), dur(m.metric("p50-ns")), ratio, rawRatio, designRatio, dur(m.metric("p99-ns")), dur(m.metric("max-ns")),
 				dur(m.ns), fmt.Sprint(m.n), note)
 		}
 	}
