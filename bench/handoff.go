@@ -42,10 +42,16 @@ func runHandoff(cfg *config, rs *results) {
 	} else {
 		rs.add(result{name: "Handoff/raw-blpop", n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
 	}
-	if samples, err := rawTryHandoffs(cfg, cfg.handoffs); err != nil {
-		fmt.Fprintf(cfg.log, "raw hand-off with a try: %v\n", err)
-	} else {
-		rs.add(result{name: "Handoff/raw-blpop-try", n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
+	for _, holderReads := range []bool{false, true} {
+		name := "Handoff/raw-design"
+		if holderReads {
+			name += "-holder-reads"
+		}
+		if samples, err := rawTryHandoffs(cfg, cfg.handoffs, holderReads); err != nil {
+			fmt.Fprintf(cfg.log, "%s: %v\n", name, err)
+		} else {
+			rs.add(result{name: name, n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
+		}
 	}
 	for _, p := range cfg.peers {
 		for _, n := range cfg.waiters {
@@ -197,8 +203,10 @@ func rawHandoffs(cfg *config, n int) ([]time.Duration, error) {
 // the bell: a one-call script (as the yield check), CLIENT SETNAME,
 // SUBSCRIBE and PUBSUB NUMSUB. A sample is the time from the holder's
 // write to the waiting goroutine having read the count. The two
-// connections swap roles each round.
-func rawTryHandoffs(cfg *config, n int) ([]time.Duration, error) {
+// connections swap roles each round. With holderReads, a goroutine of the
+// holder's reads the release's replies as they come, as a lock's reader
+// does (the library's hold worker), rather than after the sample.
+func rawTryHandoffs(cfg *config, n int, holderReads bool) ([]time.Duration, error) {
 	ch := uniqueName("raw-try")
 	bell := ch + "-released"
 	var conns [2]net.Conn
@@ -255,17 +263,24 @@ func rawTryHandoffs(cfg *config, n int) ([]time.Duration, error) {
 			err := readN(w, 5)
 			woken <- wake{time.Now(), err}
 		}(waiter)
+		read := make(chan error, 1)
+		if holderReads {
+			go func(h int) { read <- readN(h, 3) }(holder)
+		}
 		time.Sleep(holdFor)
 		start := time.Now()
 		if _, err := conns[holder].Write(release); err != nil {
-			return nil, err // the deferred Close ends the waiter
+			return nil, err // the deferred Close ends the goroutines
 		}
 		w := <-woken
 		if w.err != nil {
 			return nil, w.err
 		}
 		samples = append(samples, w.at.Sub(start))
-		if err := readN(holder, 3); err != nil {
+		if !holderReads {
+			read <- readN(holder, 3)
+		}
+		if err := <-read; err != nil {
 			return nil, err
 		}
 		holder, waiter = waiter, holder
@@ -400,11 +415,15 @@ func printHandoff(cfg *config, rs *results) {
 		fmt.Fprintf(w, "The floor under any hand-off, a raw-socket BLPOP woken by an LPUSH from another connection after %v,\n", holdFor)
 		fmt.Fprintf(w, "took %s (p50) from the LPUSH's write to the waiting goroutine's read: p50 × raw is the p50 against it.\n", dur(raw.ns))
 	}
-	design, hasDesign := rs.median("Handoff/raw-blpop-try")
+	design, hasDesign := rs.median("Handoff/raw-design")
 	if hasDesign {
 		fmt.Fprintf(w, "The floor under this lock's hand-off, the same wake-up from the release's commands in one write, with the\n")
 		fmt.Fprintf(w, "waiter's try written behind its BLPOP, all on raw sockets and nothing of the library, took %s (p50):\n", dur(design.ns))
 		fmt.Fprintln(w, "p50 × design is the p50 against it.")
+	}
+	if reads, ok := rs.median("Handoff/raw-design-holder-reads"); ok {
+		fmt.Fprintf(w, "The same with a goroutine of the holder's reading the release's replies as they come, as a lock's reader does,\n")
+		fmt.Fprintf(w, "took %s (p50).\n", dur(reads.ns))
 	}
 	fmt.Fprintln(w)
 	floor, hasFloor := rs.median("Cycle/ping-rawsocket")
