@@ -129,12 +129,12 @@ func BenchmarkHandoff(b *testing.B) {
 }
 
 // BenchmarkHeldLocks holds many locks at once in one process and reports
-// the memory (heap and goroutine stacks, and the two apart) and the
-// goroutines each held lock costs.
+// the memory (heap and goroutine stacks, and the two apart, and of the
+// heap the connection's buffers) and the goroutines each held lock costs.
 func BenchmarkHeldLocks(b *testing.B) {
 	const n = 10000
 	s := redistest.Redis(b, "--maxclients", "30000")
-	cl, err := NewClient(ClientConfig{URL: s.URL()})
+	cl, err := NewClient(ClientConfig{URL: s.URL(), MaxIdle: n}) // MaxIdle: to read the buffers after
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -171,5 +171,20 @@ func BenchmarkHeldLocks(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		// The buffers (part of heap), read from the released connections
+		// once the pool has them back: a held one's belongs to its worker.
+		var idle []*conn
+		waitFor(b, func() bool {
+			cl.mu.Lock()
+			idle = slices.Clone(cl.idle[cl.dc.addr])
+			cl.mu.Unlock()
+			return len(idle) == n
+		})
+		buffers := 0
+		for _, c := range idle {
+			buffers += c.rd.Retained() + cap(c.wbuf)
+		}
+		b.ReportMetric(float64(buffers)/n, "buffer-bytes/lock")
+		cl.CloseIdleConnections()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"unsafe"
 )
 
 // Limits bounds what a [Reader] accepts. A zero field takes its default.
@@ -143,6 +144,15 @@ const (
 	shrinkValues = 8
 	shrinkBytes  = 256
 )
+
+// Retained returns how many bytes the Reader keeps between replies: its
+// read buffer, and the string arena and element storage it reuses for
+// the next reply (see Shrink). The slices of the reply last read are not
+// counted beyond that storage.
+func (r *Reader) Retained() int {
+	values := r.stack.room + r.slab.kept()
+	return r.br.Size() + cap(r.arena) + cap(r.line) + values*int(unsafe.Sizeof(Value{}))
+}
 
 // Limits returns the limits in force, defaults filled in.
 func (r *Reader) Limits() Limits { return r.lim }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // Constructors for expected values.
@@ -776,7 +777,13 @@ func TestShrink(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := last.String()
+	if n, min := r.Retained(), 4096+40*int(unsafe.Sizeof(Value{})); n < min {
+		t.Errorf("after a 40-element reply, Retained says %d bytes, want at least %d", n, min)
+	}
 	r.Shrink()
+	if n := r.Retained(); n != 4096+cap(r.arena) {
+		t.Errorf("after Shrink, Retained says %d bytes, want the read buffer and the arena: %d", n, 4096+cap(r.arena))
+	}
 	if last.String() != want {
 		t.Errorf("the last value changed with Shrink: %v, was %v", last, want)
 	}
