@@ -32,7 +32,7 @@ type Client struct {
 	cluster  *clusterMap // cluster mode: the slot map; nil otherwise
 	sentinel *sentinels  // sentinel mode: the primary's finder and watcher; nil otherwise
 
-	mu          sync.Mutex         // guards idle, closed and idleTimer
+	mu          sync.Mutex         // guards idle, closed, idleTimeout and idleTimer
 	idle        map[string][]*conn // idle connections by server address, oldest first
 	closed      bool
 	idleTimeout time.Duration // idle connections older than this are closed; 0: never

@@ -47,8 +47,9 @@ func TestDefaultClientPools(t *testing.T) {
 		}
 	}
 	url := s.URL() + "?protocol=3" // a setting of this test's own
-	var dropped []*Client
-	func() { // the Locks are dropped when it returns: never closed, only released
+	var cl *Client                 // the Locks' default Client
+	// The Locks are dropped when this returns: released, never closed.
+	func() {
 		var locks []*Lock
 		for range 3 {
 			l, err := New("pool", Config{URL: url})
@@ -70,14 +71,13 @@ func TestDefaultClientPools(t *testing.T) {
 				mustDo(t, s, "CONFIG", "RESETSTAT")
 			}
 		}
-		dropped = append(dropped, locks[0].cl)
+		cl = locks[0].cl
 		for _, l := range locks[1:] {
 			if l.cl != locks[0].cl {
 				t.Fatal("Locks with the same settings got different default Clients")
 			}
 		}
 	}()
-	runtime.GC()
 	if n, ok := infoField(t, s.URL(), "stats", "total_connections_received"); !ok {
 		t.Fatal("INFO stats has no total_connections_received")
 	} else if n != "1" { // the INFO's own
@@ -91,18 +91,21 @@ func TestDefaultClientPools(t *testing.T) {
 	waitFor(t, func() bool { return clientConns(t, s) == 0 })
 	goroutinesBack("after CloseIdleConnections")
 
-	// The default pool's own idle timeout, made short for the test (it is
-	// DefaultIdleTimeout): the same Client serves a new Lock with these
-	// settings.
-	cl := dropped[0]
+	// The default pool's own idle timeout, made short for the test: the
+	// same Client serves a new Lock with these settings.
+	const idleTimeout = time.Second
 	cl.mu.Lock()
-	cl.idleTimeout = 200 * time.Millisecond
+	was := cl.idleTimeout
+	cl.idleTimeout = idleTimeout
 	cl.mu.Unlock()
 	t.Cleanup(func() {
 		cl.mu.Lock()
-		cl.idleTimeout = DefaultIdleTimeout
+		cl.idleTimeout = was
 		cl.mu.Unlock()
 	})
+	if was != DefaultIdleTimeout {
+		t.Fatalf("the default pool closes idle connections after %v, want DefaultIdleTimeout (%v)", was, DefaultIdleTimeout)
+	}
 	func() {
 		l, err := New("pool", Config{URL: url})
 		if err != nil {
@@ -113,13 +116,19 @@ func TestDefaultClientPools(t *testing.T) {
 		}
 		mustCycle(t, ctx, l)
 	}()
-	runtime.GC()
-	if n := clientConns(t, s); n < 1 {
-		t.Fatalf("no idle connection kept: %d", n)
-	}
 	start := time.Now()
+	cl.mu.Lock()
+	kept := len(cl.idle[cl.dc.addr])
+	cl.mu.Unlock()
+	if kept < 1 {
+		t.Fatalf("no idle connection kept: %d", kept)
+	}
 	waitFor(t, func() bool { return clientConns(t, s) == 0 })
-	t.Logf("idle connections closed %v after the release", time.Since(start))
+	if d := time.Since(start); d < idleTimeout/2 {
+		t.Errorf("idle connections closed %v after the release, before the idle timeout (%v)", d, idleTimeout)
+	} else {
+		t.Logf("idle connections closed %v after the release", d)
+	}
 	cl.mu.Lock()
 	timer := cl.idleTimer
 	cl.mu.Unlock()

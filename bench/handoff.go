@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -194,14 +195,36 @@ func rawHandoffs(cfg *config, n int) ([]time.Duration, error) {
 	return samples, nil
 }
 
+// The library's release-bell and yield-window scripts (bell.go: ringScript
+// and yieldCheckScript), copied so that the design floor below has the
+// server do the same work; the root package's TestBenchScripts keeps them
+// equal.
+const (
+	libRingScript = `local t = redis.call('TYPE', KEYS[1])
+if type(t) == 'table' then t = t.ok end
+local ours = t == 'none' or (t == 'list' and redis.call('LLEN', KEYS[1]) == 1 and redis.call('LINDEX', KEYS[1], 0) == ARGV[1])
+if not ours then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`
+	libYieldCheckScript = `local t = redis.call('TYPE', KEYS[1])
+if type(t) == 'table' then t = t.ok end
+local v, ms = '', redis.call('PTTL', KEYS[1])
+if t == 'string' then v = redis.call('GET', KEYS[1]) end
+local ours = t == 'none' or (t == 'string' and string.sub(v, 1, #ARGV[1]) == ARGV[1] and ms > 0)
+if not ours or t == 'none' then return {0, ''} end
+return {ms, v}`
+)
+
 // rawTryHandoffs times n hand-offs of this lock's design on raw sockets,
 // with nothing of the library: the floor under pubsublock's hand-off. The
 // holder's connection, subscribed to the channel, writes its release in
-// one write: UNSUBSCRIBE, a script that pushes to the bell (LPUSH,
-// PEXPIRE), CLIENT SETNAME back. The waiter's connection has written its
-// whole try in one write too, held back by the server behind a BLPOP on
-// the bell: a one-call script (as the yield check), CLIENT SETNAME,
-// SUBSCRIBE and PUBSUB NUMSUB. A sample is the time from the holder's
+// one write: UNSUBSCRIBE, the library's script that rings the bell, CLIENT
+// SETNAME back. The waiter's connection has written its whole try in one
+// write too, held back by the server behind a BLPOP on the bell and its
+// wake list: the library's yield-window check, CLIENT SETNAME, SUBSCRIBE
+// and PUBSUB NUMSUB. Every reply is checked. A sample is the time from the holder's
 // write to the waiting goroutine having read the count. The two
 // connections swap roles each round. With holderReads, a goroutine of the
 // holder's reads the release's replies as they come, as a lock's reader
@@ -226,10 +249,21 @@ func rawTryHandoffs(cfg *config, n int, holderReads bool) ([]time.Duration, erro
 		}
 		return b
 	}
+	// readN reads n replies on connection i; none may be an error, a
+	// null (a BLPOP that timed out) or a count other than 1.
 	readN := func(i, n int) error {
+		_ = conns[i].SetReadDeadline(time.Now().Add(10 * time.Second))
 		for range n {
-			if _, err := rds[i].Read(); err != nil {
+			v, err := rds[i].Read()
+			switch {
+			case err != nil:
 				return err
+			case v.Err() != nil:
+				return v.Err()
+			case v.IsNull():
+				return errors.New("the bell did not ring within 5s")
+			case v.Type == resp.TypeArray && len(v.Elems) == 2 && string(v.Elems[0].Str) == ch && v.Elems[1].Int != 1:
+				return fmt.Errorf("PUBSUB NUMSUB counted %d subscribers, want 1", v.Elems[1].Int)
 			}
 		}
 		return nil
@@ -243,10 +277,10 @@ func rawTryHandoffs(cfg *config, n int, holderReads bool) ([]time.Duration, erro
 		}
 	}
 	release := pipeline([]string{"UNSUBSCRIBE", ch},
-		[]string{"EVAL", "redis.call('LPUSH', KEYS[1], ARGV[1]) redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1", "1", bell, "1", "250"},
+		[]string{"EVAL", libRingScript, "1", bell, "pubsublock-bell", "250"},
 		[]string{"CLIENT", "SETNAME", "idle"})
-	try := pipeline([]string{"BLPOP", bell, ch + "-wake", "5"},
-		[]string{"EVAL", "return redis.call('PTTL', KEYS[1])", "1", ch + "-wake-yield"},
+	try := pipeline([]string{"BLPOP", bell, ch + "-wake-1", "5"},
+		[]string{"EVAL", libYieldCheckScript, "1", ch + "-wake-yield", "pubsublock-yield:"},
 		[]string{"CLIENT", "SETNAME", ch + "-lock"}, []string{"SUBSCRIBE", ch}, []string{"PUBSUB", "NUMSUB", ch})
 	type wake struct {
 		at  time.Time

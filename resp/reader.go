@@ -146,9 +146,10 @@ const (
 )
 
 // Retained returns how many bytes the Reader keeps between replies: its
-// read buffer, and the string arena and element storage it reuses for
-// the next reply (see Shrink). The slices of the reply last read are not
-// counted beyond that storage.
+// read buffer (the bufio.Reader given to NewReader, if one was), the
+// string arena and element storage it reuses for the next reply, and the
+// storage of a line longer than the read buffer (see Shrink). It tells
+// what a long-lived Reader, such as a held lock's, costs in memory.
 func (r *Reader) Retained() int {
 	values := r.stack.room + r.slab.kept()
 	return r.br.Size() + cap(r.arena) + cap(r.line) + values*int(unsafe.Sizeof(Value{}))
