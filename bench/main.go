@@ -11,6 +11,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -217,6 +218,7 @@ func printMachine(cfg *config) {
 	t.row("cores (NumCPU / GOMAXPROCS)", fmt.Sprintf("%d / %d", runtime.NumCPU(), runtime.GOMAXPROCS(0)))
 	t.row("OS", runtime.GOOS+"/"+runtime.GOARCH+" "+kernel())
 	t.row("Go", runtime.Version())
+	t.row("pubsublock", revision())
 	t.row("redis-server", cfg.srv.version+" on "+cfg.srv.addr+" (loopback, --save \"\" --appendonly no)")
 	t.row("peers", peerVersions())
 	mode := fmt.Sprintf("benchtime %v, count %d, %d hand-offs per row", cfg.benchtime, cfg.count, cfg.handoffs)
@@ -244,6 +246,21 @@ var cpuOnce = sync.OnceValue(func() string {
 })
 
 func cpuModel() string { return cpuOnce() }
+
+// revision is the commit of the working tree the bench runs in, with
+// "+changes" when it differs from it, as git tells (the bench builds the
+// library from the directory above: see go.mod's replace).
+func revision() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown (no git)"
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		rev += "+changes"
+	}
+	return "commit " + rev
+}
 
 // loadAvg is the 1, 5 and 15 minute load average, from /proc/loadavg.
 func loadAvg() string {
