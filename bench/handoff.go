@@ -144,6 +144,27 @@ func idlePings(cfg *config, n int) ([]time.Duration, error) {
 	return samples, nil
 }
 
+// rawPair dials two raw connections to the bench's server, each with a
+// reader; done closes them.
+func rawPair(cfg *config) (conns [2]net.Conn, rds [2]*resp.Reader, done func(), err error) {
+	done = func() {
+		for _, nc := range conns {
+			if nc != nil {
+				nc.Close()
+			}
+		}
+	}
+	for i := range conns {
+		nc, err := net.Dial("tcp", cfg.srv.addr)
+		if err != nil {
+			done()
+			return conns, rds, nil, err
+		}
+		conns[i], rds[i] = nc, resp.NewReader(bufio.NewReader(nc), resp.Limits{})
+	}
+	return conns, rds, done, nil
+}
+
 // rawHandoffs times n hand-offs between two raw sockets, the floor under
 // any lock's: one connection waits in BLPOP, read by a goroutine of its
 // own, and the other, after holdFor, LPUSHes; a sample is the time from
@@ -151,16 +172,11 @@ func idlePings(cfg *config, n int) ([]time.Duration, error) {
 // reply.
 func rawHandoffs(cfg *config, n int) ([]time.Duration, error) {
 	key := uniqueName("raw-handoff")
-	var conns [2]net.Conn
-	var rds [2]*resp.Reader
-	for i := range conns {
-		nc, err := net.Dial("tcp", cfg.srv.addr)
-		if err != nil {
-			return nil, err
-		}
-		defer nc.Close()
-		conns[i], rds[i] = nc, resp.NewReader(bufio.NewReader(nc), resp.Limits{})
+	conns, rds, done, err := rawPair(cfg)
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	blpop := resp.AppendCommand(nil, "BLPOP", key, "5")
 	push := resp.AppendCommand(nil, "LPUSH", key, "1")
 	samples := make([]time.Duration, 0, n)
@@ -232,16 +248,11 @@ return {ms, v}`
 func rawTryHandoffs(cfg *config, n int, holderReads bool) ([]time.Duration, error) {
 	ch := uniqueName("raw-try")
 	bell := ch + "-released"
-	var conns [2]net.Conn
-	var rds [2]*resp.Reader
-	for i := range conns {
-		nc, err := net.Dial("tcp", cfg.srv.addr)
-		if err != nil {
-			return nil, err
-		}
-		defer nc.Close()
-		conns[i], rds[i] = nc, resp.NewReader(bufio.NewReader(nc), resp.Limits{})
+	conns, rds, done, err := rawPair(cfg)
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	pipeline := func(cmds ...[]string) []byte {
 		var b []byte
 		for _, c := range cmds {
