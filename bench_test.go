@@ -189,10 +189,11 @@ func BenchmarkHeldLocks(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if measured < n/2 {
-			b.Fatalf("the buffers of only %d held locks of %d were read before their workers started", measured, n)
+		// A hold whose connection cannot be polled (not Linux, TLS)
+		// starts its worker at once: its buffers are not read.
+		if measured > 0 {
+			b.ReportMetric(float64(buffers)/float64(measured), "buffer-bytes/lock")
 		}
-		b.ReportMetric(float64(buffers)/float64(measured), "buffer-bytes/lock")
 	}
 }
 

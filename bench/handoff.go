@@ -144,6 +144,54 @@ func idlePings(cfg *config, n int) ([]time.Duration, error) {
 	return samples, nil
 }
 
+// readReplies reads one reply from rd per check, with a read deadline on
+// nc so that a silent server fails the floor rather than hangs it. An
+// error reply fails; so does a reply its check rejects (a nil check takes
+// any other).
+func readReplies(nc net.Conn, rd *resp.Reader, checks ...func(resp.Value) error) error {
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, check := range checks {
+		v, err := rd.Read()
+		switch {
+		case err != nil:
+			return err
+		case v.Err() != nil:
+			return v.Err()
+		case check != nil:
+			if err := check(v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rang checks that a BLPOP returned an element rather than timing out.
+func rang(v resp.Value) error {
+	if v.IsNull() {
+		return errors.New("BLPOP timed out: nothing was pushed")
+	}
+	return nil
+}
+
+// isOne checks an integer reply of 1: the ring script rang.
+func isOne(v resp.Value) error {
+	if v.Type != resp.TypeInteger || v.Int != 1 {
+		return fmt.Errorf("got %v, want 1", v)
+	}
+	return nil
+}
+
+// numsubOne checks a PUBSUB NUMSUB reply for channel ch: 1 subscriber.
+func numsubOne(ch string) func(resp.Value) error {
+	return func(v resp.Value) error {
+		if len(v.Elems) != 2 || string(v.Elems[0].Str) != ch || v.Elems[1].Int != 1 {
+			return fmt.Errorf("PUBSUB NUMSUB answered %v, want 1 subscriber to %s", v, ch)
+		}
+		return nil
+	}
+}
+
 // rawPair dials two raw connections to the bench's server, each with a
 // reader; done closes them.
 func rawPair(cfg *config) (conns [2]net.Conn, rds [2]*resp.Reader, done func(), err error) {
@@ -190,7 +238,7 @@ func rawHandoffs(cfg *config, n int) ([]time.Duration, error) {
 			return nil, err
 		}
 		go func() {
-			_, err := rds[0].Read()
+			err := readReplies(conns[0], rds[0], rang)
 			woken <- wake{time.Now(), err}
 		}()
 		time.Sleep(holdFor)
@@ -203,7 +251,7 @@ func rawHandoffs(cfg *config, n int) ([]time.Duration, error) {
 			return nil, w.err
 		}
 		samples = append(samples, w.at.Sub(start))
-		if _, err := rds[1].Read(); err != nil {
+		if err := readReplies(conns[1], rds[1], nil); err != nil {
 			return nil, err
 		}
 	}
@@ -240,7 +288,8 @@ return {ms, v}`
 // SETNAME back. The waiter's connection has written its whole try in one
 // write too, held back by the server behind a BLPOP on the bell and its
 // wake list: the library's yield-window check, CLIENT SETNAME, SUBSCRIBE
-// and PUBSUB NUMSUB. Every reply is checked. A sample is the time from the holder's
+// and PUBSUB NUMSUB. The replies are checked: the bell rang, the try
+// counted 1 subscriber. A sample is the time from the holder's
 // write to the waiting goroutine having read the count. The two
 // connections swap roles each round. With holderReads, a goroutine of the
 // holder's reads the release's replies as they come, as a lock's reader
@@ -260,30 +309,14 @@ func rawTryHandoffs(cfg *config, n int, holderReads bool) ([]time.Duration, erro
 		}
 		return b
 	}
-	// readN reads n replies on connection i; none may be an error, a
-	// null (a BLPOP that timed out) or a count other than 1.
-	readN := func(i, n int) error {
-		_ = conns[i].SetReadDeadline(time.Now().Add(10 * time.Second))
-		for range n {
-			v, err := rds[i].Read()
-			switch {
-			case err != nil:
-				return err
-			case v.Err() != nil:
-				return v.Err()
-			case v.IsNull():
-				return errors.New("the bell did not ring within 5s")
-			case v.Type == resp.TypeArray && len(v.Elems) == 2 && string(v.Elems[0].Str) == ch && v.Elems[1].Int != 1:
-				return fmt.Errorf("PUBSUB NUMSUB counted %d subscribers, want 1", v.Elems[1].Int)
-			}
-		}
-		return nil
-	}
+	// The replies to the release and to the try, each checked.
+	released := func(i int) error { return readReplies(conns[i], rds[i], nil, isOne, nil) }
+	tried := func(i int) error { return readReplies(conns[i], rds[i], rang, nil, nil, nil, numsubOne(ch)) }
 	for i, setup := range [][]byte{pipeline([]string{"HELLO", "3"}, []string{"SUBSCRIBE", ch}), pipeline([]string{"HELLO", "3"})} {
 		if _, err := conns[i].Write(setup); err != nil {
 			return nil, err
 		}
-		if err := readN(i, 2-i); err != nil {
+		if err := readReplies(conns[i], rds[i], make([]func(resp.Value) error, 2-i)...); err != nil {
 			return nil, err
 		}
 	}
@@ -305,12 +338,12 @@ func rawTryHandoffs(cfg *config, n int, holderReads bool) ([]time.Duration, erro
 			return nil, err
 		}
 		go func(w int) {
-			err := readN(w, 5)
+			err := tried(w)
 			woken <- wake{time.Now(), err}
 		}(waiter)
 		read := make(chan error, 1)
 		if holderReads {
-			go func(h int) { read <- readN(h, 3) }(holder)
+			go func(h int) { read <- released(h) }(holder)
 		}
 		time.Sleep(holdFor)
 		start := time.Now()
@@ -323,7 +356,7 @@ func rawTryHandoffs(cfg *config, n int, holderReads bool) ([]time.Duration, erro
 		}
 		samples = append(samples, w.at.Sub(start))
 		if !holderReads {
-			read <- readN(holder, 3)
+			read <- released(holder)
 		}
 		if err := <-read; err != nil {
 			return nil, err
