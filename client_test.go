@@ -36,16 +36,6 @@ func TestDefaultClientPools(t *testing.T) {
 	s := redistest.Redis(t)
 	ctx := context.Background()
 	base := runtime.NumGoroutine()
-	goroutinesBack := func(when string) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > base {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d goroutines, %d before the Locks", when, runtime.NumGoroutine(), base)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 	url := s.URL() + "?protocol=3" // a setting of this test's own
 	var cl *Client                 // the Locks' default Client
 	// The Locks are dropped when this returns: released, never closed.
@@ -60,12 +50,7 @@ func TestDefaultClientPools(t *testing.T) {
 		}
 		for round := range 3 {
 			for _, l := range locks {
-				if err := l.Acquire(ctx); err != nil {
-					t.Fatal(err)
-				}
-				if err := l.Release(ctx); err != nil {
-					t.Fatal(err)
-				}
+				mustCycle(t, ctx, l)
 			}
 			if round == 0 {
 				mustDo(t, s, "CONFIG", "RESETSTAT")
@@ -83,13 +68,13 @@ func TestDefaultClientPools(t *testing.T) {
 	} else if n != "1" { // the INFO's own
 		t.Errorf("Locks without a Client dialed %s connections in 6 warm cycles, want none", n)
 	}
-	goroutinesBack("dropped Locks")
+	goroutinesBack(t, base, "after the Locks were dropped")
 	if n := clientConns(t, s); n < 1 {
 		t.Fatalf("no idle connection kept: %d", n)
 	}
 	CloseIdleConnections()
 	waitFor(t, func() bool { return clientConns(t, s) == 0 })
-	goroutinesBack("after CloseIdleConnections")
+	goroutinesBack(t, base, "after CloseIdleConnections")
 
 	// The default pool's own idle timeout, made short for the test: the
 	// same Client serves a new Lock with these settings.
@@ -135,7 +120,7 @@ func TestDefaultClientPools(t *testing.T) {
 	if timer != nil {
 		t.Error("the idle timer is still set with no idle connection")
 	}
-	goroutinesBack("after the idle timeout")
+	goroutinesBack(t, base, "after the idle timeout")
 }
 
 // TestDefaultClientAfterRestart: a Lock without a Client whose pooled

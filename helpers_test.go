@@ -155,22 +155,27 @@ func waitUntil(t testing.TB, limit time.Duration, what string, cond func() bool)
 func leakCheck(t testing.TB) {
 	t.Helper()
 	base := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= base {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutine leak: %d goroutines, %d before the test\n%s", n, base, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+	t.Cleanup(func() { goroutinesBack(t, base, "once the test was done") })
+}
+
+// goroutinesBack fails t if no more than base goroutines run within a few
+// seconds (they may take a moment to exit), and shows them all.
+func goroutinesBack(t testing.TB, base int, when string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= base {
+			return
 		}
-	})
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Errorf("goroutine leak %s: %d goroutines, %d before\n%s", when, n, base, buf)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // lockedBuffer collects what many goroutines write: a logger's output, a

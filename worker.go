@@ -578,6 +578,9 @@ func (h *hold) release(ctx context.Context) error {
 		// (Release returns lostErr below).
 		h.c.fatal(err)
 	} else if yield {
+		// Recorded now even where the worker opens the window once
+		// drained (yieldAfter), so that this Lock's next Acquire cannot
+		// come first; answerLate records it again when it opens.
 		h.s.yielded()
 	}
 	// A server that never answers cannot keep the connection, and the

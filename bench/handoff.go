@@ -33,25 +33,20 @@ type handoffStats struct {
 var handoffNotes = map[string]handoffStats{}
 
 func runHandoff(cfg *config, rs *results) {
-	if samples, err := idlePings(cfg, cfg.handoffs); err != nil {
-		fmt.Fprintf(cfg.log, "idle PING: %v\n", err)
-	} else {
-		rs.add(result{name: "Handoff/idle-ping", n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
-	}
-	if samples, err := rawHandoffs(cfg, cfg.handoffs); err != nil {
-		fmt.Fprintf(cfg.log, "raw hand-off: %v\n", err)
-	} else {
-		rs.add(result{name: "Handoff/raw-blpop", n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
-	}
-	for _, holderReads := range []bool{false, true} {
-		name := "Handoff/raw-design"
-		if holderReads {
-			name += "-holder-reads"
-		}
-		if samples, err := rawTryHandoffs(cfg, cfg.handoffs, holderReads); err != nil {
-			fmt.Fprintf(cfg.log, "%s: %v\n", name, err)
+	// The floors, each recorded as its p50.
+	for _, f := range []struct {
+		name  string
+		floor func(cfg *config, n int) ([]time.Duration, error)
+	}{
+		{"Handoff/idle-ping", idlePings},
+		{"Handoff/raw-blpop", rawHandoffs},
+		{"Handoff/raw-design", func(cfg *config, n int) ([]time.Duration, error) { return rawTryHandoffs(cfg, n, false) }},
+		{"Handoff/raw-design-holder-reads", func(cfg *config, n int) ([]time.Duration, error) { return rawTryHandoffs(cfg, n, true) }},
+	} {
+		if samples, err := f.floor(cfg, cfg.handoffs); err != nil {
+			fmt.Fprintf(cfg.log, "%s: %v\n", f.name, err)
 		} else {
-			rs.add(result{name: name, n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
+			rs.add(result{name: f.name, n: len(samples), ns: float64(percentile(samples, 50)), bytes: -1, allocs: -1})
 		}
 	}
 	for _, p := range cfg.peers {

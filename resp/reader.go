@@ -147,10 +147,10 @@ const (
 
 // Retained returns how many bytes the Reader keeps between replies: its
 // read buffer (the bufio.Reader given to NewReader, or the 4 KiB one it
-// made), the
-// string arena and element storage it reuses for the next reply, and the
-// storage of a line longer than the read buffer (see Shrink). It tells
-// what a long-lived Reader, such as a held lock's, costs in memory.
+// made), the string arena and element storage it reuses for the next
+// reply, and the storage of a line longer than the read buffer (see
+// Shrink). It tells what a long-lived Reader, such as a held lock's,
+// costs in memory.
 func (r *Reader) Retained() int {
 	values := r.stack.room + r.slab.kept()
 	return r.br.Size() + cap(r.arena) + cap(r.line) + values*int(unsafe.Sizeof(Value{}))
